@@ -1,0 +1,52 @@
+"""What the serving simulator asks of a backend: durations and capacities, never hardware details.
+
+The cost-model side (`harness/step/serving.py`) implements this for a (prefill deployment, decode deployment) pair
+of a hardware backend; the event loop only ever talks to this protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class ServingCosts(Protocol):
+    """Durations (seconds) and capacities for one backend's prefill and decode instances."""
+
+    backend: str                         # hardware spec name, e.g. "cloudmatrix384", "h100-ib"
+    prefill_chips: int                   # chips in one prefill instance
+    decode_chips: int                    # chips in one decode instance
+    prefill_token_budget_per_chip: int   # max new tokens per chip in one prefill step (paper: 16,384)
+    prefill_chunk_tokens: int | None     # longest prompt piece per step when the deployment chunks, else None
+    decode_batch_cap_per_chip: int       # max concurrent decode requests per chip
+    decode_kv_capacity_tokens: int       # KV tokens one decode instance can hold (all chips)
+    prefill_kv_capacity_tokens: int      # KV tokens one prefill instance can hold while computing
+    max_context_tokens: int              # longest input + output the LLM accepts
+    mtp_draft_tokens: int                # speculative tokens per decode step (0: no MTP)
+    mtp_accept: float                    # probability each draft token is accepted
+    cost_per_chip_hour_usd: float
+    kv_bytes_per_token: int
+
+    def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
+        """One prefill step of one instance over a batch of prompt pieces.
+
+        new_tokens[i]: tokens computed for piece i; cached_tokens[i]: tokens of that request already in KV (a
+        cache hit or an earlier chunk) that attention still reads."""
+        ...
+
+    def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
+        """One decode step (all chips of an instance in lockstep) at this batch per chip and mean KV length."""
+        ...
+
+    def kv_transfer_s(self, tokens: int) -> float:
+        """Move one request's KV (`tokens` long) from its prefill instance to its decode instance."""
+        ...
+
+    def cache_read_s(self, tokens: int, remote: bool) -> float:
+        """Fetch `tokens` of cached prefix KV from the context-cache pool into a prefill instance."""
+        ...
+
+    def cache_write_s(self, tokens: int, remote: bool) -> float:
+        """Write `tokens` of new prefix KV back to the context-cache pool (asynchronous to compute)."""
+        ...

@@ -27,6 +27,10 @@ class ServingCosts(Protocol):
     mtp_accept: float                    # probability each draft token is accepted
     cost_per_chip_hour_usd: float
     kv_bytes_per_token: int
+    cache_pool_bytes: int                # DRAM context-cache capacity serving this backend's prefill pool
+    cache_ssd_bytes: int                 # SSD tier behind it (0: none)
+    cache_uniform_access: bool           # True: any prefill instance reads any block at one cost (UB-pooled
+                                         # DRAM); False: a block is local to one node, remote reads pay more
 
     def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
         """One prefill step of one instance over a batch of prompt pieces.

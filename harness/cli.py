@@ -13,6 +13,7 @@ from harness.errors import InputError
 # Each entry is "module:attribute" of a click command or group; one line per command family.
 _COMMANDS = [
     "harness.commands.trace:trace",
+    "harness.commands.gate:gate",
 ]
 
 

@@ -1,0 +1,43 @@
+"""Options shared by every command that reads a trace, and the one call that loads and shapes it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from harness.trace import Workload, load_trace, shape
+from harness.trace.formats import FORMATS
+
+_OPTIONS = [
+    click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+                 help="Trace format; detected from the file's content when omitted."),
+    click.option("--strict", is_flag=True, help="Reject timestamps that go backwards instead of sorting them."),
+    click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep only the first N requests."),
+    click.option("--window", metavar="START:END", default=None,
+                 help="Keep requests arriving in [START, END) seconds from the trace start (either side optional)."),
+    click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Multiply arrival times by F (0.1 = ten times denser traffic)."),
+    click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+                 help="Rescale arrival times to a mean rate of R requests/s."),
+]
+
+
+def trace_input_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --format, --strict, --limit, --window, --time-scale and --rate (keyword names below) to a command."""
+    for option in reversed(_OPTIONS):
+        command = option(command)
+    return command
+
+
+def load_shaped(path: str | Path, *, fmt: str | None = None, strict: bool = False, limit: int | None = None,
+                window: str | None = None, time_scale: float | None = None, rate: float | None = None,
+                warn: bool = True) -> Workload:
+    """Load a trace (path or bundled short name) and shape it; loader notes go to stderr as warnings."""
+    workload = load_trace(path, fmt, strict=strict)
+    if warn:
+        for note in workload.notes:
+            click.echo(f"warning: {workload.source_path}: {note}", err=True)
+    return shape(workload, limit=limit, window=window, time_scale=time_scale, rate=rate)

@@ -1,0 +1,64 @@
+"""Opening a trace file: gzip transparently, the container (CSV / JSON Lines / Parquet) sniffed from content."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import InputError
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_PARQUET_MAGIC = b"PAR1"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A trace file's bytes (or its path when uncompressed, so polars can memory-map it) and container kind."""
+
+    path: Path
+    data: Path | bytes        # what polars reads: the path itself, or the decompressed bytes
+    container: str            # "csv" | "jsonl" | "parquet"
+    compressed: bool
+
+    def reader(self) -> Path | io.BytesIO:
+        return self.data if isinstance(self.data, Path) else io.BytesIO(self.data)
+
+    def text_lines(self) -> list[str]:
+        """All lines as text; only used on the error path to locate a bad line exactly."""
+        raw = self.data.read_bytes() if isinstance(self.data, Path) else self.data
+        return raw.decode("utf-8", errors="replace").splitlines()
+
+
+def open_source(path: Path) -> Source:
+    """Read enough of `path` to know how to parse it; decompress gzip fully (a broken stream fails here)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except IsADirectoryError:
+        raise InputError("is a directory, not a trace file", path=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
+    data: Path | bytes = path
+    compressed = head.startswith(_GZIP_MAGIC)
+    if compressed:
+        try:
+            data = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(f"broken gzip stream ({exc})", path=str(path)) from None
+        head = data[:4096]
+    else:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    return Source(path=path, data=data, container=_container(head, path), compressed=compressed)
+
+
+def _container(head: bytes, path: Path) -> str:
+    if head.startswith(_PARQUET_MAGIC):
+        return "parquet"
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if not text:
+        raise InputError("empty file: no header and no requests", path=str(path))
+    return "jsonl" if text.startswith(b"{") else "csv"

@@ -1,0 +1,78 @@
+"""Importer for Chakra execution traces in their JSON form (`{"workload_graph": [{Id, Name, NodeType, runtime,
+data_deps, ctrlDeps, is_cpu_op}]}`).
+
+The device op graph keeps the GPU nodes: compute nodes on stream "compute", communication nodes
+(NodeType 7) on stream "comm", each in Id order as the ET feeder issues them. A GPU node depends on its
+nearest GPU ancestors through data and control deps, looking through CPU nodes (host ops are not re-timed).
+Chakra JSON carries no timestamps, so there is no recorded timeline to check an identity replay against.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.errors import InputError
+from harness.ops.graph import Op, OpGraph
+from harness.ops.kineto import open_maybe_gzip
+
+COMM_NODE = 7
+
+
+def load_chakra(path: str | Path) -> OpGraph:
+    path = Path(path)
+    try:
+        with open_maybe_gzip(path) as f:
+            data = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg}", path=str(path), where=f"line {exc.lineno}") from None
+    except (EOFError, OSError) as exc:
+        raise InputError(f"cannot read: {exc}", path=str(path)) from None
+    nodes = data.get("workload_graph") if isinstance(data, dict) else None
+    if not isinstance(nodes, list):
+        raise InputError("not a Chakra JSON trace: no 'workload_graph' list", path=str(path))
+    by_id: dict[int, dict] = {}
+    for i, node in enumerate(nodes):
+        where = f"node {i}"
+        if not isinstance(node, dict):
+            raise InputError("node is not a JSON object", path=str(path), where=where)
+        for key in ("Id", "Name", "NodeType"):
+            if key not in node:
+                raise InputError("missing", path=str(path), where=where, field=key)
+        runtime = node.get("runtime", 0)
+        if isinstance(runtime, bool) or not isinstance(runtime, (int, float)) or runtime < 0:
+            raise InputError(f"must be a non-negative number, got {runtime!r}", path=str(path), where=where,
+                             field="runtime")
+        by_id[node["Id"]] = node
+    gpu_ids = sorted(i for i, n in by_id.items() if not n.get("is_cpu_op", True))
+    if not gpu_ids:
+        raise InputError("no GPU nodes (is_cpu_op false) in this Chakra trace", path=str(path))
+    index = {nid: k for k, nid in enumerate(gpu_ids)}
+    memo: dict[int, frozenset[int]] = {}
+
+    def gpu_ancestors(nid: int) -> frozenset[int]:
+        # Iterative DFS over CPU nodes; a GPU parent stops the walk.
+        if nid in memo:
+            return memo[nid]
+        found: set[int] = set()
+        stack, seen = [nid], {nid}
+        while stack:
+            node = by_id[stack.pop()]
+            for parent in list(node.get("data_deps", [])) + list(node.get("ctrlDeps", [])):
+                if parent not in by_id or parent in seen:
+                    continue
+                seen.add(parent)
+                if parent in index:
+                    found.add(index[parent])
+                else:
+                    stack.append(parent)
+        memo[nid] = frozenset(found)
+        return memo[nid]
+
+    ops = []
+    for nid in gpu_ids:
+        node = by_id[nid]
+        deps = sorted(gpu_ancestors(nid))
+        ops.append(Op(name=str(node["Name"]), stream="comm" if node["NodeType"] == COMM_NODE else "compute",
+                      duration_s=float(node.get("runtime", 0)) * 1e-6, deps=deps))
+    return OpGraph(ops, {"format": "chakra-json", "source": str(path), "cpu_nodes": len(by_id) - len(gpu_ids)})

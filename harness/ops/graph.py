@@ -1,0 +1,55 @@
+"""The op graph every importer produces: GPU ops on streams, with work estimates and dependencies.
+
+Stream semantics are CUDA's: ops on one stream run in list order (FIFO); `deps` adds cross-stream (or any)
+dependencies by op index. Recorded times are kept when the source is a measured trace, so a replay can be
+checked against them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CATEGORIES = (
+    "gemm", "grouped_gemm", "attention", "moe_dispatch", "moe_combine", "all_reduce", "all_gather",
+    "all_to_all", "reduce_scatter", "send_recv", "norm", "elementwise", "copy", "other",
+)
+COMM_CATEGORIES = frozenset({"moe_dispatch", "moe_combine", "all_reduce", "all_gather", "all_to_all",
+                             "reduce_scatter", "send_recv"})
+
+
+@dataclass(slots=True)
+class Op:
+    """One GPU op. Times in seconds; work in FLOPs and bytes (0 where not known)."""
+
+    name: str
+    stream: str
+    duration_s: float
+    category: str = "other"
+    start_s: float | None = None  # recorded start, relative to the trace's first op; None for synthetic graphs
+    deps: list[int] = field(default_factory=list)
+    flops: float = 0.0
+    bytes_moved: float = 0.0
+    bytes_sent: float = 0.0
+    group_ranks: int = 0  # communication group size, where known
+    annotation: str = ""  # innermost enclosing user annotation (e.g. "attn(F)")
+    layer: int = -1  # index of that annotation's occurrence, where annotations repeat per layer
+    classified: bool = True  # False: no rule matched, category is the fallback "other"
+
+
+@dataclass(slots=True)
+class OpGraph:
+    ops: list[Op]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def streams(self) -> list[str]:
+        return sorted({op.stream for op in self.ops}, key=_stream_key)
+
+    def recorded_span_s(self) -> float | None:
+        if not self.ops or any(op.start_s is None for op in self.ops):
+            return None
+        return max(op.start_s + op.duration_s for op in self.ops) - min(op.start_s for op in self.ops)
+
+
+def _stream_key(stream: str) -> tuple[int, str]:
+    return (0, f"{int(stream):012d}") if stream.lstrip("-").isdigit() else (1, stream)

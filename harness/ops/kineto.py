@@ -1,0 +1,325 @@
+"""Streaming importer for PyTorch profiler / Kineto Chrome-trace JSON (`.json` or `.json.gz`).
+
+Events are read one at a time with ijson and only the fields needed are kept, so memory stays a small
+multiple of the number of GPU ops, not of the file size.
+
+Dependencies built:
+- stream order (implicit in the op graph);
+- `cuda_sync` "Stream Wait Event" GPU events (newer Kineto): the first op on the waiting stream after the
+  wait depends on the last op launched on `wait_on_stream` before the recorded event (by correlation id,
+  which grows with launch order);
+- where a trace has no `cuda_sync` events, `cudaStreamWaitEvent` runtime calls: the next op launched after
+  the call waits on the last op launched before it on another stream. Kineto does not record which event
+  or stream the call names, so an edge that contradicts the recorded timeline (the dependency ending after
+  the waiter started) cannot be real and is dropped; the count is kept in `meta["sync_edges_dropped"]`.
+Launches are tied to GPU ops by `args.correlation` (the id the `ac2g` / `async_gpu` flow events carry).
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+import ijson
+
+from harness.errors import InputError
+from harness.ops.graph import Op, OpGraph
+
+# Every phase of the Chrome Trace Event format; anything else is rejected.
+PHASES = frozenset("BEXiIbneCstfPNODMVvRc()")
+GPU_CATS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
+            "gpu_memset": "memset", "Memset": "memset"}
+RUNTIME_CATS = frozenset({"cuda_runtime", "Runtime", "cuda_driver"})
+ANNOTATION_CATS = frozenset({"user_annotation", "gpu_user_annotation"})
+NCCL_DTYPE_BYTES = {"Float": 4, "Half": 2, "BFloat16": 2, "Double": 8, "Int": 4, "Long": 8, "Byte": 1,
+                    "Char": 1, "Float8_e4m3fn": 1, "Float8_e5m2": 1, "Bool": 1}
+MM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"})
+
+
+def open_maybe_gzip(path: Path) -> BinaryIO:
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _first_char(path: Path) -> bytes:
+    with open_maybe_gzip(path) as f:
+        while True:
+            c = f.read(1)
+            if not c or not c.isspace():
+                return c
+
+
+def iter_events(path: Path):
+    """Yield (index, event) from a Chrome trace (object with traceEvents, or bare array), with clear errors."""
+    first = _first_char(path)
+    if first not in (b"{", b"["):
+        raise InputError("not a Chrome trace: expected a JSON object or array", path=str(path))
+    prefix = "traceEvents.item" if first == b"{" else "item"
+    index = -1
+    try:
+        with open_maybe_gzip(path) as f:
+            for index, event in enumerate(ijson.items(f, prefix, use_float=True)):  # noqa: B007
+                yield index, event
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(f"truncated or corrupt gzip after event {index} ({exc})", path=str(path)) from None
+    except ijson.common.JSONError as exc:
+        raise InputError(f"malformed JSON after event {index}: {exc}", path=str(path)) from None
+
+
+def _num(event: dict, key: str, path: Path, index: int) -> float:
+    value = event.get(key)
+    if value is None:
+        raise InputError("missing", path=str(path), where=f"event {index}", field=key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"must be a number, got {value!r}", path=str(path), where=f"event {index}", field=key)
+    return float(value)
+
+
+def load_kineto(path: str | Path) -> OpGraph:
+    path = Path(path)
+    gpu: list[tuple] = []  # (ts_us, dur_us, stream, name, correlation, kind, args-subset)
+    launch_ts: dict[int, float] = {}  # correlation -> CPU launch time (us)
+    launch_tid: dict[int, object] = {}  # correlation -> launching CPU thread
+    waits: list[tuple[int, object]] = []  # cudaStreamWaitEvent: (correlation, CPU thread)
+    syncs: list[tuple[float, str, str, int]] = []  # cuda_sync stream waits: (ts, stream, wait_on_stream, record corr)
+    annotations: list[tuple[float, float, str]] = []  # CPU user annotations (ts, end, name)
+    gpu_annotations: list[tuple[float, float, str, str]] = []  # (ts, end, name, stream)
+    shapes: dict[int, tuple[str, list]] = {}  # External id -> (op name, Input Dims) for matmul-like cpu ops
+    count = 0
+    for index, event in iter_events(path):
+        count += 1
+        if not isinstance(event, dict):
+            raise InputError("event is not a JSON object", path=str(path), where=f"event {index}")
+        ph = event.get("ph")
+        if ph is None:
+            raise InputError("missing", path=str(path), where=f"event {index}", field="ph")
+        if ph not in PHASES:
+            raise InputError(f"unknown phase {ph!r}", path=str(path), where=f"event {index}", field="ph")
+        if ph == "M":
+            continue
+        ts = _num(event, "ts", path, index)
+        if ph != "X":
+            continue
+        dur = _num(event, "dur", path, index)
+        if dur < 0:
+            raise InputError(f"negative duration {dur}", path=str(path), where=f"event {index}", field="dur")
+        cat = event.get("cat")
+        args = event.get("args") or {}
+        if cat in GPU_CATS:
+            stream = args.get("stream", event.get("tid"))
+            corr = args.get("correlation", -1)
+            extra = {k: args[k] for k in ("Collective name", "In msg nelems", "dtype", "Group size", "bytes",
+                                          "External id") if k in args}
+            gpu.append((ts, dur, str(stream), str(event.get("name", "")), int(corr), GPU_CATS[cat], extra))
+        elif cat in RUNTIME_CATS:
+            corr = args.get("correlation")
+            if corr is not None:
+                launch_ts[int(corr)] = ts
+                launch_tid[int(corr)] = event.get("tid")
+                if event.get("name") == "cudaStreamWaitEvent":
+                    waits.append((int(corr), event.get("tid")))
+        elif cat == "cuda_sync":
+            if args.get("cuda_sync_kind") == "Stream Wait Event" and args.get("wait_on_stream", -1) != -1:
+                syncs.append((ts, str(args.get("stream")), str(args["wait_on_stream"]),
+                               int(args.get("wait_on_cuda_event_record_corr_id", -1))))
+        elif cat == "user_annotation":
+            annotations.append((ts, ts + dur, str(event.get("name", ""))))
+        elif cat == "gpu_user_annotation":
+            gpu_annotations.append((ts, ts + dur, str(event.get("name", "")), str(event.get("tid"))))
+        elif cat == "cpu_op" and event.get("name") in MM_OPS and "Input Dims" in args:
+            ext = args.get("External id")
+            if ext is not None:
+                shapes[int(ext)] = (event["name"], args["Input Dims"])
+    if count == 0:
+        raise InputError("no trace events", path=str(path))
+    if not gpu:
+        raise InputError("no GPU kernels in this trace (no events with cat 'kernel', 'gpu_memcpy' or 'gpu_memset')",
+                         path=str(path))
+    return _build(path, gpu, launch_ts, launch_tid, waits, syncs, annotations, gpu_annotations, shapes)
+
+
+def _build(path, gpu, launch_ts, launch_tid, waits, syncs, annotations, gpu_annotations, shapes) -> OpGraph:
+    gpu.sort(key=lambda g: (g[0], g[4]))
+    t0 = gpu[0][0]
+    ops: list[Op] = []
+    for ts, dur, stream, name, _corr, _kind, extra in gpu:
+        op = Op(name=name, stream=stream, duration_s=dur * 1e-6, start_s=(ts - t0) * 1e-6)
+        _work_from_args(op, extra, shapes)
+        ops.append(op)
+    corr = [g[4] for g in gpu]
+    _annotate(ops, gpu, launch_ts, annotations, gpu_annotations)
+    dropped = _sync_from_cuda_sync(ops, gpu, corr, syncs) if syncs else _sync_from_wait_calls(ops, corr, waits, launch_tid)
+    sync_edges = sum(len(o.deps) for o in ops)
+    meta = {"format": "kineto", "source": str(path), "sync_edges": sync_edges, "sync_edges_dropped": dropped,
+            "idle_anchor_edges": _anchor_idle_ops(ops)}
+    return OpGraph(ops, meta)
+
+
+def _work_from_args(op: Op, extra: dict, shapes: dict) -> None:
+    """Work the trace states: NCCL message sizes, memcpy bytes, matmul shapes of the launching CPU op."""
+    if "In msg nelems" in extra:
+        size = NCCL_DTYPE_BYTES.get(str(extra.get("dtype")), 0)
+        op.bytes_sent = float(extra["In msg nelems"]) * size
+        op.group_ranks = int(extra.get("Group size") or 0)
+    if "bytes" in extra:
+        op.bytes_moved = float(extra["bytes"])
+    ext = extra.get("External id")
+    if ext is not None and int(ext) in shapes:
+        op.flops = _matmul_flops(*shapes[int(ext)])
+
+
+def _matmul_flops(name: str, dims: list) -> float:
+    try:
+        if name in ("aten::addmm", "aten::baddbmm"):
+            dims = dims[1:]
+        a, b = dims[0], dims[1]
+        if name == "aten::linear":  # weight is (out, in)
+            return 2.0 * _prod(a) * b[0]
+        if len(a) == 3 and len(b) == 3:
+            return 2.0 * a[0] * a[1] * a[2] * b[2]
+        return 2.0 * _prod(a) * b[-1]
+    except (IndexError, TypeError):
+        return 0.0
+
+
+def _prod(xs) -> float:
+    out = 1.0
+    for x in xs:
+        out *= x
+    return out
+
+
+def _annotate(ops, gpu, launch_ts, annotations, gpu_annotations) -> None:
+    """Innermost user annotation around each op's launch (CPU), else around the op itself (GPU, same stream)."""
+    occurrence: dict[str, int] = {}
+    ordinal: dict[tuple[float, str], int] = {}
+    for ts, _end, name in sorted(annotations):
+        ordinal[(ts, name)] = occurrence.get(name, 0)
+        occurrence[name] = ordinal[(ts, name)] + 1
+    order = sorted(range(len(ops)), key=lambda i: launch_ts.get(gpu[i][4], float("inf")))
+    spans = sorted(annotations)
+    stack: list[tuple[float, float, str]] = []
+    j = 0
+    for i in order:
+        t = launch_ts.get(gpu[i][4])
+        if t is None:
+            continue
+        while j < len(spans) and spans[j][0] <= t:
+            stack.append(spans[j])
+            j += 1
+        # Innermost = latest-starting annotation still open at t.
+        for ts, end, name in reversed(stack):
+            if end >= t:
+                ops[i].annotation = name
+                ops[i].layer = ordinal[(ts, name)]
+                break
+        while stack and stack[-1][1] < t:
+            stack.pop()
+    for ts, end, name, stream in gpu_annotations:
+        for op, g in zip(ops, gpu):
+            if not op.annotation and op.stream == stream and ts <= g[0] <= end:
+                op.annotation = name
+
+
+def _by_stream(ops: list[Op], corr: list[int]) -> dict[str, tuple[list[int], list[int]]]:
+    """Per stream: op indices and their correlation ids, in launch (correlation) order."""
+    streams: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        streams.setdefault(op.stream, []).append(i)
+    out = {}
+    for s, idx in streams.items():
+        idx.sort(key=lambda i: corr[i])
+        out[s] = (idx, [corr[i] for i in idx])
+    return out
+
+
+def _consistent(ops: list[Op], dep: int, waiter: int) -> bool:
+    # Integer-microsecond timestamps: allow one microsecond of rounding.
+    return ops[dep].start_s + ops[dep].duration_s <= ops[waiter].start_s + 1e-6
+
+
+def _add_dep(ops: list[Op], dep: int, waiter: int) -> bool:
+    if dep == waiter or ops[dep].stream == ops[waiter].stream:
+        return True
+    if not _consistent(ops, dep, waiter):
+        return False
+    if dep not in ops[waiter].deps:
+        ops[waiter].deps.append(dep)
+    return True
+
+
+def _sync_from_cuda_sync(ops, gpu, corr, syncs) -> int:
+    per_stream = _by_stream(ops, corr)
+    dropped = 0
+    for ts, stream, wait_on, record_corr in syncs:
+        if stream not in per_stream or wait_on not in per_stream:
+            continue
+        idx, _ = per_stream[stream]
+        starts = [gpu[i][0] for i in idx]
+        k = bisect.bisect_left(starts, ts)
+        if k == len(idx):
+            continue
+        widx, wcorr = per_stream[wait_on]
+        m = bisect.bisect_left(wcorr, record_corr) - 1
+        if m < 0:
+            continue
+        dropped += not _add_dep(ops, widx[m], idx[k])
+    return dropped
+
+
+def _sync_from_wait_calls(ops, corr, waits, launch_tid) -> int:
+    """cudaStreamWaitEvent without GPU-side sync records: infer the edge from launch order on the same thread."""
+    threads: dict[object, list[int]] = {}
+    for i in sorted(range(len(ops)), key=lambda i: corr[i]):
+        threads.setdefault(launch_tid.get(corr[i]), []).append(i)
+    corrs = {tid: [corr[i] for i in idx] for tid, idx in threads.items()}
+    dropped = 0
+    for wait_corr, tid in waits:
+        order = threads.get(tid, [])
+        k = bisect.bisect_right(corrs.get(tid, []), wait_corr)
+        if k == len(order) or k == 0:
+            continue
+        waiter = order[k]
+        # The stream waited on: that of the last op this thread launched before the wait on another stream.
+        m = k - 1
+        while m >= 0 and ops[order[m]].stream == ops[waiter].stream:
+            m -= 1
+        if m < 0:
+            continue
+        # The event may have been recorded earlier than the wait call: walk back on that stream to the
+        # latest op consistent with the recorded timeline.
+        stream = ops[order[m]].stream
+        while m >= 0 and (ops[order[m]].stream != stream or not _consistent(ops, order[m], waiter)):
+            m -= 1
+        if m < 0:
+            dropped += 1
+            continue
+        _add_dep(ops, order[m], waiter)
+    return dropped
+
+
+def _anchor_idle_ops(ops: list[Op]) -> int:
+    """An op that sat idle after it was ready (stream predecessor and deps done) waited for something the
+    trace does not name. If an op on another stream ended during that idle window, the latest such op is
+    taken as what it waited for (the usual cause: an event recorded after it); otherwise the wait stays
+    unexplained (CPU launch, host sync) and is replayed as fixed idle time."""
+    ends = sorted((op.start_s + op.duration_s, i) for i, op in enumerate(ops))
+    keys = [e for e, _ in ends]
+    last_end: dict[str, float] = {}
+    anchored = 0
+    for i, op in enumerate(ops):
+        ready = max([last_end.get(op.stream, 0.0)] + [ops[d].start_s + ops[d].duration_s for d in op.deps])
+        last_end[op.stream] = op.start_s + op.duration_s
+        if op.start_s - ready <= 1e-6:
+            continue
+        k = bisect.bisect_right(keys, op.start_s + 1e-6) - 1
+        while k >= 0 and keys[k] > ready and ops[ends[k][1]].stream == op.stream:
+            k -= 1
+        if k >= 0 and keys[k] > ready and ends[k][1] not in op.deps:
+            op.deps.append(ends[k][1])
+            anchored += 1
+    return anchored

@@ -1,0 +1,86 @@
+"""The native op-trace format (JSON; schema in traces/schema/op-trace.schema.json): read, validate, write."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+
+from harness.errors import InputError
+from harness.ops.graph import Op, OpGraph
+from harness.outputs import write_text_atomic
+from harness.paths import traces_dir
+
+FORMAT = "cmbench-op-trace"
+_OPTIONAL = ("flops", "bytes_moved", "bytes_sent", "group_ranks", "annotation", "layer", "classified")
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads((traces_dir() / "schema" / "op-trace.schema.json").read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def to_dict(graph: OpGraph) -> dict:
+    ops = []
+    for i, op in enumerate(graph.ops):
+        row = {"id": i, "name": op.name, "category": op.category, "stream": op.stream,
+               "duration_us": op.duration_s * 1e6}
+        if op.start_s is not None:
+            row["start_us"] = op.start_s * 1e6
+        if op.deps:
+            row["deps"] = sorted(op.deps)
+        defaults = Op("", "", 0.0)
+        for key in _OPTIONAL:
+            value = getattr(op, key)
+            if value != getattr(defaults, key):
+                row[key] = value
+        ops.append(row)
+    return {"format": FORMAT, "version": 1, "meta": graph.meta, "ops": ops}
+
+
+def save_native(graph: OpGraph, path: str | Path) -> None:
+    write_text_atomic(path, json.dumps(to_dict(graph), separators=(",", ":")) + "\n")
+
+
+def from_dict(data: object, source: str = "op trace") -> OpGraph:
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(data))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path)
+        parts = list(error.absolute_path)
+        if len(parts) >= 2 and parts[0] == "ops":
+            raise InputError(error.message, path=source, where=f"op {parts[1]}",
+                             field=str(parts[2]) if len(parts) > 2 else None)
+        raise InputError(error.message, path=source, where=where or None)
+    ops = []
+    n = len(data["ops"])
+    for i, row in enumerate(data["ops"]):
+        if row["id"] != i:
+            raise InputError(f"must equal the op's position {i}", path=source, where=f"op {i}", field="id")
+        bad = [d for d in row.get("deps", []) if d >= n or d == i]
+        if bad:
+            raise InputError(f"refers to unknown or self op id {bad[0]}", path=source, where=f"op {i}", field="deps")
+        start = row.get("start_us")
+        op = Op(name=row["name"], stream=row["stream"], duration_s=row["duration_us"] * 1e-6,
+                category=row["category"], start_s=None if start is None else start * 1e-6,
+                deps=list(row.get("deps", [])))
+        for key in _OPTIONAL:
+            if key in row:
+                setattr(op, key, row[key])
+        ops.append(op)
+    meta = dict(data.get("meta") or {})
+    meta["source"] = source
+    return OpGraph(ops, meta)
+
+
+def load_native(path: str | Path) -> OpGraph:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg}", path=str(path), where=f"line {exc.lineno}") from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", path=str(path)) from None
+    return from_dict(data, str(path))

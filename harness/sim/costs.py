@@ -44,7 +44,10 @@ class ServingCosts(Protocol):
         ...
 
     def kv_transfer_s(self, tokens: int) -> float:
-        """Move one request's KV (`tokens` long) from its prefill instance to its decode instance."""
+        """Move one request's KV (`tokens` long) from its prefill instance to its decode instance.
+
+        The simulator queues transfers leaving one prefill instance behind each other, so this is the time with
+        the instance's whole prefill-to-decode plane bandwidth (all its chips' NICs) given to one request."""
         ...
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:
@@ -53,4 +56,16 @@ class ServingCosts(Protocol):
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         """Write `tokens` of new prefix KV back to the context-cache pool (asynchronous to compute)."""
+        ...
+
+    def cache_ssd_read_s(self, tokens: int) -> float:
+        """Fetch `tokens` of cached prefix KV from the SSD tier into a prefill instance (called only when
+        cache_ssd_bytes > 0). The simulator counts cache_pool_bytes and cache_ssd_bytes as the whole pool; where
+        access is not uniform it splits them evenly over the prefill instances' nodes (one shard each)."""
+        ...
+
+    def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:
+        """Seconds per category (e.g. "attention", "moe", "dispatch", "combine", "other") of one step, for the
+        report: phase "prefill" with step=dict(tokens=, cached_tokens=, requests=) (a batch of `requests` equal
+        pieces), phase "decode" with step=dict(batch_per_chip=, mean_kv_len=)."""
         ...

@@ -1,0 +1,87 @@
+"""A decode instance: continuous batching over numpy arrays, MTP tokens drawn per step for the whole batch."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+class Uniforms:
+    """Uniform draws from the run's one generator, taken in large slices (one generator call per 64K draws)."""
+
+    def __init__(self, rng: np.random.Generator, chunk: int = 1 << 16) -> None:
+        self.rng, self.chunk = rng, chunk
+        self.buf = rng.random(chunk)
+        self.pos = 0
+
+    def take(self, n: int) -> np.ndarray:
+        if self.pos + n > self.buf.size:
+            self.buf = np.concatenate([self.buf[self.pos:], self.rng.random(max(self.chunk, n))])
+            self.pos = 0
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
+def tokens_per_step(u: np.ndarray, n: int, draft: int, accept: float) -> np.ndarray:
+    """Tokens each of n requests emits in one step: 1 plus the run of accepted draft tokens (each accepted with
+    probability `accept`, so the mean with one draft token is 1 + accept). u: n * draft uniform draws."""
+    if draft == 0:
+        return np.ones(n, dtype=np.int64)
+    if draft == 1:
+        return 1 + (u < accept).astype(np.int64)
+    accepted = np.cumprod(u.reshape(-1, draft) < accept, axis=1).sum(axis=1)
+    return 1 + accepted.astype(np.int64)
+
+
+class DecodeInstance:
+    def __init__(self, index: int, batch_cap: int, kv_tokens: int) -> None:
+        self.index = index
+        self.batch_cap = batch_cap
+        self.kv_tokens = kv_tokens
+        self.reserved_tokens = 0        # KV reserved for requests routed here (input + output each)
+        self.reserved_requests = 0
+        self.waiting: deque[int] = deque()   # KV arrived, waiting for a batch slot
+        self.rid = np.zeros(0, dtype=np.int64)
+        self.remaining = np.zeros(0, dtype=np.int64)
+        self.kv_len = np.zeros(0, dtype=np.int64)
+        self.kv_sum = 0
+        self.busy = False
+        self.kicked = False
+
+    @property
+    def running(self) -> int:
+        return self.rid.size
+
+    def fits(self, tokens: int) -> bool:
+        return self.reserved_tokens + tokens <= self.kv_tokens
+
+    def join(self, input_tokens: np.ndarray, output_tokens: np.ndarray) -> np.ndarray:
+        """Move waiting requests into the batch up to the cap; returns the ids that joined."""
+        k = min(self.batch_cap - self.rid.size, len(self.waiting))
+        if k <= 0:
+            return self.rid[:0]
+        new = np.fromiter((self.waiting.popleft() for _ in range(k)), dtype=np.int64, count=k)
+        kv = input_tokens[new] + 1            # the prompt plus the first token, which prefill produced
+        self.rid = np.concatenate([self.rid, new])
+        self.remaining = np.concatenate([self.remaining, output_tokens[new] - 1])
+        self.kv_len = np.concatenate([self.kv_len, kv])
+        self.kv_sum += int(kv.sum())
+        return new
+
+    def advance(self, tokens: np.ndarray) -> tuple[int, np.ndarray]:
+        """Apply one step's drawn tokens; returns (tokens emitted, ids that finished) and drops the finished."""
+        emitted = np.minimum(tokens, self.remaining)
+        self.remaining -= emitted
+        self.kv_len += emitted
+        total = int(emitted.sum())
+        self.kv_sum += total
+        done = self.remaining == 0
+        if not done.any():
+            return total, self.rid[:0]
+        finished = self.rid[done]
+        self.kv_sum -= int(self.kv_len[done].sum())
+        keep = ~done
+        self.rid, self.remaining, self.kv_len = self.rid[keep], self.remaining[keep], self.kv_len[keep]
+        return total, finished

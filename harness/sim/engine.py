@@ -1,0 +1,313 @@
+"""The event loop: arrivals, routing, prefill steps, KV handoff, decode steps, cache write-back.
+
+It knows nothing about hardware: every duration and capacity comes from the ServingCosts object. Events are
+instance-step completions (not tokens) on one heap with sequence-number tie-breaks, so runs are deterministic.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from harness.sim.blocks import prefix_blocks
+from harness.sim.cache import ContextCache
+from harness.sim.config import SimConfig, resolve
+from harness.sim.costs import ServingCosts
+from harness.sim.decode import DecodeInstance, Uniforms, tokens_per_step
+from harness.sim.prefill import PrefillInstance, form_batch
+from harness.sim.result import COMPLETED, REASONS, REJECTED, SimResult
+from harness.sim.routing import Router
+from harness.trace.workload import Workload
+
+PREFILL_DONE, DECODE_DONE, KV_ARRIVED, CACHE_WRITTEN, KICK_PREFILL, KICK_DECODE = range(6)
+
+# Decode step times are memoised on (batch, mean KV length rounded to this many tokens): a 16-token step in KV
+# length moves a decode step's time by far less than 0.1%, and the memo makes long replays loop-bound.
+KV_QUANTUM_TOKENS = 16
+
+
+def simulate(workload: Workload, costs: ServingCosts, config: SimConfig,
+             progress: Callable[[int], None] | None = None) -> SimResult:
+    """Replay every request of `workload` on one backend; every request ends completed or rejected."""
+    return _Run(workload, costs, config, progress).run()
+
+
+class _Run:
+    def __init__(self, workload: Workload, costs: ServingCosts, config: SimConfig,
+                 progress: Callable[[int], None] | None) -> None:
+        req = workload.requests
+        self.costs, self.config, self.progress = costs, config, progress
+        self.caps = caps = resolve(costs, config)
+        self.arrival = req.get_column("arrival_s").to_numpy().astype(np.float64)
+        self.order = np.argsort(self.arrival, kind="stable")
+        self.inp = req.get_column("input_tokens").fill_null(0).to_numpy().astype(np.int64)
+        self.out = req.get_column("output_tokens").fill_null(0).to_numpy().astype(np.int64)
+        n = self.n = req.height
+        self.blocks = prefix_blocks(req, workload.block_size, config.block_size)
+        self.block_size = self.blocks.block_size
+        block_bytes = int(costs.kv_bytes_per_token) * self.block_size
+        self.cache = ContextCache(caps.cache_scope, config.prefill_instances, caps.cache_pool_bytes,
+                                  caps.cache_ssd_bytes, block_bytes)
+        span = float(self.arrival.max() - self.arrival.min()) if n else 0.0
+        self.res = SimResult(n, caps, config.prefill_instances, config.decode_instances, self.block_size,
+                             cell_s=max(span / 1000.0, 1e-3))
+        self.router = Router(caps.routing)
+        self.prefills = [PrefillInstance(i) for i in range(config.prefill_instances)]
+        self.decodes = [DecodeInstance(i, caps.decode_batch_cap, caps.decode_kv_tokens)
+                        for i in range(config.decode_instances)]
+        self.pending: deque[int] = deque()          # admitted, waiting for decode KV to be reserved
+        self.remaining = self.inp.copy()            # prompt tokens still to compute
+        self.done = np.zeros(n, dtype=np.int64)     # prompt tokens already in KV (cache hits, earlier chunks)
+        self.looked_up = np.zeros(n, dtype=bool)
+        self.hit_blocks = np.zeros(n, dtype=np.int64)
+        self.uniforms = Uniforms(np.random.default_rng(config.seed))
+        self.heap: list[tuple] = []
+        self.seq = 0
+        self.now = 0.0
+        self._decode_memo: dict[tuple[int, int], float] = {}
+        self._step_reads = [0, 0, 0]                # tokens read this step: local, remote, SSD
+
+    # ---- the loop -------------------------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        heap, arrival, order = self.heap, self.arrival, self.order
+        i, n = 0, self.n
+        handlers = {PREFILL_DONE: self._prefill_done, DECODE_DONE: self._decode_done, KV_ARRIVED: self._kv_arrived,
+                    CACHE_WRITTEN: self._cache_written, KICK_PREFILL: self._kick_prefill,
+                    KICK_DECODE: self._kick_decode}
+        while i < n or heap:
+            # Arrivals at time t go before events at t, so same-instant arrivals share the next step.
+            if i < n and (not heap or arrival[order[i]] <= heap[0][0]):
+                r = int(order[i])
+                self.now = float(arrival[r])
+                self._arrive(r)
+                i += 1
+                if self.progress is not None and (i & 4095) == 0:
+                    self.progress(i)
+                continue
+            t, _, kind, idx, payload = heapq.heappop(heap)
+            self.now = t
+            handlers[kind](idx, payload)
+        if self.progress is not None:
+            self.progress(n)
+        res = self.res
+        unfinished = np.flatnonzero(res.status == 0)
+        if unfinished.size:  # a scheduler bug, never the user's input
+            raise RuntimeError(f"simulation ended with {unfinished.size} requests unaccounted for")
+        return res
+
+    def _push(self, t: float, kind: int, idx: int, payload=None) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, idx, payload))
+
+    # ---- arrival, admission, routing ------------------------------------------------------------------------
+    def _arrive(self, r: int) -> None:
+        caps, inp, out = self.caps, int(self.inp[r]), int(self.out[r])
+        reason = 0
+        if inp <= 0 or out <= 0:
+            reason = 1
+        elif inp + out > caps.max_context_tokens:
+            reason = 2
+        elif inp > caps.prefill_kv_tokens:
+            reason = 3
+        elif out > 1 and inp + out > caps.decode_kv_tokens:
+            reason = 4
+        if reason:
+            self.res.status[r] = REJECTED
+            self.res.reason[r] = reason
+            return
+        if self.pending or not self._dispatch(r):
+            self.pending.append(r)
+
+    def _dispatch(self, r: int) -> bool:
+        """Reserve decode KV (if the request needs decode), then send it to a prefill instance."""
+        res, out = self.res, int(self.out[r])
+        if out > 1:
+            need = int(self.inp[r]) + out
+            inst = self.router.decode(self.decodes, need)
+            if inst is None:
+                return False
+            inst.reserved_tokens += need
+            inst.reserved_requests += 1
+            res.decode_instance[r] = inst.index
+        res.reserve_s[r] = self.now
+        p = self.router.prefill(self.prefills, self._new_tokens_by_instance(r))
+        res.prefill_instance[r] = p.index
+        p.queue.append(r)
+        p.load_tokens += int(self.inp[r])
+        self._kick(p.index, KICK_PREFILL, p)
+        return True
+
+    def _new_tokens_by_instance(self, r: int) -> list[int]:
+        inp = int(self.inp[r])
+        if self.router.policy != "cache-aware" or not self.cache.enabled:
+            return [inp] * len(self.prefills)
+        blocks = self.blocks.of(r)
+        return [inp - min(self.cache.match(blocks, p.index).local * self.block_size, inp - 1) for p in self.prefills]
+
+    def _retry_pending(self) -> None:
+        while self.pending and self._dispatch(self.pending[0]):
+            self.pending.popleft()
+
+    def _kick(self, idx: int, kind: int, inst) -> None:
+        if not inst.busy and not inst.kicked:
+            inst.kicked = True
+            self._push(self.now, kind, idx)
+
+    # ---- prefill --------------------------------------------------------------------------------------------
+    def _lookup(self, r: int) -> None:
+        """First time r is considered for a step on its instance: fetch its cached prefix."""
+        self.looked_up[r] = True
+        if not self.cache.enabled:
+            return
+        inst = int(self.res.prefill_instance[r])
+        m = self.cache.fetch(self.blocks.of(r), inst)
+        if m.blocks == 0:
+            return
+        inp, bs = int(self.inp[r]), self.block_size
+        hit = min(m.blocks * bs, inp - 1)       # the last prompt token is always computed (it yields logits)
+        local = min(m.local * bs, hit)
+        remote = min(m.remote * bs, hit - local)
+        reads = self._step_reads
+        reads[0] += local
+        reads[1] += remote
+        reads[2] += hit - local - remote
+        self.hit_blocks[r] = m.blocks
+        self.res.cached_tokens[r] = hit
+        self.done[r] = hit
+        self.remaining[r] = inp - hit
+        self.prefills[inst].load_tokens -= hit
+
+    def _kick_prefill(self, idx: int, _payload) -> None:
+        inst = self.prefills[idx]
+        inst.kicked = False
+        if inst.busy or not inst.queue:
+            return
+        caps, res = self.caps, self.res
+        self._step_reads = [0, 0, 0]
+        batch = form_batch(inst.queue, self.remaining, self.done, self.looked_up, caps.prefill_budget_tokens,
+                           caps.chunk_tokens, caps.prefill_kv_tokens, self._lookup)
+        rids = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
+        new = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
+        cached = self.done[rids]
+        first = np.isnan(res.prefill_start_s[rids])
+        res.prefill_start_s[rids[first]] = self.now
+        dur = float(self.costs.prefill_step_s(new, cached))
+        local, remote, ssd = self._step_reads
+        read_s = 0.0
+        if local:
+            read_s += float(self.costs.cache_read_s(local, False))
+        if remote:
+            read_s += float(self.costs.cache_read_s(remote, True))
+        if ssd:
+            read_s += float(self.costs.cache_ssd_read_s(ssd))
+        res.cache_busy_s += read_s
+        dur += read_s                          # the step cannot compute before its cached prefix is in HBM
+        inst.busy = True
+        inst.batch = batch
+        res.prefill_steps += 1
+        res.prefill_pieces += len(batch)
+        res.prefill_piece_tokens_sum += int(new.sum())
+        res.prefill_cached_sum += int(cached.sum())
+        res.computed_prefill_tokens += int(new.sum())
+        res.prefill_busy_s += dur
+        res.prefill_busy_grid.add_interval(self.now, self.now + dur)
+        if self.config.record_steps:
+            res.steps.append((0, idx, self.now, self.now + dur, int((cached + new).sum()), len(batch)))
+        self._push(self.now + dur, PREFILL_DONE, idx)
+
+    def _prefill_done(self, idx: int, _payload) -> None:
+        inst, res, now = self.prefills[idx], self.res, self.now
+        inst.busy = False
+        for r, piece, completes in inst.batch:
+            self.done[r] += piece
+            self.remaining[r] -= piece
+            inst.load_tokens -= piece
+            if not completes:
+                continue
+            res.prefill_end_s[r] = now
+            res.first_token_s[r] = now           # prefill's last position yields the first token
+            res.output_tokens_grid.add_at(now, 1)
+            self._write_back(inst, r)
+            if self.out[r] <= 1:
+                res.finish_s[r] = now
+                res.status[r] = COMPLETED
+                continue
+            start = max(now, inst.transfer_free_s)
+            inst.transfer_free_s = start + float(self.costs.kv_transfer_s(int(self.inp[r])))
+            self._push(inst.transfer_free_s, KV_ARRIVED, int(res.decode_instance[r]), r)
+        inst.batch = []
+        self._kick(idx, KICK_PREFILL, inst)
+
+    def _write_back(self, inst: PrefillInstance, r: int) -> None:
+        """Asynchronously write the prompt's new blocks to the cache; they are readable once written."""
+        if not self.cache.enabled:
+            return
+        blocks = self.blocks.of(r)[self.hit_blocks[r]:]
+        if blocks.size == 0:
+            return
+        tokens = int(self.inp[r]) - int(self.res.cached_tokens[r])
+        start = max(self.now, inst.write_free_s)
+        write_s = float(self.costs.cache_write_s(tokens, False))
+        inst.write_free_s = start + write_s
+        self.res.cache_busy_s += write_s
+        self._push(inst.write_free_s, CACHE_WRITTEN, inst.index, blocks.tolist())
+
+    def _cache_written(self, idx: int, blocks: list[int]) -> None:
+        self.cache.insert(blocks, idx)
+
+    # ---- decode ---------------------------------------------------------------------------------------------
+    def _kv_arrived(self, idx: int, r: int) -> None:
+        inst = self.decodes[idx]
+        inst.waiting.append(r)
+        self._kick(idx, KICK_DECODE, inst)
+
+    def _kick_decode(self, idx: int, _payload) -> None:
+        inst = self.decodes[idx]
+        inst.kicked = False
+        if not inst.busy:
+            self._start_decode(inst)
+
+    def _start_decode(self, inst: DecodeInstance) -> None:
+        joined = inst.join(self.inp, self.out)
+        n = inst.running
+        if n == 0:
+            return
+        res, now = self.res, self.now
+        if joined.size:
+            res.decode_start_s[joined] = now
+        mean_kv = inst.kv_sum / n
+        key = (n, int(mean_kv / KV_QUANTUM_TOKENS + 0.5))
+        dur = self._decode_memo.get(key)
+        if dur is None:
+            dur = float(self.costs.decode_step_s(n / self.caps.decode_chips, key[1] * KV_QUANTUM_TOKENS or 1))
+            self._decode_memo[key] = dur
+        inst.busy = True
+        res.decode_steps += 1
+        res.decode_batch_sum += n
+        res.decode_kv_sum += mean_kv
+        res.decode_busy_s += dur
+        res.decode_busy_grid.add_interval(now, now + dur)
+        if self.config.record_steps:
+            res.steps.append((1, inst.index, now, now + dur, inst.reserved_tokens, n))
+        self._push(now + dur, DECODE_DONE, inst.index)
+
+    def _decode_done(self, idx: int, _payload) -> None:
+        inst, res, caps = self.decodes[idx], self.res, self.caps
+        inst.busy = False
+        n, draft = inst.running, caps.mtp_draft_tokens
+        u = self.uniforms.take(n * draft)
+        emitted, finished = inst.advance(tokens_per_step(u, n, draft, caps.mtp_accept))
+        res.output_tokens_grid.add_at(self.now, emitted)
+        if finished.size:
+            res.finish_s[finished] = self.now
+            res.status[finished] = COMPLETED
+            inst.reserved_tokens -= int((self.inp[finished] + self.out[finished]).sum())
+            inst.reserved_requests -= int(finished.size)
+            self._retry_pending()
+        self._start_decode(inst)
+
+
+__all__ = ["simulate", "REASONS"]

@@ -1,0 +1,109 @@
+"""What a simulation leaves behind: per-request arrays, per-step records and time-bucketed accumulators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.sim.config import Capacities
+
+PENDING, COMPLETED, REJECTED = 0, 1, 2
+
+# Rejection reasons, by code (index). Short, stable strings: they land in requests.parquet and summary.json.
+REASONS = (
+    "",
+    "empty_request",               # no input or no output tokens
+    "exceeds_model_context",       # input + output longer than the LLM accepts
+    "exceeds_prefill_kv",          # the prompt's KV does not fit in one prefill instance
+    "exceeds_decode_kv",           # the request's KV does not fit in one decode instance
+)
+
+
+class Grid:
+    """Accumulates a quantity over fixed time cells; grows as simulated time advances."""
+
+    def __init__(self, cell_s: float) -> None:
+        self.cell_s = cell_s
+        self.values = np.zeros(1024)
+
+    def _grow(self, cell: int) -> None:
+        if cell >= self.values.size:
+            grown = np.zeros(max(cell + 1, 2 * self.values.size))
+            grown[: self.values.size] = self.values
+            self.values = grown
+
+    def add_at(self, t_s: float, amount: float) -> None:
+        cell = int(t_s / self.cell_s)
+        self._grow(cell)
+        self.values[cell] += amount
+
+    def add_interval(self, start_s: float, end_s: float, weight: float = 1.0) -> None:
+        """Spread weight * (time overlapped) over the cells [start, end) covers."""
+        c0, c1 = int(start_s / self.cell_s), int(end_s / self.cell_s)
+        self._grow(c1)
+        if c0 == c1:
+            self.values[c0] += weight * (end_s - start_s)
+            return
+        self.values[c0] += weight * ((c0 + 1) * self.cell_s - start_s)
+        self.values[c0 + 1:c1] += weight * self.cell_s
+        self.values[c1] += weight * (end_s - c1 * self.cell_s)
+
+
+@dataclass
+class SimResult:
+    n: int
+    caps: Capacities
+    prefill_instances: int
+    decode_instances: int
+    block_size: int
+    cell_s: float
+    # per request (input order)
+    status: np.ndarray = field(init=False)
+    reason: np.ndarray = field(init=False)
+    cached_tokens: np.ndarray = field(init=False)
+    prefill_instance: np.ndarray = field(init=False)
+    decode_instance: np.ndarray = field(init=False)
+    reserve_s: np.ndarray = field(init=False)
+    prefill_start_s: np.ndarray = field(init=False)
+    prefill_end_s: np.ndarray = field(init=False)
+    first_token_s: np.ndarray = field(init=False)
+    decode_start_s: np.ndarray = field(init=False)
+    finish_s: np.ndarray = field(init=False)
+    # totals
+    prefill_busy_s: float = 0.0
+    decode_busy_s: float = 0.0
+    cache_busy_s: float = 0.0
+    computed_prefill_tokens: int = 0
+    prefill_steps: int = 0
+    decode_steps: int = 0
+    decode_batch_sum: float = 0.0      # sum over decode steps of batch size (mean batch = sum / steps)
+    decode_kv_sum: float = 0.0         # sum over decode steps of mean KV length
+    prefill_piece_tokens_sum: int = 0  # new tokens over all prefill pieces
+    prefill_cached_sum: int = 0        # cached (already present) tokens over all prefill pieces
+    prefill_pieces: int = 0
+    # time-bucketed accumulators
+    output_tokens_grid: Grid = field(init=False)
+    prefill_busy_grid: Grid = field(init=False)
+    decode_busy_grid: Grid = field(init=False)
+    # per step, when config.record_steps: (kind 0 prefill / 1 decode, instance, start, end, kv_reserved, batch)
+    steps: list[tuple[int, int, float, float, int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = self.n
+        self.status = np.zeros(n, dtype=np.int8)
+        self.reason = np.zeros(n, dtype=np.int8)
+        self.cached_tokens = np.zeros(n, dtype=np.int64)
+        self.prefill_instance = np.full(n, -1, dtype=np.int32)
+        self.decode_instance = np.full(n, -1, dtype=np.int32)
+        for name in ("reserve_s", "prefill_start_s", "prefill_end_s", "first_token_s", "decode_start_s", "finish_s"):
+            setattr(self, name, np.full(n, np.nan))
+        self.output_tokens_grid = Grid(self.cell_s)
+        self.prefill_busy_grid = Grid(self.cell_s)
+        self.decode_busy_grid = Grid(self.cell_s)
+
+    @property
+    def end_s(self) -> float:
+        """When the last request finished (or was rejected at arrival)."""
+        done = self.finish_s[~np.isnan(self.finish_s)]
+        return float(done.max()) if done.size else 0.0

@@ -14,6 +14,7 @@ from harness.errors import InputError
 _COMMANDS = [
     "harness.commands.trace:trace",
     "harness.commands.gate:gate",
+    "harness.commands.ops:ops",
 ]
 
 

@@ -12,6 +12,7 @@ from harness.errors import InputError
 
 # Each entry is "module:attribute" of a click command or group; one line per command family.
 _COMMANDS = [
+    "harness.commands.report:report",
     "harness.commands.trace:trace",
     "harness.commands.gate:gate",
     "harness.commands.ops:ops",

@@ -1,0 +1,74 @@
+"""Validation report: published vs predicted per row, the error per row and a summary of the fit."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from harness.report.figures import colour, figure, layout
+from harness.report.inputs import ValidationResults
+from harness.report.series import text
+
+_CORE = ("id", "published", "predicted", "unit", "error_pct")
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, str | int | float | bool)
+
+
+def fit_summary(errors_pct: list[float | None]) -> dict[str, Any]:
+    """Summary statistics of the signed percentage errors (rows without an error are counted, not used)."""
+    e = np.array([x for x in errors_pct if x is not None and math.isfinite(x)], dtype=float)
+    out: dict[str, Any] = {"rows": len(errors_pct), "rows_with_error": int(e.size)}
+    if e.size == 0:
+        return out
+    a = np.abs(e)
+    return out | {
+        "mean_abs_error_pct": float(a.mean()), "median_abs_error_pct": float(np.median(a)),
+        "max_abs_error_pct": float(a.max()), "rms_error_pct": float(np.sqrt((e ** 2).mean())),
+        "mean_signed_error_pct": float(e.mean()),
+        "within_10_pct": float((a <= 10).mean()), "within_25_pct": float((a <= 25).mean()),
+    }
+
+
+def validation_model(res: ValidationResults) -> dict[str, Any]:
+    extra = [k for k in dict.fromkeys(k for r in res.rows for k in r) if k not in _CORE
+             and all(_scalar(r.get(k)) for r in res.rows)]
+    worst = max((r for r in res.rows if r.get("error_pct") is not None), key=lambda r: abs(r["error_pct"]), default=None)
+    return {"rows": res.rows, "extra_columns": extra, "summary": fit_summary([r.get("error_pct") for r in res.rows]),
+            "worst_id": worst["id"] if worst else None}
+
+
+def validation_figures(res: ValidationResults) -> dict[str, list[dict[str, Any]]]:
+    rows = [r for r in res.rows if r.get("error_pct") is not None]
+    ids = [text(r["id"]) for r in rows]
+    bars = {"type": "bar", "orientation": "h", "y": ids, "x": [r["error_pct"] for r in rows], "name": "error",
+            "marker": {"color": ["#b3261e" if abs(r["error_pct"]) > 25 else "#e08a12" if abs(r["error_pct"]) > 10
+                                 else "#2a9d4b" for r in rows]},
+            "hovertemplate": "%{y}: %{x:+.1f}%<extra></extra>"}
+    band = [{"type": "rect", "xref": "x", "yref": "paper", "x0": -10, "x1": 10, "y0": 0, "y1": 1,
+             "fillcolor": "#2a9d4b", "opacity": 0.08, "line": {"width": 0}}]
+    err = figure("errors", "Error per row: (predicted − published) / published", [bars], layout("error (%)", "",
+                                          height=max(260, 80 + 24 * len(rows)), shapes=band, showlegend=False,
+                                          yaxis={"autorange": "reversed", "automargin": True, "type": "category"}))
+    units = list(dict.fromkeys(str(r.get("unit", "")) for r in res.rows))
+    parity_data = []
+    pos = [r for r in res.rows if isinstance(r.get("published"), int | float) and isinstance(r.get("predicted"), int | float)
+           and r["published"] > 0 and r["predicted"] > 0]
+    for i, unit in enumerate(units):
+        sel = [r for r in pos if str(r.get("unit", "")) == unit]
+        if sel:
+            parity_data.append({"type": "scatter", "mode": "markers", "name": text(unit),
+                                "x": [r["published"] for r in sel], "y": [r["predicted"] for r in sel],
+                                "text": [text(r["id"]) for r in sel], "marker": {"color": colour(i), "size": 8},
+                                "hovertemplate": "%{text}<br>published %{x:.4g}<br>predicted %{y:.4g}<extra></extra>"})
+    if pos:
+        lo = min(min(r["published"], r["predicted"]) for r in pos) / 1.5
+        hi = max(max(r["published"], r["predicted"]) for r in pos) * 1.5
+        parity_data.append({"type": "scatter", "mode": "lines", "name": "predicted = published", "x": [lo, hi],
+                            "y": [lo, hi], "line": {"color": "#888", "dash": "dot", "width": 1}, "hoverinfo": "skip"})
+    parity = figure("parity", "Predicted vs published (log–log, by unit)", parity_data, layout("published",
+                                                  "predicted", xaxis={"type": "log"}, yaxis={"type": "log"}))
+    return {"validation": [parity, err]}

@@ -1,0 +1,103 @@
+"""Real-browser test of the HTML report: headless Debian chromium loads it offline, every plot draws, nothing runs
+that should not, and the console stays clean. A screenshot of each page lands in the test's temporary folder."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.report import render_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_report_sample import write_sample_results  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+HOSTILE = '<script>window.__pwned=1;alert(1)</script><img src=x onerror="window.__pwned=2">'
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory):
+    if CHROMIUM is None or not Path(CHROMEDRIVER).exists():
+        pytest.skip("headless chromium and /usr/bin/chromedriver are not installed (apt-get install chromium "
+                    "chromium-driver; .ci/run does it)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1366,900",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: selenium-manager must never try to download a driver.
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _load(driver, page: Path, shot: Path) -> list[dict]:
+    """Open the page, wait until the plots are drawn, save a full-page screenshot; return console messages."""
+    driver.get_log("browser")  # drop anything left from an earlier page
+    driver.get(page.as_uri())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = driver.execute_script("return document.body.dataset.plots || ''")
+        if state:
+            break
+        time.sleep(0.1)
+    assert state == "ready", f"plots did not draw (state {state!r})"
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1366, min(int(height) + 100, 16000))
+    time.sleep(0.3)  # responsive plots re-lay themselves out after the resize
+    driver.save_screenshot(str(shot))
+    driver.set_window_size(1366, 900)
+    return driver.get_log("browser")
+
+
+def _assert_all_plots_drew(driver) -> int:
+    ids = driver.execute_script(
+        "return JSON.parse(document.getElementById('figures').textContent).map(f => f.id)")
+    assert ids, "the report has no plots"
+    for fid in ids:
+        marks = driver.execute_script(
+            "const el = document.getElementById(arguments[0]);"
+            "return el.querySelectorAll('svg.main-svg path, svg.main-svg rect, svg.main-svg .point').length", fid)
+        drawn = driver.execute_script(
+            "const el = document.getElementById(arguments[0]);"
+            "return !!el.querySelector('svg.main-svg') && el.querySelector('.plot-container') !== null", fid)
+        assert drawn and marks > 0, f"plot {fid} did not draw"
+    return len(ids)
+
+
+def _assert_no_network(driver) -> None:
+    fetched = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(n => !n.startsWith('data:') && !n.startsWith('blob:'))")
+    assert fetched == [], f"the report fetched {fetched}"
+
+
+def test_replay_report_draws_in_chromium_and_hostile_name_stays_text(browser, tmp_path: Path) -> None:
+    results = write_sample_results(tmp_path / "results", n_requests=300, trace_name=HOSTILE,
+                                   labels=["cloudmatrix384", HOSTILE.replace("/", "|")])
+    page = render_report([results], tmp_path / "report.html")
+    logs = _load(browser, page, tmp_path / "replay.png")
+    errors = [e for e in logs if e["level"] == "SEVERE"]
+    assert errors == [], errors
+    assert _assert_all_plots_drew(browser) >= 10
+    _assert_no_network(browser)
+    assert browser.execute_script("return window.__pwned === undefined")
+    # The hostile name is shown, as text, in the title heading.
+    h1 = browser.execute_script("return document.querySelector('h1').textContent")
+    assert HOSTILE in h1
+    assert (tmp_path / "replay.png").stat().st_size > 10_000
+

@@ -1,0 +1,47 @@
+"""Service-level objectives: `ttft=2s,tpot=50ms[,percentile=90]`, and which requests meet them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harness.errors import InputError
+
+_UNITS_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_VALUE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|ms|us)?\s*$")
+
+
+@dataclass(frozen=True)
+class Slo:
+    ttft_s: float = 2.0
+    tpot_ms: float = 50.0
+    percentile: float | None = None   # None: judged per request; else the run meets it at this percentile
+
+    def as_json(self) -> dict:
+        return {"ttft_s": self.ttft_s, "tpot_ms": self.tpot_ms, "percentile": self.percentile}
+
+
+def parse_slo(text: str, option: str = "--slo") -> Slo:
+    """Parse `ttft=2s,tpot=50ms` (units s, ms, us; bare numbers: ttft in s, tpot in ms) and `percentile=90`."""
+    values: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("ttft", "tpot", "percentile", "p"):
+            raise InputError(f"expected ttft=<time>, tpot=<time> or percentile=<0-100>, got {part!r}", path=option)
+        m = _VALUE.match(raw)
+        if not m:
+            raise InputError(f"{key}: not a number with an optional unit (s, ms, us): {raw!r}", path=option)
+        number, unit = float(m.group(1)), m.group(2)
+        if key in ("percentile", "p"):
+            if unit or not 0 < number <= 100:
+                raise InputError(f"percentile must be a number in (0, 100], got {raw!r}", path=option)
+            values["percentile"] = number
+        elif key == "ttft":
+            values["ttft_s"] = number * _UNITS_S[unit or "s"]
+        else:
+            values["tpot_ms"] = number * _UNITS_S[unit or "ms"] * 1e3
+    for key in ("ttft_s", "tpot_ms"):
+        if key in values and values[key] <= 0:
+            raise InputError(f"{key.split('_')[0]} must be positive", path=option)
+    return Slo(**values)

@@ -1,0 +1,59 @@
+"""Writing a replay's output folder atomically: build it beside the target, then swap it in."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class BackendOutput:
+    label: str
+    summary: dict
+    requests: pl.DataFrame
+    timeseries: pl.DataFrame
+
+
+def dumps(obj: object) -> str:
+    return json.dumps(obj, indent=2, allow_nan=False) + "\n"
+
+
+def write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    # Fixed compression and no statistics variance: same frame, same bytes.
+    frame.write_parquet(path, compression="zstd", compression_level=3, statistics=True)
+
+
+def write_replay(out_dir: str | os.PathLike[str], run: dict, backends: Sequence[BackendOutput]) -> Path:
+    """DIR/run.json and DIR/<label>/{summary.json, requests.parquet, timeseries.parquet}; all or nothing.
+
+    An existing DIR is replaced only once the new one is complete."""
+    target = Path(out_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    try:
+        (tmp / "run.json").write_text(dumps(run), encoding="utf-8")
+        for b in backends:
+            d = tmp / b.label
+            d.mkdir()
+            (d / "summary.json").write_text(dumps(b.summary), encoding="utf-8")
+            write_parquet(b.requests, d / "requests.parquet")
+            write_parquet(b.timeseries, d / "timeseries.parquet")
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, old / "x")
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    return target

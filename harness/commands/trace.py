@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from harness.commands.common import load_shaped, trace_input_options
+from harness.errors import InputError
 from harness.trace import bundled_traces, save_trace, trace_stats
+from harness.trace.lengths import Empirical, servegen_lengths
 from harness.trace.save import native_container
+from harness.trace.synth import ARRIVALS, synthesize
 
 
 @click.group()
@@ -70,3 +74,47 @@ def _stats_table(stats: dict) -> Table:
     for note in stats["notes"]:
         table.add_row("note", note)
     return table
+
+
+@trace.command()
+@click.argument("dest", type=click.Path(dir_okay=False))
+@click.option("--requests", "n_requests", type=click.IntRange(min=1), default=None, help="Number of requests.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Or: all arrivals within this many seconds.")
+@click.option("--rate", type=click.FloatRange(min=0, min_open=True), required=True, help="Mean arrival rate, req/s.")
+@click.option("--arrival", type=click.Choice(ARRIVALS), default="poisson", show_default=True)
+@click.option("--cv", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Inter-arrival coefficient of variation (gamma arrivals).")
+@click.option("--input", "input_spec", default="1024", show_default=True, metavar="SPEC",
+              help="Input lengths: N, uniform:LO:HI or lognormal:MEAN:CV.")
+@click.option("--output", "output_spec", default="256", show_default=True, metavar="SPEC", help="Output lengths.")
+@click.option("--lengths-from", metavar="TRACE", default=None,
+              help="Resample (input, output) pairs of another trace (path or bundled name) instead.")
+@click.option("--servegen", type=click.Path(exists=True), default=None,
+              help="Sample lengths from ServeGen client statistics (release tarball or data folder) instead.")
+@click.option("--client", default=None, help="ServeGen client id (chunk-N); all clients when omitted.")
+@click.option("--prefix-tokens", type=click.IntRange(min=0), default=0, help="Shared system-prompt tokens.")
+@click.option("--prefix-groups", type=click.IntRange(min=1), default=1, help="Number of distinct shared prefixes.")
+@click.option("--session-turns", type=click.FloatRange(min=1), default=None,
+              help="Mean turns per multi-turn session (history becomes the next prompt's prefix).")
+@click.option("--open-sessions", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Sessions interleaved at a time.")
+@click.option("--block-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="Tokens per prefix block.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def synth(dest: str, lengths_from: str | None, servegen: str | None, client: str | None, input_spec: str,
+          output_spec: str, **opts) -> None:
+    """Write a seeded synthetic trace to DEST (.csv, .jsonl or .parquet, optionally .gz)."""
+    native_container(dest)
+    if lengths_from and servegen:
+        raise InputError("give either --lengths-from or --servegen, not both", field="--servegen")
+    lengths = None
+    if lengths_from:
+        source = load_shaped(lengths_from).requests
+        lengths = Empirical(source["input_tokens"].to_numpy(), source["output_tokens"].to_numpy())
+    elif servegen:
+        lengths = servegen_lengths(servegen, client)
+    workload = synthesize(input=input_spec, output=output_spec, lengths=lengths,
+                          name=Path(dest).name.split(".")[0], **opts)
+    save_trace(workload, dest)
+    click.echo(f"wrote {len(workload):,} requests to {dest}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from harness.errors import InputError
@@ -21,8 +22,8 @@ def detect_format(path: Path) -> str:
             head = f.read(4096).decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise InputError("file not found", path=str(path)) from None
-    except (EOFError, OSError) as exc:
-        raise InputError(f"cannot read ({exc})", path=str(path)) from None
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"truncated or corrupt gzip before the first event ({exc})", path=str(path)) from None
     if '"cmbench-op-trace"' in head:
         return "native"
     if '"workload_graph"' in head:

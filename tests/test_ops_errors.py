@@ -1,0 +1,116 @@
+"""Bad op traces and rule files: one clear line naming file, event and field; exit code 2; no output file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.cli import main
+
+FIXTURE = Path(__file__).parent / "fixtures" / "ops" / "two_streams.json"
+KERNEL = {"ph": "X", "cat": "kernel", "name": "gemm", "pid": 0, "tid": 7, "ts": 10, "dur": 5,
+          "args": {"stream": 7, "correlation": 1}}
+
+
+def _run(path: Path, *extra: str):
+    out = path.parent / "result.json"
+    res = CliRunner().invoke(main, ["ops", "replay", str(path), "--out", str(out), *extra])
+    return res, out
+
+
+def _write(tmp_path: Path, events, name="t.json") -> Path:
+    p = tmp_path / name
+    p.write_text(json.dumps({"traceEvents": events}))
+    return p
+
+
+@pytest.mark.parametrize("event, needle", [
+    ({k: v for k, v in KERNEL.items() if k != "ph"}, "event 1: field 'ph': missing"),
+    ({k: v for k, v in KERNEL.items() if k != "ts"}, "event 1: field 'ts': missing"),
+    ({k: v for k, v in KERNEL.items() if k != "dur"}, "event 1: field 'dur': missing"),
+    ({**KERNEL, "dur": -3}, "event 1: field 'dur': negative duration"),
+    ({**KERNEL, "ph": "Z"}, "event 1: field 'ph': unknown phase 'Z'"),
+    ({**KERNEL, "ts": "soon"}, "event 1: field 'ts': must be a number"),
+    ("not an object", "event 1: event is not a JSON object"),
+])
+def test_bad_events(tmp_path, event, needle):
+    path = _write(tmp_path, [KERNEL, event])
+    res, out = _run(path)
+    assert res.exit_code == 2
+    assert res.output.strip() == f"error: {path}: {needle}" or needle in res.output
+    assert str(path) in res.output and res.output.count("\n") == 1
+    assert "Traceback" not in res.output and not out.exists()
+
+
+def test_no_gpu_kernels(tmp_path):
+    path = _write(tmp_path, [{"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": 1, "dur": 2}])
+    res, _ = _run(path)
+    assert res.exit_code == 2 and "no GPU kernels" in res.output
+
+
+def test_malformed_json_names_last_good_event(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"traceEvents": [' + json.dumps(KERNEL) + ", {\"ph\": \"X\", ")
+    res, out = _run(path)
+    assert res.exit_code == 2 and "malformed JSON after event 0" in res.output and not out.exists()
+
+
+def test_truncated_gzip(tmp_path):
+    blob = gzip.compress(FIXTURE.read_bytes())
+    path = tmp_path / "cut.json.gz"
+    path.write_bytes(blob[: len(blob) // 2])
+    res, out = _run(path)
+    assert res.exit_code == 2 and "truncated or corrupt gzip" in res.output and str(path) in res.output
+    assert "Traceback" not in res.output and not out.exists()
+
+
+def test_missing_file(tmp_path):
+    res, _ = _run(tmp_path / "nope.json")
+    assert res.exit_code == 2 and "file not found" in res.output
+
+
+def test_bad_rule_file(tmp_path):
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rule]]\ncategory = "gemm"\npattern = "("\n')
+    res, _ = _run(FIXTURE.parent / FIXTURE.name, "--rules", str(rules))
+    assert res.exit_code == 2 and "rule 1: field 'pattern': bad regular expression" in res.output
+    rules.write_text('[[rule]]\ncategory = "matmul"\npattern = "x"\n')
+    res, _ = _run(FIXTURE, "--rules", str(rules))
+    assert res.exit_code == 2 and "field 'category'" in res.output
+
+
+def test_user_rules_override_and_classify_unknown_kernel(tmp_path):
+    rules = tmp_path / "r.toml"
+    rules.write_text('[[rule]]\ncategory = "elementwise"\npattern = "my_custom"\n')
+    res = CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--rules", str(rules), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["classification"]["unclassified"] == []
+
+
+@given(st.binary(max_size=200))
+def test_hostile_bytes_never_traceback(tmp_path_factory, blob):
+    path = tmp_path_factory.mktemp("h") / "x.json"
+    path.write_bytes(blob)
+    res = CliRunner().invoke(main, ["ops", "replay", str(path), "--json"])
+    assert res.exit_code == 2, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+@given(st.lists(st.fixed_dictionaries({
+    "ph": st.sampled_from(["X", "i", "s", "f", "M", "Q", 3]),
+    "cat": st.sampled_from(["kernel", "cpu_op", "cuda_runtime", "gpu_memcpy"]),
+    "ts": st.one_of(st.integers(-5, 100), st.floats(allow_nan=False, allow_infinity=False), st.none()),
+    "dur": st.one_of(st.integers(-5, 100), st.none(), st.text(max_size=2)),
+}), max_size=6))
+def test_hostile_events_give_exit_0_or_2(tmp_path_factory, events):
+    path = tmp_path_factory.mktemp("h") / "x.json"
+    path.write_text(json.dumps({"traceEvents": [{k: v for k, v in e.items() if v is not None} for e in events]}))
+    res = CliRunner().invoke(main, ["ops", "replay", str(path), "--json"])
+    assert res.exit_code in (0, 2), res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)

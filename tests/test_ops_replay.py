@@ -1,0 +1,126 @@
+"""DAG replay properties, native-format round trips, and the replay command's JSON result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.cli import main
+from harness.errors import InputError
+from harness.ops.graph import CATEGORIES, Op, OpGraph
+from harness.ops.load import load_op_trace
+from harness.ops.native import from_dict, load_native, save_native, to_dict
+from harness.ops.replay import busy_union_s, replay
+
+FIXTURE = Path(__file__).parent / "fixtures" / "ops" / "two_streams.json"
+
+
+@st.composite
+def dags(draw, with_starts: bool = False) -> OpGraph:
+    n = draw(st.integers(1, 30))
+    streams = draw(st.integers(1, 4))
+    ops = []
+    for i in range(n):
+        deps = draw(st.lists(st.integers(0, i - 1), max_size=3, unique=True)) if i else []
+        ops.append(Op(name=f"k{i}", stream=str(draw(st.integers(0, streams - 1))),
+                      duration_s=draw(st.floats(0, 1e-3, allow_nan=False)),
+                      category=draw(st.sampled_from(CATEGORIES)), deps=deps,
+                      flops=draw(st.sampled_from([0.0, 1e9])), annotation=draw(st.sampled_from(["", "attn(F)"]))))
+    if with_starts:
+        for op in ops:
+            op.start_s = draw(st.floats(0, 1e-2, allow_nan=False))
+    return OpGraph(ops, {"format": "native"})
+
+
+@given(dags())
+def test_span_between_longest_stream_and_sum_of_durations(graph):
+    tl = replay(graph)
+    dur = np.array([op.duration_s for op in graph.ops])
+    streams = np.array([op.stream for op in graph.ops])
+    longest_stream = max(dur[streams == s].sum() for s in set(streams))
+    assert longest_stream - 1e-12 <= tl.span_s <= dur.sum() + 1e-12
+
+
+@given(dags())
+def test_replay_respects_every_dependency_and_stream_order(graph):
+    tl = replay(graph)
+    last: dict[str, int] = {}
+    for i, op in enumerate(graph.ops):
+        for d in op.deps + ([last[op.stream]] if op.stream in last else []):
+            assert tl.start_s[i] >= tl.end_s[d] - 1e-15
+        last[op.stream] = i
+    # The critical path ends at the last-finishing op and is a chain of binding predecessors.
+    assert tl.end_s[tl.critical_path[-1]] == pytest.approx(tl.end_s.max())
+
+
+@given(dags(with_starts=True))
+def test_native_round_trip_preserves_the_graph(graph):
+    back = from_dict(json.loads(json.dumps(to_dict(graph))), "mem")
+    assert len(back.ops) == len(graph.ops)
+    for a, b in zip(graph.ops, back.ops):
+        assert (a.name, a.stream, a.category, sorted(a.deps), a.flops, a.annotation) == \
+               (b.name, b.stream, b.category, sorted(b.deps), b.flops, b.annotation)
+        assert b.duration_s == pytest.approx(a.duration_s, abs=1e-15)
+        assert b.start_s == pytest.approx(a.start_s, abs=1e-15)
+    assert replay(back).span_s == pytest.approx(replay(graph).span_s, abs=1e-12)
+
+
+def test_kineto_to_native_file_round_trip_replays_identically(tmp_path):
+    g = load_op_trace(FIXTURE)
+    path = tmp_path / "g.optrace.json"
+    save_native(g, path)
+    back = load_op_trace(path)
+    assert back.meta["format"] == "kineto" and [o.category for o in back.ops] == [o.category for o in g.ops]
+    assert [o.deps for o in back.ops] == [o.deps for o in g.ops]
+    r1 = json.loads(CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--json"]).output)
+    r2 = json.loads(CliRunner().invoke(main, ["ops", "replay", str(path), "--json"]).output)
+    assert r2["identity"]["replayed_span_s"] == pytest.approx(r1["identity"]["replayed_span_s"])
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda d: d["ops"][1].update(duration_us=-1), "op 1: field 'duration_us'"),
+    (lambda d: d["ops"][0].update(category="matmul"), "op 0: field 'category'"),
+    (lambda d: d["ops"][2].update(deps=[99]), "op 2: field 'deps': refers to unknown"),
+    (lambda d: d["ops"][1].update(id=5), "op 1: field 'id'"),
+    (lambda d: d.update(format="other"), "format"),
+])
+def test_native_bad_input(tmp_path, mutate, needle):
+    data = to_dict(load_op_trace(FIXTURE))
+    mutate(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=needle):
+        load_native(path)
+
+
+def test_native_cycle_is_reported(tmp_path):
+    data = to_dict(OpGraph([Op("a", "0", 1e-6), Op("b", "1", 1e-6, deps=[0])]))
+    data["ops"][0]["deps"] = [1]
+    path = tmp_path / "cyc.json"
+    path.write_text(json.dumps(data))
+    res = CliRunner().invoke(main, ["ops", "replay", str(path)])
+    assert res.exit_code == 2 and "cycle" in res.output
+
+
+def test_busy_union():
+    s, e = np.array([0.0, 1.0, 5.0]), np.array([2.0, 3.0, 6.0])
+    assert busy_union_s(s, e) == pytest.approx(4.0)
+
+
+def test_replay_json_result_keys(tmp_path):
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--identity", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["identity"]["within_1pct"] and r["identity"]["recorded_span_s"] == pytest.approx(905e-6)
+    rec = r["recorded"]
+    assert rec["per_category_s"]["gemm"] == pytest.approx(300e-6)
+    assert rec["critical_path"]["op_list"][-1]["category"] == "moe_dispatch"
+    assert len(r["timelines"]["recorded"]["start_s"]) == 6
+    assert 0 <= rec["overlap_ratio"] <= 1 and 0 <= rec["comm_overlap_ratio"] <= 1

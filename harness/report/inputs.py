@@ -124,8 +124,13 @@ def load_replay(folder: Path) -> ReplayResults:
     return ReplayResults(path=folder, run=run, backends=backends)
 
 
-def _looks_like_ops(doc: Any) -> bool:
-    return isinstance(doc, dict) and "streams" in doc or isinstance(doc, dict) and "categories" in doc
+def _check_ops(doc: dict[str, Any], path: Path) -> None:
+    """Schema check plus what a schema cannot say: each timeline's columns have one length."""
+    _check(doc, "ops", path)
+    for kind, cols in doc["timelines"].items():
+        lengths = {k: len(v) for k, v in cols.items() if isinstance(v, list)}
+        if len(set(lengths.values())) > 1:
+            raise InputError(f"columns differ in length {lengths}", path=str(path), field=f"timelines.{kind}")
 
 
 def load_results(path: str | Path) -> Results:
@@ -146,9 +151,8 @@ def load_results(path: str | Path) -> Results:
         # A validation document may wrap its rows with metadata.
         _check(doc["rows"], "validation", path)
         return ValidationResults(path=path, rows=doc["rows"])
-    if _looks_like_ops(doc):
-        from harness.report.ops_model import check_ops
-        check_ops(doc, path)
+    if isinstance(doc, dict) and "timelines" in doc and "trace" in doc:
+        _check_ops(doc, path)
         return OpsResults(path=path, data=doc)
     raise InputError("not a results file the report knows (expected a replay folder, op-trace replay JSON "
                      "or validation JSON)", path=str(path))

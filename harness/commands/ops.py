@@ -171,3 +171,24 @@ class _null:
 
     def __exit__(self, *exc):
         return False
+
+
+@ops.command("export")
+@click.option("--deployment", required=True, help="Deployment spec name (models/deployments).")
+@click.option("--batch", type=click.IntRange(min=1), required=True, help="Requests (tokens) per step per rank.")
+@click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode", show_default=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Native op-trace JSON to write.")
+def export_cmd(deployment: str, batch: int, phase: str, out: str) -> None:
+    """Write the harness's step op graph for a deployment and batch in the native op-trace format."""
+    import importlib
+
+    from harness.ops.export import graph_from_step_ops
+    from harness.ops.native import save_native
+
+    step = importlib.import_module("harness.step")
+    if not hasattr(step, "step_ops"):
+        raise InputError("the step model (harness.step.step_ops) is not available in this build")
+    step_ops = step.step_ops(deployment=deployment, batch=batch, phase=phase)
+    graph = graph_from_step_ops(step_ops, {"deployment": deployment, "batch": batch, "phase": phase})
+    save_native(graph, out)
+    click.echo(f"wrote {out}: {len(graph.ops)} ops on streams {', '.join(graph.streams())}")

@@ -1,0 +1,27 @@
+"""The harness's own step op graph (harness.step.step_ops) as an op graph, for `bench ops export`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.ops.graph import CATEGORIES, Op, OpGraph
+
+
+def graph_from_step_ops(step_ops: Sequence[Any], meta: dict | None = None) -> OpGraph:
+    """StepOps (name, category, stream, microbatch, layer, start_s, duration_s, flops, bytes_moved,
+    bytes_sent, deps) to an op graph. Ops are ordered by start within each stream (CUDA FIFO semantics);
+    deps given as op names or indices are remapped to the new positions."""
+    order = sorted(range(len(step_ops)), key=lambda i: (step_ops[i].start_s, i))
+    new_index = {old: new for new, old in enumerate(order)}
+    by_name = {step_ops[old].name: new for new, old in enumerate(order)}
+    ops = []
+    for old in order:
+        s = step_ops[old]
+        deps = sorted({new_index[d] if isinstance(d, int) else by_name[d] for d in (s.deps or ())})
+        ops.append(Op(name=str(s.name), stream=str(s.stream), duration_s=float(s.duration_s),
+                      category=s.category if s.category in CATEGORIES else "other", start_s=float(s.start_s),
+                      deps=deps, flops=float(s.flops or 0), bytes_moved=float(s.bytes_moved or 0),
+                      bytes_sent=float(s.bytes_sent or 0), layer=int(s.layer if s.layer is not None else -1),
+                      annotation=f"mb{s.microbatch}" if getattr(s, "microbatch", None) is not None else ""))
+    return OpGraph(ops, {"format": "native", **(meta or {})})

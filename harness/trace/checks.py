@@ -102,7 +102,8 @@ def _prefix_blocks(raw: Raw) -> pl.Series | None:
     bad = _first(col.list.eval(pl.element() < 0).list.any().fill_null(False))
     if bad is not None:
         raise raw.error(bad, "prefix_blocks", "block ids must be non-negative integers")
-    return col.alias("prefix_blocks")
+    # An empty list and a missing value mean the same (no blocks), and CSV cannot tell them apart: keep null.
+    return pl.select(pl.when(col.list.len() > 0).then(col)).to_series().alias("prefix_blocks")
 
 
 def _block_size(raw: Raw, blocks: pl.Series | None) -> int | None:
@@ -146,7 +147,7 @@ def validated(raw: Raw) -> tuple[pl.DataFrame, int | None]:
         bad = _first(ids.is_null() | (ids == ""))
         if bad is not None:
             raise raw.error(bad, "request_id", "missing value (give every row an id, or none)")
-        bad = _first(ids.is_duplicated())
+        bad = _first(~ids.is_first_distinct())
         if bad is not None:
             raise raw.error(bad, "request_id", f"duplicate id {ids[bad]!r}")
     blocks = _prefix_blocks(raw)

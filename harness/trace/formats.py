@@ -65,15 +65,18 @@ def header_columns(src: Source) -> list[str]:
 
 
 def detect(src: Source, columns: list[str]) -> str:
-    """The format whose required columns best match `columns` (ties: the order of FORMATS)."""
-    candidates = [f for f in FORMATS if src.container in CONTAINERS[f]]
+    """The format whose required columns best match `columns`: exact names count fully, case-insensitive ones half
+    (so a misspelt file is still recognised and its missing column named); ties go to the order of FORMATS."""
+    exact = set(columns)
     lowered = {c.strip().lower() for c in columns}
 
     def score(fmt: str) -> float:
-        return sum(c.lower() in lowered for c in REQUIRED[fmt]) / len(REQUIRED[fmt])
+        return sum(1.0 if c in exact else 0.5 if c.lower() in lowered else 0.0
+                   for c in REQUIRED[fmt]) / len(REQUIRED[fmt])
 
-    best = max(candidates, key=score)
+    best = max(FORMATS, key=score)
     if score(best) == 0:
+        candidates = [f for f in FORMATS if src.container in CONTAINERS[f]]
         expected = "; ".join(f"{f}: {', '.join(REQUIRED[f])}" for f in candidates)
         shown = ", ".join(columns[:8]) or "none"
         raise InputError(f"unknown trace format: columns [{shown}] match none of ({expected}); "
@@ -84,7 +87,7 @@ def detect(src: Source, columns: list[str]) -> str:
 
 def read(src: Source, fmt: str, columns: list[str]) -> Raw:
     if src.container not in CONTAINERS[fmt]:
-        raise InputError(f"a {fmt} trace is {' or '.join(CONTAINERS[fmt])}, but this file is {src.container}",
+        raise InputError(f"the columns are those of a {fmt} trace, and a {fmt} trace is {' or '.join(CONTAINERS[fmt])}, but this file is {src.container}",
                          path=str(src.path))
     return _READERS[fmt](src, columns)
 
@@ -96,7 +99,7 @@ def _native(src: Source, columns: list[str]) -> Raw:
     require_columns(columns, REQUIRED["native"], path=src.path, fmt="native", allowed=allowed,
                     where=None if src.container == "parquet" else "line 1")
     if src.container == "parquet":
-        frame = _polars(src, lambda: pl.read_parquet(src.reader()))
+        frame = _nonempty(src, _polars(src, lambda: pl.read_parquet(src.reader())))
         where = _row_where
     elif src.container == "csv":
         frame = _read_csv(src)
@@ -188,7 +191,7 @@ def _polars(src: Source, read_fn: Callable[[], pl.DataFrame]) -> pl.DataFrame:
 def _read_csv(src: Source) -> pl.DataFrame:
     """Every column as text (then cast with a per-row check), so a bad value is reported, not guessed around."""
     try:
-        return pl.read_csv(src.reader(), infer_schema=False)
+        return _nonempty(src, pl.read_csv(src.reader(), infer_schema=False))
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         lines = src.text_lines()
         rows = csv.reader(lines)
@@ -202,10 +205,39 @@ def _read_csv(src: Source) -> pl.DataFrame:
 
 def _read_jsonl(src: Source, schema: dict) -> pl.DataFrame:
     try:
-        return pl.read_ndjson(src.reader(), infer_schema_length=None)
+        frame = pl.read_ndjson(src.reader(), infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         _raise_first_bad_json_line(src, schema)
         raise InputError(f"cannot read as JSON Lines ({_first_line(exc)})", path=str(src.path)) from None
+    if not _json_types_ok(frame, schema):
+        _raise_first_bad_json_line(src, schema)  # a value of the wrong type somewhere: name its line
+    return _nonempty(src, frame)
+
+
+def _json_types_ok(frame: pl.DataFrame, schema: dict) -> bool:
+    """Did polars infer the JSON types the schema asks for? (Mixed types make it fall back to strings.)"""
+    for name, rule in schema["properties"].items():
+        if name not in frame.columns:
+            continue
+        dtype = frame.schema[name]
+        kinds = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
+        if dtype == pl.Null:
+            continue
+        if "array" in kinds:
+            ok = isinstance(dtype, pl.List) and (dtype.inner.is_integer() or dtype.inner == pl.Null)
+        elif "integer" in kinds or "number" in kinds:
+            ok = dtype.is_numeric()
+        else:
+            ok = dtype == pl.String
+        if not ok:
+            return False
+    return True
+
+
+def _nonempty(src: Source, frame: pl.DataFrame) -> pl.DataFrame:
+    if frame.height == 0:
+        raise InputError("no requests in the file (only a header?)", path=str(src.path))
+    return frame
 
 
 def _raise_first_bad_json_line(src: Source, schema: dict) -> None:

@@ -1,0 +1,157 @@
+"""Bad input: each case gives one InputError line naming file, line/row and field, and what is wrong."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.errors import InputError
+from harness.trace import load_trace
+
+AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+NATIVE = "arrival_s,input_tokens,output_tokens\n"
+
+
+def _moon(**fields) -> str:
+    record = {"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [0, 1], **fields}
+    return json.dumps(record) + "\n"
+
+
+CASES = {
+    # name: (file name, content, expected fragments of the message)
+    "unknown format": ("a.csv", "foo,bar\n1,2\n", ["line 1", "unknown trace format", "--format"]),
+    "empty file": ("e.csv", "", ["empty file"]),
+    "blank file": ("e.jsonl", "\n\n  \n", ["empty file"]),
+    "header only": ("h.csv", AZURE, ["no requests"]),
+    "missing column": ("m.csv", "arrival_s,input_tokens\n0,5\n", ["field 'output_tokens'", "missing required"]),
+    "misspelt column": ("s.csv", "TIMESTAMP,ContxtTokens,GeneratedTokens\n2023-11-16 18:15:46.68,3,4\n",
+                        ["field 'ContextTokens'", "'ContxtTokens': misspelt"]),
+    "misspelt optional column": ("o.csv", "arrival_s,input_tokens,output_tokens,sesion_id\n0,1,1,a\n",
+                                 ["field 'sesion_id'", "did you mean 'session_id'"]),
+    "non-numeric length": ("n.csv", AZURE + "2023-11-16 18:15:46.68,3,4\n2023-11-16 18:15:47.00,abc,4\n",
+                           ["line 3", "field 'ContextTokens'", "not an integer: 'abc'"]),
+    "fractional length": ("f.csv", NATIVE + "0,1.5,3\n", ["line 2", "field 'input_tokens'", "not an integer"]),
+    "negative length": ("g.csv", NATIVE + "0,10,3\n1,-5,3\n", ["line 3", "field 'input_tokens'", "negative (-5)"]),
+    "NaN length": ("nan.csv", NATIVE + "0,nan,3\n", ["line 2", "field 'input_tokens'", "not an integer: 'nan'"]),
+    "NaN arrival": ("nan2.csv", NATIVE + "nan,1,3\n", ["line 2", "field 'arrival_s'", "not a finite number"]),
+    "NaN in JSON": ("nan.jsonl", '{"arrival_s": NaN, "input_tokens": 1, "output_tokens": 1}\n',
+                    ["line 1", "not a finite number"]),
+    "missing value": ("mv.csv", NATIVE + "0,1,3\n1,,3\n", ["line 3", "field 'input_tokens'", "missing value"]),
+    "zero output native": ("z.csv", NATIVE + "0,10,0\n", ["line 2", "field 'output_tokens'", "zero"]),
+    "zero output mooncake": ("z.jsonl", _moon() + _moon(output_length=0),
+                             ["line 2", "field 'output_length'", "zero"]),
+    "zero output azure": ("z2.csv", AZURE + "2023-11-16 18:15:46.68,3,0\n", ["line 2", "field 'GeneratedTokens'"]),
+    "truncated JSON line": ("t.jsonl", _moon() + _moon()[:30], ["line 2", "not valid JSON"]),
+    "wrong JSON type": ("w.jsonl", _moon() + _moon(hash_ids=[0, "x"]), ["line 2", "field 'hash_ids'", "'x'"]),
+    "string length in JSON": ("w2.jsonl", _moon() + _moon(input_length="many"),
+                              ["line 2", "field 'input_length'", "'many'"]),
+    "not an object": ("arr.jsonl", _moon() + "[1, 2]\n", ["line 2", "is not of type 'object'"]),
+    "too long": ("l.csv", NATIVE + "0,20000000,5\n", ["line 2", "field 'input_tokens'", "larger than any model"]),
+    "too long together": ("l2.csv", NATIVE + "0,9000000,2000000\n", ["line 2", "exceed", "context"]),
+    "bad timestamp": ("b.csv", AZURE + "2023-11-16 18:15:46.68,3,4\nyesterday,3,4\n",
+                      ["line 3", "field 'TIMESTAMP'", "'yesterday'"]),
+    "negative arrival": ("na.csv", NATIVE + "-1,1,1\n", ["line 2", "field 'arrival_s'", "negative"]),
+    "ragged line": ("r.csv", NATIVE + "0,1,1\n1,2,3,4\n", ["line 3", "expected 3 comma-separated fields, found 4"]),
+    "duplicate id": ("d.csv", "request_id," + NATIVE + "a,0,1,1\na,1,1,1\n", ["line 3", "duplicate id 'a'"]),
+    "blocks without size": ("bs.jsonl", '{"arrival_s": 0, "input_tokens": 5, "output_tokens": 1, '
+                            '"prefix_blocks": [1]}\n', ["field 'block_size'", "required"]),
+    "too many blocks": ("tm.csv", "arrival_s,input_tokens,output_tokens,prefix_blocks,block_size\n0,10,1,1 2,16\n",
+                        ["line 2", "field 'prefix_blocks'", "exceed"]),
+    "bad block list": ("bl.csv", "arrival_s,input_tokens,output_tokens,prefix_blocks,block_size\n0,10,1,1 x,16\n",
+                       ["line 2", "field 'prefix_blocks'", "space-separated integers"]),
+    "burstgpt total": ("bg.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                       "5,ChatGPT,472,18,491,Conversation log\n", ["line 2", "field 'Total tokens'"]),
+    "mooncake in CSV": ("mc.csv", "timestamp,input_length,output_length,hash_ids\n0,1,1,0\n",
+                        ["columns are those of a mooncake trace", "jsonl, but this file is csv"]),
+}
+
+
+def _write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_names_file_line_and_field(tmp_path, case):
+    name, content, fragments = CASES[case]
+    path = _write(tmp_path, name, content)
+    with pytest.raises(InputError) as info:
+        load_trace(path)
+    message = str(info.value)
+    assert message.startswith(str(path)), message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("case", ["non-numeric length", "truncated JSON line", "misspelt column", "empty file"])
+def test_cli_bad_input_is_one_line_exit_2_and_no_output_file(tmp_path, case):
+    name, content, fragments = CASES[case]
+    path = _write(tmp_path, name, content)
+    dest = tmp_path / "out.parquet"
+    result = CliRunner().invoke(main, ["trace", "convert", str(path), str(dest)])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), result.output
+    assert "Traceback" not in result.output
+    assert not dest.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_broken_gzip_stream(tmp_path):
+    packed = gzip.compress((NATIVE + "0,1,1\n" * 500).encode())
+    path = _write(tmp_path, "x.csv.gz", packed[: len(packed) // 2])
+    with pytest.raises(InputError, match="broken gzip stream"):
+        load_trace(path)
+
+
+def test_corrupt_parquet(tmp_path):
+    path = _write(tmp_path, "x.parquet", b"PAR1" + b"\x00garbage" * 20)
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        load_trace(path)
+
+
+def test_parquet_nan_length_names_the_row(tmp_path):
+    pl.DataFrame({"arrival_s": [0.0, 1.0], "input_tokens": [5.0, float("nan")], "output_tokens": [1, 1]}).write_parquet(
+        tmp_path / "n.parquet")
+    with pytest.raises(InputError, match=r"row 2: field 'input_tokens': not an integer: nan"):
+        load_trace(tmp_path / "n.parquet")
+
+
+def test_unknown_format_name_and_wrong_container(tmp_path):
+    path = _write(tmp_path, "a.csv", NATIVE + "0,1,1\n")
+    with pytest.raises(InputError, match="unknown format 'splitwise'"):
+        load_trace(path, "splitwise")
+    with pytest.raises(InputError, match="a mooncake trace is jsonl, but this file is csv"):
+        load_trace(path, "mooncake")
+
+
+def test_missing_file_lists_bundled_names(tmp_path):
+    with pytest.raises(InputError, match="not a bundled trace .*azure-conv"):
+        load_trace(tmp_path / "nope.csv")
+
+
+def test_decreasing_timestamps_sorted_with_a_count_or_rejected_when_strict(tmp_path):
+    path = _write(tmp_path, "d.csv", "request_id," + NATIVE + "a,5,1,1\nb,3,1,1\nc,3,2,1\nd,9,1,1\ne,1,1,1\n")
+    workload = load_trace(path)
+    # Stable: b and c share a time and keep their file order.
+    assert workload.requests["request_id"].to_list() == ["e", "b", "c", "a", "d"]
+    assert workload.requests["arrival_s"].to_list() == [0.0, 2.0, 2.0, 4.0, 8.0]
+    assert workload.notes == ("sorted 3 rows whose timestamps go backwards (first at line 3)",)
+    with pytest.raises(InputError, match=r"line 3: field 'arrival_s': arrives before an earlier row \(3 rows"):
+        load_trace(path, strict=True)
+
+
+def test_cli_warns_about_sorting_on_stderr(tmp_path):
+    path = _write(tmp_path, "d.csv", NATIVE + "5,1,1\n3,1,1\n")
+    result = CliRunner().invoke(main, ["trace", "info", str(path), "--json"])
+    assert result.exit_code == 0
+    assert "warning:" in result.stderr and "sorted 1 rows" in result.stderr
+    assert json.loads(result.stdout)["requests"] == 2
+    strict = CliRunner().invoke(main, ["trace", "info", str(path), "--strict"])
+    assert strict.exit_code == 2 and "line 3" in strict.output

@@ -124,3 +124,12 @@ def test_replay_json_result_keys(tmp_path):
     assert rec["critical_path"]["op_list"][-1]["category"] == "moe_dispatch"
     assert len(r["timelines"]["recorded"]["start_s"]) == 6
     assert 0 <= rec["overlap_ratio"] <= 1 and 0 <= rec["comm_overlap_ratio"] <= 1
+
+
+def test_replay_json_matches_the_report_schema(repo_root):
+    import jsonschema
+
+    schema = json.loads((repo_root / "harness" / "report" / "schemas" / "ops.schema.json").read_text())
+    r = json.loads(CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--json"]).output)
+    jsonschema.validate(r, schema)
+    assert r["timelines"]["recorded"]["category"][0] == "attention"

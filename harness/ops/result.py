@@ -13,7 +13,7 @@ Keys:
 - `mape_per_category`: {category: {mape, ops}} predicted-vs-recorded duration error on the source, over ops
   whose work was estimated independently of their recorded time (absent when nothing qualifies)
 - `work_sources`: {category: {source_of_work: count}} how each op's work was estimated
-- `timelines`: {recorded | source_predicted | target_predicted: {op, stream, start_s, end_s} column lists};
+- `timelines`: {recorded | source_predicted | target_predicted: {op, stream, category, start_s, end_s} column lists};
   `timelines_downsampled` is true when only the longest ops were kept (see MAX_TIMELINE_OPS)
 """
 
@@ -39,6 +39,7 @@ def timeline_summary(graph: OpGraph, timeline: Timeline, durations_s: np.ndarray
 
 def timeline_columns(graph: OpGraph, timeline: Timeline, keep: np.ndarray) -> dict:
     return {"op": keep.tolist(), "stream": [graph.ops[i].stream for i in keep],
+            "category": [graph.ops[i].category for i in keep],
             "start_s": timeline.start_s[keep].tolist(), "end_s": timeline.end_s[keep].tolist()}
 
 

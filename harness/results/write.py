@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,8 @@ def write_replay(out_dir: str | os.PathLike[str], run: dict, backends: Sequence[
     An existing DIR is replaced only once the new one is complete."""
     target = Path(out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+    tmp.mkdir()   # not mkdtemp: the folder gets the usual permissions (umask), not 0700
     try:
         (tmp / "run.json").write_text(dumps(run), encoding="utf-8")
         for b in backends:

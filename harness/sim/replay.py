@@ -1,0 +1,170 @@
+"""A replay: one workload on several backends, each sized per the comparison mode, into result tables.
+
+This is where the hardware-ignorant event loop meets the cost model: it builds each backend's ServingCosts from
+spec files, sizes the deployments, runs the simulator and turns its arrays into the output layout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import InputError
+from harness.results.requests import request_table
+from harness.results.slo import Slo
+from harness.results.summary import distribution, summarize
+from harness.results.timeseries import timeseries
+from harness.results.write import BackendOutput
+from harness.sim.config import SimConfig
+from harness.sim.costs import ServingCosts
+from harness.sim.engine import simulate
+from harness.sim.result import SimResult
+from harness.trace.workload import Workload
+
+COMPARISONS = ("as-given", "equal-chips", "equal-cost")
+
+
+@functools.cache
+def defaults() -> dict:
+    """harness/sim/defaults.toml: the default backends, comparison mode and deployments per backend."""
+    return tomllib.loads((Path(__file__).with_name("defaults.toml")).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class BackendPlan:
+    """One backend of a replay: which specs, how many instances, and the run's overrides for it."""
+
+    label: str
+    backend: str
+    prefill_deployment: str
+    decode_deployment: str
+    config: SimConfig
+    price_usd: float | None = None              # $/chip-hour override; None: the hardware spec's
+    sized: frozenset[str] = field(default=frozenset())   # instance counts the user fixed (never resized)
+
+
+def labels_for(backends: Sequence[str]) -> list[str]:
+    """Backend names as labels; a repeated name gets -2, -3, ... so every label (and output folder) is unique."""
+    seen: dict[str, int] = {}
+    out = []
+    for b in backends:
+        seen[b] = seen.get(b, 0) + 1
+        out.append(b if seen[b] == 1 else f"{b}-{seen[b]}")
+    return out
+
+
+def default_deployment(backend: str) -> dict:
+    known = defaults()["deployments"]
+    if backend not in known:
+        raise InputError(f"no default deployment for backend '{backend}' (known: {', '.join(sorted(known))}); "
+                         "name one with --deployment", field="--backend")
+    return known[backend]
+
+
+def build_costs(plan: BackendPlan, overrides: Sequence[str] = ()) -> ServingCosts:
+    from harness.step.serving import build_serving_costs   # the cost model; imported here so the loop stays free of it
+    return build_serving_costs(plan.backend, prefill_deployment=plan.prefill_deployment,
+                               decode_deployment=plan.decode_deployment, overrides=tuple(overrides))
+
+
+def _chips(plan: BackendPlan, costs: ServingCosts) -> int:
+    return plan.config.prefill_instances * costs.prefill_chips + plan.config.decode_instances * costs.decode_chips
+
+
+def _price(plan: BackendPlan, costs: ServingCosts) -> float:
+    return float(plan.price_usd if plan.price_usd is not None else costs.cost_per_chip_hour_usd)
+
+
+def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comparison: str) -> list[BackendPlan]:
+    """Resize every backend after the first to the first's chip count (equal-chips) or spend (equal-cost),
+    keeping the first's share of chips in prefill. Instance counts the user fixed are kept."""
+    if comparison not in COMPARISONS:
+        raise InputError(f"must be one of {', '.join(COMPARISONS)}", field="--compare")
+    if comparison == "as-given" or len(plans) < 2:
+        return list(plans)
+    ref, ref_costs = plans[0], costs[0]
+    ref_chips = _chips(ref, ref_costs)
+    share = ref.config.prefill_instances * ref_costs.prefill_chips / ref_chips
+    out = [ref]
+    for plan, c in zip(plans[1:], costs[1:]):
+        target = ref_chips if comparison == "equal-chips" else ref_chips * _price(ref, ref_costs) / _price(plan, c)
+        p = plan.config.prefill_instances if "prefill" in plan.sized else max(1, round(target * share / c.prefill_chips))
+        d = (plan.config.decode_instances if "decode" in plan.sized
+             else max(1, round((target - p * c.prefill_chips) / c.decode_chips)))
+        out.append(dataclasses.replace(plan, config=dataclasses.replace(plan.config, prefill_instances=p,
+                                                                        decode_instances=d)))
+    return out
+
+
+def describe_deployment(plan: BackendPlan, costs: ServingCosts) -> dict:
+    from harness.hardware.specfile import load_spec
+
+    def one(name: str, chips: int, instances: int) -> dict:
+        spec, _ = load_spec("deployment", name)
+        return {"name": name, "chips_per_instance": int(chips), "instances": int(instances),
+                "parallelism": {k: spec.get(k) for k in ("ep", "dp", "tp")}, "precision": spec.get("precision")}
+
+    return {"prefill": one(plan.prefill_deployment, costs.prefill_chips, plan.config.prefill_instances),
+            "decode": one(plan.decode_deployment, costs.decode_chips, plan.config.decode_instances)}
+
+
+def step_breakdown(result: SimResult, costs: ServingCosts) -> dict:
+    """Per-category seconds of a representative step of each phase: the run's mean prefill step (mean piece,
+    mean pieces per step) and its mean decode step (mean batch per chip, mean KV length)."""
+    out: dict[str, dict[str, float]] = {}
+    if result.prefill_steps:
+        pieces = result.prefill_pieces / result.prefill_steps
+        out["prefill"] = costs.step_breakdown(
+            "prefill", tokens=result.prefill_piece_tokens_sum / result.prefill_pieces,
+            cached_tokens=result.prefill_cached_sum / result.prefill_pieces, requests=pieces)
+    if result.decode_steps:
+        out["decode"] = costs.step_breakdown(
+            "decode", batch_per_chip=result.decode_batch_sum / result.decode_steps / costs.decode_chips,
+            mean_kv_len=result.decode_kv_sum / result.decode_steps)
+    return {phase: {k: float(v) for k, v in cats.items()} for phase, cats in out.items()}
+
+
+def trace_duration_s(workload: Workload) -> float:
+    a = workload.requests.get_column("arrival_s")
+    return float(a.max() - a.min()) if a.len() else 0.0
+
+
+def trace_meta(workload: Workload) -> dict:
+    req = workload.requests
+    path = workload.source_path
+    digest = None
+    if path and Path(path).is_file():
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = h.hexdigest()
+    duration = trace_duration_s(workload)
+    return {"name": workload.name, "path": path, "sha256": digest, "format": workload.source_format,
+            "requests": req.height, "duration_s": duration,
+            "rate_req_s": (req.height - 1) / duration if duration > 0 else None,
+            "input_tokens": distribution(req.get_column("input_tokens").cast(float)),
+            "output_tokens": distribution(req.get_column("output_tokens").cast(float))}
+
+
+def run_backend(workload: Workload, plan: BackendPlan, costs: ServingCosts, slo: Slo,
+                progress: Callable[[int], None] | None = None) -> BackendOutput:
+    result = simulate(workload, costs, plan.config, progress)
+    table = request_table(result, workload)
+    summary = summarize(table, result, backend=plan.backend, label=plan.label,
+                        deployment=describe_deployment(plan, costs), cost_per_chip_hour_usd=_price(plan, costs),
+                        slo=slo, trace_duration_s=trace_duration_s(workload),
+                        step_breakdown=step_breakdown(result, costs))
+    summary["seed"] = plan.config.seed
+    return BackendOutput(plan.label, summary, table, timeseries(result, workload))
+
+
+def simulated_seconds(outputs: Sequence[BackendOutput]) -> float:
+    return float(np.sum([o.summary["simulated_duration_s"] for o in outputs]))

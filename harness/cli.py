@@ -16,6 +16,7 @@ _COMMANDS = [
     "harness.commands.trace:trace",
     "harness.commands.gate:gate",
     "harness.commands.ops:ops",
+    "harness.commands.replay:replay",
 ]
 
 

@@ -113,6 +113,9 @@ def write_sample_results(out: Path, *, n_requests: int = 400, trace_name: str = 
                                "decode": {"attention": 0.012 * speed, "moe": 0.018, "dispatch": 0.004 * speed,
                                           "combine": 0.004, "other": 0.003}},
             "utilisation": {"prefill": 0.55, "decode": 0.82 - 0.1 * k, "cache": 0.12},
+            "phase_throughput": {"prefill_computed_tokens_per_busy_s_per_chip": 6688.0 / speed,
+                                 "decode_output_tokens_per_busy_s_per_chip": tok_s / speed,
+                                 "mean_decode_batch_per_chip": 60.0, "prefill_steps": 100, "decode_steps": 5000},
         }
         (d / "summary.json").write_text(json.dumps(summary, indent=2))
     return out

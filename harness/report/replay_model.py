@@ -5,6 +5,7 @@ Pure functions of a loaded ReplayResults; numbers are copied, never recomputed, 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ class Metric:
     key: tuple[str, ...]   # path into summary.json
     unit: str              # how the template formats it: "tok/s", "req/s", "frac", "s", "ms", "count", "usd"
     better: str            # "higher" or "lower": colours the relative difference
+    optional: bool = False  # a row left out when no backend has the value
 
 
 HEADLINE: tuple[Metric, ...] = (
@@ -37,6 +39,13 @@ HEADLINE: tuple[Metric, ...] = (
     Metric("Rejected requests", ("requests_rejected",), "count", "lower"),
     Metric("Cost per million output tokens", ("cost_per_million_output_tokens",), "usd", "lower"),
     Metric("Chips", ("chips",), "count", "none"),
+    # While busy, per chip of the phase: comparable with published per-NPU / per-GPU phase throughputs.
+    Metric("Prefill tokens per busy chip-second", ("phase_throughput", "prefill_computed_tokens_per_busy_s_per_chip"),
+           "tok/s", "higher", optional=True),
+    Metric("Decode tokens per busy chip-second", ("phase_throughput", "decode_output_tokens_per_busy_s_per_chip"),
+           "tok/s", "higher", optional=True),
+    Metric("Mean decode batch per chip", ("phase_throughput", "mean_decode_batch_per_chip"), "", "none",
+           optional=True),
 )
 
 
@@ -49,10 +58,11 @@ def _get(doc: dict[str, Any], key: tuple[str, ...]) -> Any:
 
 
 def relative_diff(value: float | None, base: float | None) -> float | None:
-    """(value - base) / |base|, or None when either is missing or the base is zero."""
+    """(value - base) / |base|, or None when either is missing, the base is zero or the ratio overflows."""
     if value is None or base is None or base == 0:
         return None
-    return (value - base) / abs(base)
+    rel = (value - base) / abs(base)
+    return rel if math.isfinite(rel) else None
 
 
 def _parallelism_text(par: Any) -> str:
@@ -83,6 +93,8 @@ def headline(res: ReplayResults) -> dict[str, Any]:
     rows = []
     for m in HEADLINE:
         values = [_get(b.summary, m.key) for b in res.backends]
+        if m.optional and all(v is None for v in values):
+            continue
         rel = [relative_diff(v, values[0]) for v in values[1:]]
         rows.append({"metric": m.label, "unit": m.unit, "better": m.better, "by_backend": values, "rel": rel})
     return {"labels": labels, "baseline": labels[0], "rows": rows}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from harness.report.figures import CATEGORY_PALETTE, colour, figure, layout
@@ -121,7 +120,3 @@ def replay_figures(res: ReplayResults) -> dict[str, list[dict[str, Any]]]:
         "resources": [_utilisation(res), _step_breakdown(res)],
     }
 
-
-def count_points(figs: dict[str, list[dict[str, Any]]]) -> int:
-    """Data points embedded across figures (the size budget test reads it)."""
-    return int(sum(np.size(t.get("x", [])) for group in figs.values() for f in group for t in f["data"]))

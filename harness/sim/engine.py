@@ -54,6 +54,7 @@ class _Run:
         span = float(self.arrival.max() - self.arrival.min()) if n else 0.0
         self.res = SimResult(n, caps, config.prefill_instances, config.decode_instances, self.block_size,
                              cell_s=max(span / 1000.0, 1e-3))
+        self.use_cache = self.cache.enabled and not self.blocks.empty
         self.router = Router(caps.routing)
         self.prefills = [PrefillInstance(i) for i in range(config.prefill_instances)]
         self.decodes = [DecodeInstance(i, caps.decode_batch_cap, caps.decode_kv_tokens)
@@ -142,7 +143,7 @@ class _Run:
 
     def _new_tokens_by_instance(self, r: int) -> list[int]:
         inp = int(self.inp[r])
-        if self.router.policy != "cache-aware" or not self.cache.enabled:
+        if self.router.policy != "cache-aware" or not self.use_cache:
             return [inp] * len(self.prefills)
         blocks = self.blocks.of(r)
         return [inp - min(self.cache.match(blocks, p.index).local * self.block_size, inp - 1) for p in self.prefills]
@@ -160,7 +161,7 @@ class _Run:
     def _lookup(self, r: int) -> None:
         """First time r is considered for a step on its instance: fetch its cached prefix."""
         self.looked_up[r] = True
-        if not self.cache.enabled:
+        if not self.use_cache:
             return
         inst = int(self.res.prefill_instance[r])
         m = self.cache.fetch(self.blocks.of(r), inst)
@@ -221,6 +222,7 @@ class _Run:
     def _prefill_done(self, idx: int, _payload) -> None:
         inst, res, now = self.prefills[idx], self.res, self.now
         inst.busy = False
+        first_tokens = 0
         for r, piece, completes in inst.batch:
             self.done[r] += piece
             self.remaining[r] -= piece
@@ -229,7 +231,7 @@ class _Run:
                 continue
             res.prefill_end_s[r] = now
             res.first_token_s[r] = now           # prefill's last position yields the first token
-            res.output_tokens_grid.add_at(now, 1)
+            first_tokens += 1
             self._write_back(inst, r)
             if self.out[r] <= 1:
                 res.finish_s[r] = now
@@ -239,11 +241,12 @@ class _Run:
             inst.transfer_free_s = start + float(self.costs.kv_transfer_s(int(self.inp[r])))
             self._push(inst.transfer_free_s, KV_ARRIVED, int(res.decode_instance[r]), r)
         inst.batch = []
+        res.output_tokens_grid.add_at(now, first_tokens)
         self._kick(idx, KICK_PREFILL, inst)
 
     def _write_back(self, inst: PrefillInstance, r: int) -> None:
         """Asynchronously write the prompt's new blocks to the cache; they are readable once written."""
-        if not self.cache.enabled:
+        if not self.use_cache:
             return
         blocks = self.blocks.of(r)[self.hit_blocks[r]:]
         if blocks.size == 0:

@@ -3,6 +3,7 @@ that should not, and the console stays clean. A screenshot of each page lands in
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -101,3 +102,35 @@ def test_replay_report_draws_in_chromium_and_hostile_name_stays_text(browser, tm
     assert HOSTILE in h1
     assert (tmp_path / "replay.png").stat().st_size > 10_000
 
+
+
+def _ops_result(path: Path) -> Path:
+    """A real `bench ops replay` result of a small two-stream op graph (built in code, analysed by harness.ops)."""
+    from harness.commands.ops import analyse
+    from harness.ops.graph import Op, OpGraph
+
+    ops = []
+    for layer in range(20):
+        t = layer * 1e-3
+        ops.append(Op(name="ampere_gemm", stream="7", duration_s=4e-4, category="gemm", start_s=t))
+        ops.append(Op(name=HOSTILE, stream="7", duration_s=2e-4, category="attention", start_s=t + 4.5e-4))
+        ops.append(Op(name="ncclAllReduce", stream="20", duration_s=3e-4, category="all_reduce", start_s=t + 6.6e-4,
+                      deps=[len(ops) - 1]))
+    graph = OpGraph(ops=ops, meta={"source": "two-stream.json", "format": "native"})
+    path.write_text(json.dumps(analyse(graph, None, None)))
+    return path
+
+
+def test_combined_report_with_ops_and_validation_draws(browser, tmp_path: Path) -> None:
+    results = write_sample_results(tmp_path / "results", n_requests=200)
+    val = tmp_path / "validation.json"
+    val.write_text(json.dumps([
+        {"id": "decode tok/s per chip", "published": 1943.0, "predicted": 1810.0, "unit": "tok/s", "error_pct": -6.8},
+        {"id": HOSTILE, "published": 50.0, "predicted": 61.0, "unit": "ms", "error_pct": 22.0}]))
+    page = render_report([results, _ops_result(tmp_path / "ops.json"), val], tmp_path / "combined.html")
+    logs = _load(browser, page, tmp_path / "combined.png")
+    assert [e for e in logs if e["level"] == "SEVERE"] == []
+    assert _assert_all_plots_drew(browser) >= 14
+    _assert_no_network(browser)
+    assert browser.execute_script("return window.__pwned === undefined")
+    assert browser.execute_script("return document.querySelectorAll('section').length") == 3

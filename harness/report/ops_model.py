@@ -66,50 +66,61 @@ def ops_model(res: Any) -> dict[str, Any]:
             "downsampled": bool(doc.get("timelines_downsampled"))}
 
 
+def _bars(xs: list, ys: list, row: str, start_ms: np.ndarray, end_ms: np.ndarray) -> None:
+    for lo, hi in zip(compact(start_ms), compact(end_ms), strict=True):
+        xs += [lo, hi, None]
+        ys += [row, row, None]
+
+
 def _gantt(doc: dict[str, Any]) -> dict[str, Any]:
+    """One row per (stream, timeline), busy intervals coloured by op category (by timeline when the result has no
+    category column); the critical path of the first summarised timeline on top."""
     timelines = doc["timelines"]
     kinds = [k for k in KINDS if k in timelines] + [k for k in timelines if k not in KINDS]
     streams = list(doc["trace"]["streams"])
     span = max((max(t["end_s"], default=0.0) for t in timelines.values()), default=0.0)
     gap = span / GANTT_PIXELS
-    rows: list[str] = []
-    data = []
+    path_kind = next(iter(_kinds(doc)), None)
+    path_ops = (doc[path_kind]["critical_path"].get("op_list") or []) if path_kind else []
+    all_cats = sorted({c for t in timelines.values() for c in t.get("category", [])}
+                      | {o["category"] for o in path_ops})
+    cat_colour = {c: CATEGORY_PALETTE[k % len(CATEGORY_PALETTE)] for k, c in enumerate(all_cats)}
+    rows = [f"stream {text(s)} · {text(k.replace('_', ' '))}" for s in streams for k in kinds]
+    traces: dict[str, dict[str, Any]] = {}
+
+    def trace_for(key: str, name: str, color: str) -> dict[str, Any]:
+        if key not in traces:
+            traces[key] = {"type": "scatter", "mode": "lines", "name": name, "x": [], "y": [], "legendgroup": key,
+                           "line": {"color": color, "width": 9}, "hoverinfo": "x+y+name"}
+        return traces[key]
+
     for i, kind in enumerate(kinds):
         t = timelines[kind]
-        st, s0, s1 = np.array(t["stream"], dtype=object), np.array(t["start_s"], float), np.array(t["end_s"], float)
-        xs: list[float | None] = []
-        ys: list[str | None] = []
+        st = np.array(t["stream"], dtype=object)
+        cat = np.array(t["category"], dtype=object) if "category" in t else None
+        s0, s1 = np.array(t["start_s"], float) * 1e3, np.array(t["end_s"], float) * 1e3
         for stream in streams:
             row = f"stream {text(stream)} · {text(kind.replace('_', ' '))}"
-            rows.append(row)
-            sel = st == stream
-            a, b = merge_intervals(s0[sel], s1[sel], gap)
-            for lo, hi in zip(compact(a * 1e3), compact(b * 1e3), strict=True):
-                xs += [lo, hi, None]
-                ys += [row, row, None]
-        data.append({"type": "scatter", "mode": "lines", "name": text(kind.replace("_", " ")), "x": xs, "y": ys,
-                     "line": {"color": colour(i), "width": 9}, "hoverinfo": "x+y", "connectgaps": False})
-    # The critical path of the first summarised timeline, coloured by op category.
-    kind = next(iter(_kinds(doc)), None)
-    ops = (doc[kind]["critical_path"].get("op_list") or []) if kind else []
-    if ops:
-        row = f"critical path · {text(kind.replace('_', ' '))}"
+            on_stream = st == stream
+            groups = [(c, on_stream & (cat == c)) for c in all_cats] if cat is not None else [(None, on_stream)]
+            for c, sel in groups:
+                if not sel.any():
+                    continue
+                tr = (trace_for(c, text(c), cat_colour[c]) if c is not None
+                      else trace_for(kind, text(kind.replace("_", " ")), colour(i)))
+                a, b = merge_intervals(s0[sel], s1[sel], gap * 1e3)
+                _bars(tr["x"], tr["y"], row, a, b)
+    if path_ops:
+        row = f"critical path · {text(path_kind.replace('_', ' '))}"
         rows.insert(0, row)
-        cats = list(dict.fromkeys(o["category"] for o in ops))
-        for k, cat in enumerate(cats):
-            xs, ys, names = [], [], []
-            for o in ops:
-                if o["category"] == cat:
-                    xs += [o["start_s"] * 1e3, o["end_s"] * 1e3, None]
-                    ys += [row, row, None]
-                    names += [text(o["name"])[:120]] * 2 + [None]
-            data.append({"type": "scatter", "mode": "lines", "name": f"path: {text(cat)}", "x": compact(xs),
-                         "y": ys, "text": names, "hovertemplate": "%{text}<br>%{x:.4g} ms<extra></extra>",
-                         "line": {"color": CATEGORY_PALETTE[k % len(CATEGORY_PALETTE)], "width": 9}})
+        for o in path_ops:
+            tr = trace_for(o["category"], text(o["category"]), cat_colour[o["category"]])
+            _bars(tr["x"], tr["y"], row, np.array([o["start_s"] * 1e3]), np.array([o["end_s"] * 1e3]))
     lay = layout("time (ms)", "", height=max(240, 90 + 26 * len(rows)), showlegend=True,
                  yaxis={"type": "category", "categoryorder": "array", "categoryarray": rows[::-1],
                         "automargin": True})
-    return figure("gantt", "Per-stream timelines (busy intervals), recorded vs predicted", data, lay)
+    return figure("gantt", "Per-stream timelines (busy intervals by op category), recorded vs predicted",
+                  list(traces.values()), lay)
 
 
 def _categories(doc: dict[str, Any], key: str, title: str, fig_id: str) -> dict[str, Any]:

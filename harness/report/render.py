@@ -122,7 +122,7 @@ def render_html(results: list[Results]) -> str:
         section, figs = _section(res, i)
         sections.append(section)
         figures.extend(figs)
-    title = " · ".join(s["title"] for s in sections)
+    title = sections[0]["title"] if len(sections) == 1 else f"cmbench report: {len(sections)} results"
     return _env().get_template("report.html.j2").render(
         title=title, sections=sections, figures_json=script_json(figures), plotly_b64=plotly_js_gzip_b64())
 

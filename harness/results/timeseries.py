@@ -24,9 +24,13 @@ def _sum_at(times: np.ndarray, weights: np.ndarray, t: np.ndarray) -> np.ndarray
     return w[np.searchsorted(s, t, side="right")]
 
 
-def _rebin(grid: Grid, edges: np.ndarray) -> np.ndarray:
-    centres = (np.arange(grid.values.size) + 0.5) * grid.cell_s
-    return np.histogram(centres, bins=edges, weights=grid.values)[0]
+def _rebin(grid: Grid, cells_per_bucket: int, buckets: int) -> np.ndarray:
+    """Whole fine-grid cells summed into each bucket (a bucket is a whole number of cells, so nothing straddles)."""
+    values = np.zeros(buckets * cells_per_bucket)
+    k = min(values.size, grid.values.size)
+    values[:k] = grid.values[:k]
+    values[-1] += grid.values[k:].sum()      # the instant the run ends may open one more cell
+    return values.reshape(buckets, cells_per_bucket).sum(axis=1)
 
 
 def timeseries(result: SimResult, workload: Workload, buckets: int = BUCKETS) -> pl.DataFrame:
@@ -34,10 +38,12 @@ def timeseries(result: SimResult, workload: Workload, buckets: int = BUCKETS) ->
     arrival = req.get_column("arrival_s").to_numpy().astype(np.float64)
     inp = req.get_column("input_tokens").to_numpy().astype(np.float64)
     out = req.get_column("output_tokens").to_numpy()
-    start = float(arrival.min()) if arrival.size else 0.0
-    end = max(result.end_s, start + 1e-9)
-    edges = np.linspace(start, end, buckets + 1)
-    width = edges[1] - edges[0]
+    # Buckets from t=0 (the simulator's grids start there), each a whole number of the simulator's grid cells.
+    cells = max(int(np.ceil(result.end_s / result.cell_s)), 1)
+    per = -(-cells // buckets)
+    buckets = -(-cells // per)
+    width = per * result.cell_s
+    edges = np.arange(buckets + 1) * width
     mid = (edges[:-1] + edges[1:]) / 2
     admitted = result.status != REJECTED    # queued for prefill counts the wait for decode KV too
     decoded = (result.status == COMPLETED) & (out > 1)
@@ -45,7 +51,8 @@ def timeseries(result: SimResult, workload: Workload, buckets: int = BUCKETS) ->
 
     def hist(times: np.ndarray, weights: np.ndarray) -> np.ndarray:
         ok = ~np.isnan(times)
-        return np.histogram(times[ok], bins=edges, weights=weights[ok])[0]
+        idx = np.minimum((times[ok] / width).astype(np.int64), buckets - 1)
+        return np.bincount(idx, weights=weights[ok], minlength=buckets)
 
     prefill_queue = _count_at(np.where(admitted, arrival, nan), mid) - _count_at(result.prefill_start_s, mid)
     decode_queue = (_count_at(np.where(decoded, result.prefill_end_s, nan), mid)
@@ -62,12 +69,12 @@ def timeseries(result: SimResult, workload: Workload, buckets: int = BUCKETS) ->
     return pl.DataFrame({
         "t_s": edges[:-1],
         "input_tokens_per_s": hist(result.prefill_end_s, inp) / width,
-        "output_tokens_per_s": _rebin(result.output_tokens_grid, edges) / width,
+        "output_tokens_per_s": _rebin(result.output_tokens_grid, per, buckets) / width,
         "prefill_queue": prefill_queue.astype(np.int64),
         "decode_queue": decode_queue.astype(np.int64),
         "running_batch": running.astype(np.int64),
         "kv_used_frac": kv_used / kv_capacity if kv_capacity else np.zeros(buckets),
         "cache_hit_ratio": pl.Series(hit, nan_to_null=True),
-        "prefill_util": _rebin(result.prefill_busy_grid, edges) / (result.prefill_instances * width),
-        "decode_util": _rebin(result.decode_busy_grid, edges) / (result.decode_instances * width),
+        "prefill_util": _rebin(result.prefill_busy_grid, per, buckets) / (result.prefill_instances * width),
+        "decode_util": _rebin(result.decode_busy_grid, per, buckets) / (result.decode_instances * width),
     })

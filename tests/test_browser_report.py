@@ -134,3 +134,26 @@ def test_combined_report_with_ops_and_validation_draws(browser, tmp_path: Path) 
     _assert_no_network(browser)
     assert browser.execute_script("return window.__pwned === undefined")
     assert browser.execute_script("return document.querySelectorAll('section').length") == 3
+
+
+def test_report_of_a_real_small_replay_draws(browser, tmp_path: Path, repo_root: Path) -> None:
+    """`bench replay --report` on 300 requests of the bundled Azure conversation trace, opened in chromium."""
+    try:
+        import harness.step.serving  # noqa: F401  - the replay's cost model
+    except ModuleNotFoundError:
+        pytest.skip("bench replay's cost model (harness.step.serving) is not in this tree yet")
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    trace = tmp_path / "<img src=x onerror=window.__pwned=1>.csv.gz"
+    shutil.copy(repo_root / "traces" / "azure_conv_2023.csv.gz", trace)
+    page = tmp_path / "replay.html"
+    res = CliRunner().invoke(main, ["replay", str(trace), "--limit", "300", "--out", str(tmp_path / "out"),
+                                    "--report", str(page), "--quiet"])
+    assert res.exit_code == 0, res.output
+    logs = _load(browser, page, tmp_path / "real-replay.png")
+    assert [e for e in logs if e["level"] == "SEVERE"] == []
+    assert _assert_all_plots_drew(browser) >= 10
+    _assert_no_network(browser)
+    assert browser.execute_script("return window.__pwned === undefined")

@@ -76,7 +76,8 @@ def exact(value: Any) -> str:
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=fmt_num, rel=fmt_rel, exact=exact)
+    env.filters.update(num=fmt_num, rel=fmt_rel, exact=exact,
+                       pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str))
     env.globals.update(rel_class=rel_class)
     return env
 

@@ -1,1 +1,121 @@
-"""hardware"""
+"""Hardware backends as data: `load_hardware(name, overrides=())` -> `Hardware` (SI units, per rank).
+
+A rank is what runs one EP/DP rank: one die of an Ascend 910C, one GPU. `ranks_per_chip` turns per-rank figures
+into the per-chip (per NPU package / per GPU) figures that users and papers quote."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from harness.hardware.specfile import list_models, load_spec
+from harness.hardware.units import parse_quantity
+
+__all__ = ["Fabric", "Hardware", "list_models", "load_hardware"]
+
+
+@dataclass(frozen=True)
+class Fabric:
+    name: str
+    domain_chips: int
+    bandwidth_bytes_per_s: float     # per rank, each way
+    latency_s: float
+    collectives: str                 # "alpha-beta" or a NCCL table id in models/calibration/nccl.toml
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    description: str
+    kind: str
+    chips: int
+    chips_per_node: int
+    default_precision: str
+    cost_per_chip_hour_usd: float
+    chip_name: str
+    ranks_per_chip: int
+    matrix_cores: int
+    vector_cores: int
+    hbm_bytes: float                 # per rank
+    hbm_bytes_per_s: float           # per rank
+    peak_flops: tuple[tuple[str, float], ...]   # (precision, flop/s per rank)
+    gemm_tables: tuple[tuple[str, str], ...]    # (precision, calibration table id)
+    attention_compute_eff: float
+    attention_memory_eff: float
+    memory_eff: float
+    scale_up: Fabric
+    scale_out: Fabric
+    host_uniform: bool
+    host_read_bytes_per_s: float
+    host_write_bytes_per_s: float
+    host_latency_s: float
+    host_remote_read_bytes_per_s: float
+    host_remote_write_bytes_per_s: float
+    host_remote_latency_s: float
+    dram_per_node_bytes: float
+    ssd_per_node_bytes: float
+    object_store_bytes_per_s: float
+    moe_low_latency_table: str
+    moe_bulk_bytes_per_s: float
+    moe_bulk_scope: str
+    graph_launch_s: float
+
+    def peak(self, precision: str) -> float:
+        """Dense peak flop/s per rank at `precision`; a precision the chip lacks is an error, not a silent fallback."""
+        for p, v in self.peak_flops:
+            if p == precision:
+                return v
+        from harness.errors import InputError
+        have = ", ".join(p for p, _ in self.peak_flops)
+        raise InputError(f"{self.chip_name} has no {precision} peak (it has: {have})", path=self.name,
+                         field="precision")
+
+    def gemm_table(self, precision: str) -> str:
+        for p, t in self.gemm_tables:
+            if p == precision:
+                return t
+        return self.gemm_tables[0][1]  # same kernel-efficiency curve, other peak (documented in the spec)
+
+    @property
+    def ranks_per_node(self) -> int:
+        return self.chips_per_node * self.ranks_per_chip
+
+
+def _fabric(d: dict[str, Any]) -> Fabric:
+    return Fabric(d["name"], d["domain_chips"], parse_quantity(d["bandwidth"], "bandwidth"),
+                  parse_quantity(d["latency"], "time"), d["collectives"])
+
+
+@functools.lru_cache(maxsize=256)
+def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
+    d, _ = load_spec("hardware", name, overrides)
+    c, h, q = d["chip"], d["host"], parse_quantity
+    return Hardware(
+        name=d["name"], description=d["description"], kind=d["kind"], chips=d["chips"],
+        chips_per_node=d["chips_per_node"], default_precision=d["default_precision"],
+        cost_per_chip_hour_usd=float(d["cost_per_chip_hour_usd"]), chip_name=c["name"],
+        ranks_per_chip=c["ranks_per_chip"], matrix_cores=c["matrix_cores"], vector_cores=c["vector_cores"],
+        hbm_bytes=q(c["hbm_capacity"], "size"), hbm_bytes_per_s=q(c["hbm_bandwidth"], "bandwidth"),
+        peak_flops=tuple((p, q(v, "compute")) for p, v in c["peak"].items()),
+        gemm_tables=tuple(c["efficiency"]["gemm"].items()),
+        attention_compute_eff=c["efficiency"]["attention_compute"],
+        attention_memory_eff=c["efficiency"]["attention_memory"], memory_eff=c["efficiency"]["memory"],
+        scale_up=_fabric(d["scale_up"]), scale_out=_fabric(d["scale_out"]), host_uniform=h["uniform"],
+        host_read_bytes_per_s=q(h["read_bandwidth"], "bandwidth"),
+        host_write_bytes_per_s=q(h["write_bandwidth"], "bandwidth"), host_latency_s=q(h["latency"], "time"),
+        host_remote_read_bytes_per_s=q(h["remote_read_bandwidth"], "bandwidth"),
+        host_remote_write_bytes_per_s=q(h["remote_write_bandwidth"], "bandwidth"),
+        host_remote_latency_s=q(h["remote_latency"], "time"), dram_per_node_bytes=q(h["dram_per_node"], "size"),
+        ssd_per_node_bytes=q(h["ssd_per_node"], "size"),
+        object_store_bytes_per_s=q(d["storage"]["object_store_bandwidth"], "bandwidth"),
+        moe_low_latency_table=d["moe_comm"]["low_latency"],
+        moe_bulk_bytes_per_s=q(d["moe_comm"]["bulk_bandwidth"], "bandwidth"), moe_bulk_scope=d["moe_comm"]["bulk_scope"],
+        graph_launch_s=q(d["launch"]["graph_launch"], "time"),
+    )
+
+
+def load_hardware(name: str, overrides: Sequence[tuple[str, str]] = ()) -> Hardware:
+    """Load models/hardware/<name>.toml with `(dotted.path, value)` overrides applied before validation."""
+    return _load(name, tuple(overrides))

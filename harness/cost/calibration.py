@@ -1,0 +1,151 @@
+"""Calibration tables (models/calibration/*.toml) and the fits made from them, memoised.
+
+Every efficiency factor of the op cost model is fitted here from a published operator measurement, never from an
+end-to-end result. Fits are deterministic closed forms (least squares or two-point), so they cost microseconds."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.errors import InputError
+from harness.hardware.specfile import load_spec
+from harness.hardware.units import parse_quantity
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    source: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    params: dict[str, Any]
+    note: str = ""
+
+    def col(self, name: str) -> np.ndarray:
+        i = self.columns.index(name)
+        return np.array([r[i] for r in self.rows])
+
+
+@functools.lru_cache(maxsize=None)
+def tables(file: str) -> dict[str, Table]:
+    d, path = load_spec("calibration", file)
+    out = {}
+    for t in d["tables"]:
+        for i, r in enumerate(t["rows"]):
+            if len(r) != len(t["columns"]):
+                raise InputError(f"row {i + 1} has {len(r)} values for {len(t['columns'])} columns",
+                                 path=str(path), where=f"table '{t['id']}'", field="rows")
+        out[t["id"]] = Table(t["id"], t["source"], tuple(t["columns"]), tuple(map(tuple, t["rows"])),
+                             t.get("params", {}), t.get("note", ""))
+    return out
+
+
+def table(file: str, table_id: str) -> Table:
+    found = tables(file)
+    if table_id not in found:
+        raise InputError(f"unknown calibration table '{table_id}' (in {file}.toml: {', '.join(found)})",
+                         field=table_id)
+    return found[table_id]
+
+
+# ---------------------------------------------------------------------------------------------------------------- GEMM
+
+@dataclass(frozen=True)
+class GemmFit:
+    """t = overhead_s + flops / (peak * eta_compute) + bytes / (hbm_bw * eta_memory), per kernel."""
+    overhead_s: float
+    eta_compute: float
+    eta_memory: float
+
+
+def gemm_rows(t: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flops, bytes, measured seconds) of each row of a GEMM table."""
+    p = t.params
+    if "tflops" in t.columns:
+        m, n, k, g = (t.col(c).astype(float) for c in ("m", "n", "k", "groups"))
+        flops = 2 * m * n * k * g
+        secs = flops / (t.col("tflops") * 1e12)
+    else:
+        m, n, k, g = (t.col(c).astype(float) for c in ("m", "n", "k", "groups"))
+        flops = 2 * m * n * k * g
+        secs = flops / (t.col("utilisation") * parse_quantity(p["peak"], "compute"))
+    nbytes = g * ((m * k + k * n) * p["in_bytes"] + m * n * p["out_bytes"])
+    return flops, nbytes, secs
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_fit(table_id: str) -> GemmFit:
+    """Least squares in relative error over the table's rows; parameters given in params are held fixed."""
+    t = table("gemm", table_id)
+    return _fit_gemm(t, dict(t.params))
+
+
+def _fit_gemm(t: Table, p: dict[str, Any]) -> GemmFit:
+    peak, bw = parse_quantity(p["peak"], "compute"), parse_quantity(p["hbm_bandwidth"], "bandwidth")
+    flops, nbytes, secs = gemm_rows(t)
+    cols = {"overhead": np.ones_like(secs), "compute": flops / peak, "memory": nbytes / bw}
+    fixed = {}
+    if "overhead" in p:
+        fixed["overhead"] = parse_quantity(p["overhead"], "time")
+    if "eta_memory" in p:
+        fixed["memory"] = 1.0 / p["eta_memory"]
+    free = [c for c in cols if c not in fixed]
+    rhs = secs - sum(cols[c] * v for c, v in fixed.items())
+    a = np.stack([cols[c] / secs for c in free], axis=1)
+    x, *_ = np.linalg.lstsq(a, rhs / secs, rcond=None)
+    coef = fixed | dict(zip(free, x))
+    if coef["memory"] < 1.0:  # faster than the HBM peak is unphysical: hold the memory term at the peak, refit
+        return _fit_gemm(t, p | {"eta_memory": 1.0})
+    if coef["overhead"] < 0.0:
+        return _fit_gemm(t, p | {"overhead": "0 us"})
+    return GemmFit(coef["overhead"], 1.0 / coef["compute"], 1.0 / coef["memory"])
+
+
+# ------------------------------------------------------------------------------------------------- dispatch / combine
+
+def distinct_ranks(experts: int, top_k: int, ranks: int) -> float:
+    """Expected number of ranks a token's top-k experts land on, with experts spread evenly over `ranks`
+    (uniform routing: the probability a rank is missed is the chance all k picks avoid its experts)."""
+    per = experts / ranks
+    miss = 1.0
+    for i in range(top_k):
+        miss *= max(experts - per - i, 0.0) / (experts - i)
+    return ranks * (1.0 - miss)
+
+
+@dataclass(frozen=True)
+class LinkFit:
+    """t = alpha_s + bytes_sent / beta_bytes_per_s."""
+    alpha_s: float
+    beta_bytes_per_s: float
+
+
+@functools.lru_cache(maxsize=None)
+def dispatch_fit(table_id: str, op: str) -> LinkFit:
+    """Two-point fit of `op` ('dispatch' or 'combine') at the table's fit_ep sizes; other rows are held out."""
+    t = table("dispatch_combine", table_id)
+    p = t.params
+    ep, us = t.col("ep"), t.col(f"{op}_us")
+    e1, e2 = p["fit_ep"]
+    t1, t2 = float(us[list(ep).index(e1)]) * 1e-6, float(us[list(ep).index(e2)]) * 1e-6
+    b1, b2 = (p["tokens"] * distinct_ranks(p["experts"], p["top_k"], e) * p[f"{op}_bytes_per_token"] for e in (e1, e2))
+    inv_beta = (t2 - t1) / (b2 - b1)
+    return LinkFit(t1 - b1 * inv_beta, 1.0 / inv_beta)
+
+
+# ------------------------------------------------------------------------------------------------------------- NCCL
+
+@functools.lru_cache(maxsize=None)
+def nccl_curve(table_id: str, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """(log size_bytes, log time_s) of one collective in a NCCL table, sorted by size."""
+    t = table("nccl", table_id)
+    ops, size, us = t.col("op"), t.col("size_bytes").astype(float), t.col("time_us").astype(float)
+    sel = ops == op
+    if not sel.any():
+        raise InputError(f"NCCL table '{table_id}' has no '{op}' rows", field="collectives")
+    order = np.argsort(size[sel])
+    return np.log(size[sel][order]), np.log(us[sel][order] * 1e-6)

@@ -1,0 +1,130 @@
+"""Communication and data-movement costs: pure functions of (message, hardware).
+
+dispatch_time_s(tokens, ep, hw, llm, op, precision, shared_dedicated=False) -> seconds
+    MoE dispatch ('dispatch') or combine ('combine') with low-latency kernels (decode): alpha + bytes / beta,
+    fitted per fabric from the published 128-token table (models/calibration/dispatch_combine.toml).
+bulk_all_to_all_time_s(tokens, ep, hw, llm, op, precision) -> seconds
+    prefill dispatch/combine with bulk kernels (SDMA on CM384; DeepEP normal kernels over RDMA on GPUs).
+collective_time_s(kind, bytes_per_rank, ranks, hw) -> seconds
+    kind in all_reduce, all_gather, all_to_all, reduce_scatter. Inside a GPU node: NCCL table interpolation;
+    CM384 UB (and anything across nodes): alpha-beta from the fabric's measured bandwidth and latency.
+transfer_time_s(nbytes, bytes_per_s, latency_s) -> seconds for one point-to-point copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.cost.calibration import dispatch_fit, distinct_ranks, nccl_curve, table
+from harness.hardware import Fabric, Hardware
+from harness.hardware.units import parse_quantity
+from harness.llm import BYTES, LLM
+
+COLLECTIVES = ("all_reduce", "all_gather", "all_to_all", "reduce_scatter")
+
+
+def message_bytes_per_token(llm: LLM, hw: Hardware, op: str, precision: str) -> float:
+    """Bytes one token sends to one destination: 8-bit activations plus the scale overhead the fabric's kernel
+    uses (dispatch), BF16 expert outputs (combine)."""
+    p = table("dispatch_combine", hw.moe_low_latency_table).params
+    if op == "combine":
+        return llm.hidden * 2.0
+    if BYTES[precision] == 1:
+        return llm.hidden + (p["dispatch_bytes_per_token"] - 7168)  # tables are for hidden 7,168
+    return llm.hidden * 2.0
+
+
+def destinations(llm: LLM, ep: int, shared_dedicated: bool) -> float:
+    """Expected distinct ranks one token is sent to (shared expert on its own ranks adds one)."""
+    return distinct_ranks(llm.routed_experts, llm.top_k, ep) + (1.0 if shared_dedicated else 0.0)
+
+
+def dispatch_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str,
+                    shared_dedicated: bool = False):
+    fit = dispatch_fit(hw.moe_low_latency_table, op)
+    t = np.asarray(tokens, float)
+    sent = t * destinations(llm, ep, shared_dedicated) * message_bytes_per_token(llm, hw, op, precision)
+    return np.where(t > 0, fit.alpha_s + sent / fit.beta_bytes_per_s, 0.0)
+
+
+def dispatch_bytes(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str,
+                   shared_dedicated: bool = False):
+    t = np.asarray(tokens, float)
+    return t * destinations(llm, ep, shared_dedicated) * message_bytes_per_token(llm, hw, op, precision)
+
+
+def bulk_all_to_all_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str):
+    """Bulk dispatch/combine: bytes leaving the rank (or node, when the kernel de-duplicates per node) over the
+    measured bulk bandwidth, plus one fabric latency."""
+    t = np.asarray(tokens, float)
+    msg = message_bytes_per_token(llm, hw, op, precision)
+    if hw.moe_bulk_scope == "node":
+        nodes = max(ep // hw.ranks_per_node, 1)
+        units = distinct_ranks(llm.routed_experts, llm.top_k, nodes) if nodes > 1 else 0.0
+        remote = units * (nodes - 1) / nodes
+        fabric = hw.scale_out
+    else:
+        d = distinct_ranks(llm.routed_experts, llm.top_k, ep)
+        remote = d * (ep - 1) / ep
+        fabric = hw.scale_up
+    sent = t * remote * msg
+    return np.where(t > 0, fabric.latency_s + sent / hw.moe_bulk_bytes_per_s, 0.0), sent
+
+
+def _bus_factor(kind: str, n: int) -> float:
+    return {"all_reduce": 2.0 * (n - 1) / n}.get(kind, (n - 1) / n)
+
+
+def _table_size(kind: str, bytes_per_rank: float, ranks: int) -> float:
+    """nccl-tests 'size': the per-rank buffer for all-reduce / all-to-all, the gathered total otherwise."""
+    return bytes_per_rank * (ranks if kind in ("all_gather", "reduce_scatter") else 1)
+
+
+def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
+    """A collective over `ranks` ranks, each contributing `bytes_per_rank` (all-reduce: the buffer size)."""
+    if kind not in COLLECTIVES:
+        raise ValueError(f"unknown collective {kind!r}; one of {COLLECTIVES}")
+    b = np.asarray(bytes_per_rank, float)
+    if ranks <= 1:
+        return np.zeros_like(b)
+    inside = ranks <= hw.ranks_per_node or hw.kind == "supernode"
+    fabric = hw.scale_up if inside else hw.scale_out
+    if fabric.collectives == "alpha-beta":
+        steps = 2.0 if kind == "all_reduce" else 1.0
+        return steps * fabric.latency_s + _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / (
+            fabric.bandwidth_bytes_per_s)
+    return _nccl_time_s(kind, b, ranks, fabric)
+
+
+def _nccl_time_s(kind: str, b: np.ndarray, ranks: int, fabric: Fabric):
+    t = table("nccl", fabric.collectives)
+    op = "all_gather" if kind == "reduce_scatter" else kind  # same bus traffic
+    xs, ys = nccl_curve(fabric.collectives, op)
+    n0 = t.params["ranks"]
+    scale = parse_quantity(t.params["fabric_bandwidth"], "bandwidth") / fabric.bandwidth_bytes_per_s
+    size = _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / _bus_factor(kind, n0) * scale
+    size = np.maximum(size, 1.0)
+    x = np.log(size)
+    # log-log interpolation inside the table; beyond its ends, extend the end segment's slope
+    slope_hi = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+    y = np.interp(x, xs, ys)
+    y = np.where(x > xs[-1], ys[-1] + slope_hi * (x - xs[-1]), y)
+    y = np.where(x < xs[0], ys[0], y)  # below the smallest size the latency floor holds
+    return np.where(b > 0, np.exp(y), 0.0)
+
+
+def transfer_time_s(nbytes, bytes_per_s: float, latency_s: float):
+    n = np.asarray(nbytes, float)
+    return np.where(n > 0, latency_s + n / bytes_per_s, 0.0)
+
+
+def weight_load_time_s(llm: LLM, precision: str, hw: Hardware, source: str = "object_store", readers: int = 1):
+    """Load a whole model's weights: from the object store (one bucket's bandwidth, shared by `readers` model
+    instances loading at once) or from the DRAM memory pool (each rank pulls its share over the host link)."""
+    total = (llm.layers * (llm.attention_params() + (llm.routed_experts + llm.shared_experts) * llm.expert_params())
+             + llm.dense_layers * llm.dense_ffn_params()) * BYTES[precision] + 2 * llm.vocab * llm.hidden * 2
+    if source == "object_store":
+        return total * readers / hw.object_store_bytes_per_s
+    if source == "pool":
+        return hw.host_remote_latency_s + total / (hw.host_remote_read_bytes_per_s * hw.chips * hw.ranks_per_chip)
+    raise ValueError(f"source must be 'object_store' or 'pool', got {source!r}")

@@ -1,0 +1,77 @@
+"""Compute and memory op costs: pure functions of (op shape, hardware). Inputs may be numpy arrays (vectorised).
+
+gemm_time_s(m, n, k, precision, hw, groups=1, compute_share=1.0) -> seconds
+    m: rows (tokens) per group, n: output columns, k: inner dim. Model fitted per chip from its GEMM table
+    (models/calibration/gemm.toml): overhead + flops / (peak * eta_c) + bytes / (hbm_bw * eta_m).
+attention_time_s(flops, bytes_moved, hw, precision="bf16", compute_share=1.0) -> seconds
+    roofline with the chip's measured MLA utilisation in each regime.
+mla_decode_work / mla_prefill_work / gqa_work -> (flops, bytes_moved) of the attention core.
+memory_time_s(bytes_moved, hw) -> seconds for norms and element-wise ops (HBM-bound).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.cost.calibration import gemm_fit
+from harness.hardware import Hardware
+from harness.llm import BYTES, LLM
+
+
+def gemm_time_s(m, n: int, k: int, precision: str, hw: Hardware, groups: int = 1,
+                compute_share: float = 1.0, out_bytes: int = 2):
+    """One (grouped) GEMM of `groups` x [m x k] @ [k x n]; m may be an array. m = 0 costs nothing."""
+    fit = gemm_fit(hw.gemm_table(precision))
+    b = BYTES[precision]
+    m = np.asarray(m, dtype=float)
+    flops = 2.0 * m * n * k * groups
+    nbytes = groups * ((m * k + k * n) * b + m * n * out_bytes)
+    t = (fit.overhead_s + flops / (hw.peak(precision) * compute_share * fit.eta_compute)
+         + nbytes / (hw.hbm_bytes_per_s * fit.eta_memory))
+    return np.where(m > 0, t, 0.0)
+
+
+def gemm_work(m, n: int, k: int, precision: str, groups: int = 1, out_bytes: int = 2):
+    m = np.asarray(m, dtype=float)
+    return 2.0 * m * n * k * groups, groups * ((m * k + k * n) * BYTES[precision] + m * n * out_bytes)
+
+
+def attention_time_s(flops, bytes_moved, hw: Hardware, precision: str = "bf16", compute_share: float = 1.0):
+    """Attention core: compute- or memory-bound, at the chip's measured attention-kernel utilisation."""
+    return np.maximum(np.asarray(flops, float) / (hw.peak(precision) * compute_share * hw.attention_compute_eff),
+                      np.asarray(bytes_moved, float) / (hw.hbm_bytes_per_s * hw.attention_memory_eff))
+
+
+def memory_time_s(bytes_moved, hw: Hardware):
+    return np.asarray(bytes_moved, float) / (hw.hbm_bytes_per_s * hw.memory_eff)
+
+
+def mla_decode_work(llm: LLM, requests, q_per_request: float, kv_len, kv_precision: str):
+    """Absorbed MLA (MQA-like: every head reads the one latent KV): per layer, `requests` each with
+    `q_per_request` query tokens attending to `kv_len` cached tokens."""
+    req, kv = np.asarray(requests, float), np.asarray(kv_len, float)
+    d_qk = llm.kv_lora_rank + llm.qk_rope_dim
+    flops = 2.0 * req * q_per_request * llm.heads * (d_qk + llm.kv_lora_rank) * kv
+    nbytes = req * kv * d_qk * BYTES[kv_precision]
+    return flops, nbytes
+
+
+def mla_prefill_work(llm: LLM, new_tokens, cached_tokens, kv_precision: str = "bf16"):
+    """Un-absorbed MLA (MHA-like, 128 heads of 192/128 dims) over one prompt piece: causal over the new tokens,
+    full over the cached prefix."""
+    new, cached = np.asarray(new_tokens, float), np.asarray(cached_tokens, float)
+    pairs = new * cached + new * (new + 1) / 2
+    flops = 2.0 * llm.heads * (llm.qk_nope_dim + llm.qk_rope_dim + llm.v_head_dim) * pairs
+    d_qk = llm.kv_lora_rank + llm.qk_rope_dim
+    nbytes = (new + cached) * d_qk * BYTES[kv_precision] + new * llm.heads * (
+        llm.qk_nope_dim + llm.qk_rope_dim + llm.v_head_dim) * 2 * 2
+    return flops, nbytes
+
+
+def gqa_work(llm: LLM, new_tokens, context, kv_precision: str = "bf16", decode: bool = False):
+    """GQA attention: decode (one query per request over `context` tokens) or prefill (causal piece)."""
+    new, ctx = np.asarray(new_tokens, float), np.asarray(context, float)
+    pairs = new * ctx if decode else new * ctx + new * (new + 1) / 2
+    flops = 4.0 * llm.heads * llm.head_dim * pairs
+    kv_read = (ctx + (0 if decode else new)) * 2 * llm.kv_heads * llm.head_dim * BYTES[kv_precision]
+    return flops, kv_read

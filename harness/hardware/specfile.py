@@ -1,0 +1,181 @@
+"""Spec files: TOML in models/<kind>/<name>.toml, checked against models/schema/<kind>.json.
+
+`load_spec(kind, name, overrides)` reads the file, applies `--set name.path=value` overrides to the raw dict, then
+validates, so an override is checked exactly like the file. Errors name the file, the line and the field."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from harness.errors import InputError
+from harness.hardware.units import PATTERNS, quantity_kind
+from harness.paths import models_dir
+
+KINDS = {"hardware": "hardware", "llm": "llm", "deployment": "deployments", "calibration": "calibration"}
+
+
+def spec_path(kind: str, name: str) -> Path:
+    return models_dir() / KINDS[kind] / f"{name}.toml"
+
+
+def spec_names(kind: str) -> list[str]:
+    return sorted(p.stem for p in (models_dir() / KINDS[kind]).glob("*.toml"))
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(kind: str) -> dict[str, Any]:
+    schema = json.loads((models_dir() / "schema" / f"{kind}.json").read_text())
+    defs = schema.setdefault("$defs", {})
+    for unit_kind, pattern in PATTERNS.items():
+        defs[unit_kind] = {"type": "string", "pattern": pattern}
+    return schema
+
+
+def _read(kind: str, name: str) -> tuple[Path, str, dict[str, Any]]:
+    path = spec_path(kind, name)
+    if not path.is_file():
+        known = ", ".join(spec_names(kind)) or "none"
+        raise InputError(f"unknown {kind} '{name}' (available: {known})", field=kind)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise InputError(f"not valid TOML: {exc}", path=str(path), where=f"line {m.group(1)}" if m else None) from None
+    return path, text, data
+
+
+def line_of(text: str, dotted: Sequence[str | int]) -> int | None:
+    """Best-effort line number of a dotted key in TOML text (tomllib keeps none): the key line inside its table."""
+    keys = [str(k) for k in dotted if not isinstance(k, int)]
+    if not keys:
+        return None
+    table, current, best = ".".join(keys[:-1]), "", None
+    for i, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s.startswith("["):
+            current = s.strip("[]").strip()
+            if current == ".".join(keys):
+                best = best or i
+            continue
+        if re.match(rf"^{re.escape(keys[-1])}\s*=", s) and current == table:
+            return i
+        if table and current == "" and re.match(rf"^{re.escape(table.split('.')[0])}\s*=", s):
+            best = best or i  # inline table holding the key
+        if table and current == ".".join(keys[:-2]) and re.match(rf"^{re.escape(keys[-2])}\s*=", s):
+            best = best or i
+    return best
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[tuple[str, str]], path: Path) -> dict[str, Any]:
+    """Set dotted paths to new values. The value's type follows the old one: numbers parse as numbers, quantities
+    keep their text (schema-checked next), so `ub.bandwidth=98GB/s` works and `ub.bandwidth=98` is a unit error."""
+    data = copy.deepcopy(data)
+    for dotted, raw in overrides:
+        keys = dotted.split(".")
+        node: Any = data
+        for k in keys[:-1]:
+            if not isinstance(node, dict) or k not in node:
+                raise InputError(f"--set: no such path '{dotted}' in this spec", path=str(path), field=dotted)
+            node = node[k]
+        if not isinstance(node, dict) or keys[-1] not in node:
+            raise InputError(f"--set: no such path '{dotted}' in this spec", path=str(path), field=dotted)
+        old = node[keys[-1]]
+        node[keys[-1]] = _coerce(raw, old, dotted, path)
+    return data
+
+
+def _coerce(raw: str, old: Any, dotted: str, path: Path) -> Any:
+    raw = raw.strip()
+    try:
+        if isinstance(old, bool):
+            if raw.lower() not in ("true", "false"):
+                raise ValueError("expected true or false")
+            return raw.lower() == "true"
+        if isinstance(old, int):
+            return int(raw) if re.fullmatch(r"-?\d+", raw) else float(raw)
+        if isinstance(old, float):
+            return float(raw)
+        if isinstance(old, (dict, list)):
+            raise ValueError("cannot replace a whole table or list; set one of its fields")
+    except ValueError as exc:
+        raise InputError(f"--set: bad value {raw!r}: {exc}", path=str(path), field=dotted) from None
+    if isinstance(old, str) and quantity_kind(old) and not quantity_kind(raw):
+        # Keep it a string so the schema reports the missing unit in its own words.
+        return raw
+    return raw
+
+
+def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], Path]:
+    """Read, override, validate. Returns the raw (unit-bearing) dict and its path; InputError on any problem."""
+    path, text, data = _read(kind, name)
+    data = apply_overrides(data, overrides, path)
+    validator = jsonschema.Draft202012Validator(_schema(kind))
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        err = errors[0]
+        where = list(err.absolute_path)
+        if err.validator == "required":
+            missing = re.search(r"'([^']+)' is a required property", err.message)
+            where = where + [missing.group(1)] if missing else where
+            msg = "missing required field"
+        elif err.validator == "pattern":
+            msg = f"{err.instance!r} needs a unit of {_unit_kind(err.schema.get('pattern', ''))}"
+        elif err.validator == "additionalProperties":
+            extra = re.findall(r"'([^']+)'", err.message)
+            where = where + extra[:1]
+            msg = "unknown field (a typo?)"
+        else:
+            msg = err.message
+        line = line_of(text, where)
+        raise InputError(msg, path=str(path), where=f"line {line}" if line else None,
+                         field=".".join(map(str, where)) or None)
+    if data.get("name") != name:
+        raise InputError(f"name {data.get('name')!r} does not match the file name '{name}'", path=str(path),
+                         where=f"line {line_of(text, ['name'])}", field="name")
+    return data, path
+
+
+def _unit_kind(pattern: str) -> str:
+    for kind, p in PATTERNS.items():
+        if p == pattern:
+            return {"bandwidth": "bandwidth (e.g. '196 GB/s', '400 Gb/s')", "size": "size (e.g. '64 GB', '16 GiB')",
+                    "time": "time (e.g. '1.9 us', '2 ms')", "compute": "compute (e.g. '376 TFLOPS')"}[kind]
+    return "the expected kind"
+
+
+def split_overrides(sets: Sequence[str], names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """`--set spec.path=value` strings grouped by spec name; a name not among `names` is an error."""
+    out: dict[str, list[tuple[str, str]]] = {n: [] for n in names}
+    for item in sets:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise InputError(f"--set expects SPEC.PATH=VALUE (e.g. cloudmatrix384.ub.bandwidth=98GB/s), got {item!r}",
+                             field="--set")
+        lhs, value = item.split("=", 1)
+        spec, dotted = lhs.strip().split(".", 1)
+        if spec not in out:
+            raise InputError(f"--set {item!r}: '{spec}' is not one of the specs in use ({', '.join(names)})",
+                             field="--set")
+        out[spec].append((dotted, value))
+    return out
+
+
+def list_models() -> dict[str, list[dict[str, str]]]:
+    """Every bundled spec by kind, with its one-line description (for `bench models list`)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for kind in ("hardware", "llm", "deployment"):
+        rows = []
+        for name in spec_names(kind):
+            _, _, data = _read(kind, name)
+            rows.append({"name": name, "description": str(data.get("description", ""))})
+        out[kind] = rows
+    return out

@@ -1,0 +1,151 @@
+"""Deployments: one prefill or decode instance of an LLM on a backend (models/deployments/*.toml), or one described
+inline on the command line (`inline_deployment`), which copies the backend's standard deployment of that phase and
+changes only what the user gave."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.errors import InputError
+from harness.hardware import Hardware, load_hardware
+from harness.hardware.specfile import _read, load_spec, spec_names, split_overrides
+from harness.hardware.units import parse_quantity
+from harness.llm import LLM, load_llm
+
+
+@dataclass(frozen=True)
+class Deployment:
+    name: str
+    description: str
+    hardware: Hardware
+    llm: LLM
+    phase: str                       # "prefill" | "decode"
+    chips: int
+    ep: int
+    dp: int
+    tp: int
+    precision: str                   # GEMM precision
+    attention_precision: str
+    kv_cache_precision: str
+    microbatches: int
+    overlap: str                     # "split-cores" | "comm-stream" | "engines"
+    stream_share_attention: float    # split-cores: share of matrix cores of the attention stream
+    stream_share_moe: float
+    comm_compute_share: float        # share of compute taken by communication kernels (GPU SMs)
+    mtp_draft_tokens: int
+    mtp_accept: float
+    redundant_experts: int
+    shared_expert_placement: str     # "every-rank" | "dedicated"
+    shared_expert_ranks: int
+    eplb: str                        # "default" | "perfect"
+    memory_reserve_bytes: float
+    launch_overlapped: bool
+    prefill_token_budget_per_chip: int
+    batch_per_chip: float
+    kv_len: int
+    tokens_per_chip: int
+    prompt_len: int
+
+    @property
+    def ranks(self) -> int:
+        return self.chips * self.hardware.ranks_per_chip
+
+    @property
+    def tokens_per_step(self) -> float:
+        """Tokens produced per decode step per request: 1 + expected accepted drafts."""
+        return 1.0 + self.mtp_draft_tokens * self.mtp_accept
+
+    def replace(self, **changes) -> Deployment:
+        return dataclasses.replace(self, **changes)
+
+
+def _check(dep: Deployment, path: str) -> Deployment:
+    hw = dep.hardware
+    if dep.ranks % dep.ep or dep.ranks % dep.dp or dep.ranks % dep.tp:
+        raise InputError(f"ep ({dep.ep}), dp ({dep.dp}) and tp ({dep.tp}) must divide the {dep.ranks} ranks "
+                         f"({dep.chips} chips x {hw.ranks_per_chip})", path=path, field="ep")
+    if dep.dp * dep.tp != dep.ranks:
+        raise InputError(f"dp x tp must equal the {dep.ranks} ranks of the instance (got {dep.dp} x {dep.tp})",
+                         path=path, field="dp")
+    if dep.chips > hw.chips and hw.kind == "supernode":
+        raise InputError(f"{dep.chips} chips do not fit in one {hw.name} ({hw.chips} chips)", path=path, field="chips")
+    hw.peak(dep.precision)
+    if dep.overlap == "split-cores" and dep.stream_share_attention + dep.stream_share_moe > 1.0001:
+        raise InputError("stream shares add up to more than 1", path=path, field="stream_share")
+    return dep
+
+
+@functools.lru_cache(maxsize=256)
+def _load(name: str, sets: tuple[str, ...]) -> Deployment:
+    _, _, raw = _read("deployment", name)
+    hw_name, llm_name = raw.get("hardware", ""), raw.get("llm", "")
+    groups = split_overrides(sets, [name, hw_name, llm_name])
+    d, path = load_spec("deployment", name, groups[name])
+    try:
+        hw = load_hardware(d["hardware"], groups.get(d["hardware"], ()))
+    except InputError as exc:
+        raise InputError(f"hardware '{d['hardware']}': {exc.detail}", path=str(path), field="hardware") from None
+    try:
+        llm = load_llm(d["llm"], groups.get(d["llm"], ()))
+    except InputError as exc:
+        raise InputError(f"llm '{d['llm']}': {exc.detail}", path=str(path), field="llm") from None
+    op = d["operating_point"]
+    share = d.get("stream_share", {"attention": 1.0, "moe": 1.0})
+    dep = Deployment(
+        name=d["name"], description=d["description"], hardware=hw, llm=llm, phase=d["phase"], chips=d["chips"],
+        ep=d["ep"], dp=d["dp"], tp=d["tp"], precision=d["precision"], attention_precision=d["attention_precision"],
+        kv_cache_precision=d["kv_cache_precision"], microbatches=d["microbatches"], overlap=d["overlap"],
+        stream_share_attention=share["attention"], stream_share_moe=share["moe"],
+        comm_compute_share=d.get("comm_compute_share", 0.0), mtp_draft_tokens=d["mtp_draft_tokens"],
+        mtp_accept=d["mtp_accept"], redundant_experts=d["redundant_experts"],
+        shared_expert_placement=d["shared_expert_placement"], shared_expert_ranks=d.get("shared_expert_ranks", 0),
+        eplb=d["eplb"], memory_reserve_bytes=parse_quantity(d["memory_reserve"], "size"),
+        launch_overlapped=d["launch_overlapped"],
+        prefill_token_budget_per_chip=d.get("prefill_token_budget_per_chip", op.get("tokens_per_chip", 16384)),
+        batch_per_chip=float(op.get("batch_per_chip", 1)), kv_len=op.get("kv_len", 4096),
+        tokens_per_chip=op.get("tokens_per_chip", 16384), prompt_len=op.get("prompt_len", 4096),
+    )
+    return _check(dep, str(path))
+
+
+def load_deployment(name: str, overrides: Sequence[str] = ()) -> Deployment:
+    """Load models/deployments/<name>.toml. `overrides` are `--set SPEC.path=value` strings; SPEC is this
+    deployment, its hardware or its LLM."""
+    return _load(name, tuple(overrides))
+
+
+def standard_deployment(hardware: str, phase: str) -> str:
+    """The backend's standard deployment of a phase: the shortest-named deployment file on that hardware."""
+    found = []
+    for n in spec_names("deployment"):
+        _, _, raw = _read("deployment", n)
+        if raw.get("hardware") == hardware and raw.get("phase") == phase:
+            found.append(n)
+    if not found:
+        raise InputError(f"no {phase} deployment on hardware '{hardware}' to start from; write one in "
+                         "models/deployments/", field="hardware")
+    return min(found, key=lambda n: (len(n), n))
+
+
+def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int | None = None,
+                      tp: int = 1, dp: int | None = None, precision: str | None = None,
+                      overrides: Sequence[str] = ()) -> Deployment:
+    """A deployment described on the command line: the standard one of that backend and phase, with the given
+    LLM and parallelism, no MTP, microbatching on, default EPLB."""
+    base = load_deployment(standard_deployment(hardware, phase), overrides)
+    llm_spec = load_llm(llm)
+    ranks = chips * base.hardware.ranks_per_chip
+    dep = base.replace(
+        name=f"inline:{hardware}/{llm}/{phase}/{chips}", description="described on the command line",
+        llm=llm_spec, chips=chips, ep=ep or ranks, tp=tp, dp=dp or ranks // tp,
+        precision=precision or base.hardware.default_precision, mtp_draft_tokens=0, mtp_accept=0.0,
+        microbatches=2, eplb="default",
+        redundant_experts=0 if not llm_spec.routed_experts else base.redundant_experts,
+        shared_expert_placement="every-rank" if llm_spec.shared_experts == 0 else base.shared_expert_placement,
+    )
+    if dep.shared_expert_placement == "dedicated":
+        dep = dep.replace(shared_expert_placement="every-rank", shared_expert_ranks=0)
+    return _check(dep, "--chips/--ep/--tp/--dp")

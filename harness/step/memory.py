@@ -1,0 +1,53 @@
+"""HBM per rank: weights, reserve, and the KV cache that fits in the rest (largest batch at a KV length)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.llm import BYTES
+from harness.step.deployment import Deployment
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    weights_bytes: float             # per rank
+    reserve_bytes: float
+    kv_bytes: float                  # left for the KV cache, per rank
+    kv_bytes_per_token: int          # whole model, at the deployment's KV precision
+
+    @property
+    def kv_tokens_per_rank(self) -> int:
+        return max(int(self.kv_bytes // self.kv_bytes_per_token), 0)
+
+
+def weights_per_rank_bytes(dep: Deployment) -> float:
+    """Attention replicated over DP (split over TP), dense FFN replicated, experts spread over EP, embedding and
+    LM head in BF16 on every rank, the MTP module like one more MoE layer."""
+    llm, b = dep.llm, BYTES[dep.precision]
+    attn = llm.attention_params() / dep.tp * b
+    dense = llm.dense_ffn_params() * b
+    total = llm.layers * attn + (llm.dense_layers if llm.routed_experts else llm.layers) * dense
+    if llm.routed_experts:
+        dedicated = dep.shared_expert_placement == "dedicated"
+        routed_ranks = dep.ep - (dep.shared_expert_ranks if dedicated else 0)
+        experts_here = -(-(llm.routed_experts + dep.redundant_experts) // routed_ranks)
+        if not dedicated:
+            experts_here += llm.shared_experts
+        moe_layers = llm.moe_layers + llm.mtp_modules
+        total += moe_layers * (experts_here * llm.expert_params() * b + llm.hidden * llm.routed_experts * 2)
+        total += llm.mtp_modules * (attn + 2 * llm.hidden * llm.hidden * 2)
+    total += 2 * llm.vocab * llm.hidden * 2
+    return float(total)
+
+
+def memory_plan(dep: Deployment) -> MemoryPlan:
+    w = weights_per_rank_bytes(dep)
+    kv = dep.hardware.hbm_bytes - w - dep.memory_reserve_bytes
+    return MemoryPlan(w, dep.memory_reserve_bytes, max(kv, 0.0), dep.llm.kv_bytes_per_token(dep.kv_cache_precision))
+
+
+def max_batch_per_chip(dep: Deployment, kv_len: float) -> int:
+    """Largest decode batch per chip whose KV (kv_len tokens each) fits next to the weights."""
+    plan = memory_plan(dep)
+    per_rank = int(plan.kv_bytes // (plan.kv_bytes_per_token * max(kv_len, 1)))
+    return per_rank * dep.hardware.ranks_per_chip

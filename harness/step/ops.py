@@ -1,0 +1,175 @@
+"""The op chain of one microbatch through one layer of a deployment: what runs, on which role, for how long.
+
+Everything here is vectorised: token counts and KV lengths may be numpy arrays (many batch compositions at once).
+Roles map to streams in `streams.py`; `schedule.py` turns chains into a timed graph."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.cost.comm import bulk_all_to_all_time_s, collective_time_s, dispatch_bytes, dispatch_time_s
+from harness.cost.compute import (attention_time_s, gemm_time_s, gemm_work, gqa_work, memory_time_s,
+                                  mla_decode_work, mla_prefill_work)
+from harness.llm import BYTES
+from harness.step.deployment import Deployment
+from harness.step.streams import stream_of
+
+HEAD_PRECISION = "bf16"  # LM head, gate and the absorbed MLA matmuls stay in BF16 (paper Sec. 4.4; DeepSeek Day 6)
+
+
+@dataclass
+class OpSpec:
+    name: str
+    category: str
+    role: str                        # "attn", "ffn" or "comm"
+    duration_s: Any                  # float or array
+    flops: Any = 0.0
+    bytes_moved: Any = 0.0
+    bytes_sent: Any = 0.0
+
+
+@dataclass
+class Work:
+    """One microbatch on one rank. Decode: `requests` each with `q` query tokens over `kv_len` cached tokens.
+    Prefill: `tokens` new tokens in `pieces` prompts; `attn_flops`/`attn_bytes` the attention-core work,
+    `kv_tokens` the new + cached tokens whose K/V are up-projected."""
+    tokens: Any
+    requests: Any = 0.0
+    kv_len: Any = 0.0
+    q: float = 1.0
+    pieces: Any = 0.0
+    attn_flops: Any = 0.0
+    attn_bytes: Any = 0.0
+    kv_tokens: Any = 0.0
+
+
+def _gemm(dep: Deployment, name: str, role: str, m, n: int, k: int, precision: str, groups: int = 1) -> OpSpec:
+    share = stream_of(dep, role, "gemm")[1]
+    f, b = gemm_work(m, n, k, precision, groups)
+    cat = "grouped_gemm" if groups > 1 else "gemm"
+    return OpSpec(name, cat, role, gemm_time_s(m, n, k, precision, dep.hardware, groups, share), f, b)
+
+
+def _mem(dep: Deployment, name: str, category: str, role: str, nbytes) -> OpSpec:
+    return OpSpec(name, category, role, memory_time_s(nbytes, dep.hardware), 0.0, nbytes)
+
+
+def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
+    llm, hw, p, tp = dep.llm, dep.hardware, dep.precision, dep.tp
+    h = llm.hidden
+    t = np.asarray(w.tokens, float) * tp  # a TP group works on its ranks' tokens together, heads split
+    ops = [_mem(dep, "attn_norm", "norm", "attn", t / tp * h * 4)]
+    if llm.attention == "mla":
+        H = llm.heads // tp
+        qk = llm.qk_nope_dim + llm.qk_rope_dim
+        ops.append(_gemm(dep, "qkv_a_proj", "attn", t / tp, llm.q_lora_rank + llm.kv_lora_rank + llm.qk_rope_dim, h, p))
+        ops.append(_mem(dep, "q_kv_norm", "norm", "attn", t / tp * (llm.q_lora_rank + llm.kv_lora_rank) * 4))
+        ops.append(_gemm(dep, "q_b_proj", "attn", t, H * qk, llm.q_lora_rank, p))
+        if dep.phase == "decode":
+            ops.append(_gemm(dep, "q_absorb", "attn", t, llm.kv_lora_rank, llm.qk_nope_dim, HEAD_PRECISION, H))
+            f, b = mla_decode_work(llm, np.asarray(w.requests, float) * tp, w.q, w.kv_len, dep.kv_cache_precision)
+            f = f / tp
+        else:
+            kv_t = np.asarray(w.kv_tokens, float) * tp
+            ops.append(_gemm(dep, "kv_b_proj", "attn", kv_t, H * (llm.qk_nope_dim + llm.v_head_dim),
+                             llm.kv_lora_rank, p))
+            f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
+        share = stream_of(dep, "attn", "attention")[1]
+        ops.append(OpSpec("attention", "attention", "attn",
+                          attention_time_s(f, b, hw, dep.attention_precision, share), f, b))
+        if dep.phase == "decode":
+            ops.append(_gemm(dep, "v_absorb", "attn", t, llm.v_head_dim, llm.kv_lora_rank, HEAD_PRECISION, H))
+        ops.append(_gemm(dep, "o_proj", "attn", t, h, H * llm.v_head_dim, p))
+    else:
+        H, KV = llm.heads // tp, max(llm.kv_heads // tp, 1)
+        ops.append(_gemm(dep, "qkv_proj", "attn", t, (H + 2 * KV) * llm.head_dim, h, p))
+        if dep.phase == "decode":
+            f, b = gqa_work(llm, np.asarray(w.requests, float) * tp, w.kv_len, dep.kv_cache_precision, decode=True)
+            f, b = f / tp, b / tp
+        else:
+            f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
+        share = stream_of(dep, "attn", "attention")[1]
+        ops.append(OpSpec("attention", "attention", "attn",
+                          attention_time_s(f, b, hw, dep.attention_precision, share), f, b))
+        ops.append(_gemm(dep, "o_proj", "attn", t, h, H * llm.head_dim, p))
+    if tp > 1:
+        nbytes = t * h * 2
+        ops.append(OpSpec("tp_all_reduce", "all_reduce", "comm",
+                          collective_time_s("all_reduce", nbytes, tp, hw), 0.0, nbytes, nbytes))
+    ops.append(_mem(dep, "attn_residual", "elementwise", "attn", np.asarray(w.tokens, float) * h * 6))
+    return ops
+
+
+def imbalance(dep: Deployment, pairs_per_rank, eplb: str):
+    """Load of the busiest expert rank over the mean. `perfect`: 1. `default`: EPLB balances expert popularity
+    (redundant copies), what remains is multinomial routing noise; the busiest of R ranks with Poisson load L
+    carries about L + sqrt(2 L ln R) (balls-into-bins maximum load, Raab & Steger 1998)."""
+    lam = np.asarray(pairs_per_rank, float)
+    if eplb == "perfect" or dep.ep <= 1:
+        return np.ones_like(lam)
+    return 1.0 + np.sqrt(2.0 * math.log(dep.ep) / np.maximum(lam, 1e-9))
+
+
+def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
+    llm, hw, p = dep.llm, dep.hardware, dep.precision
+    h = llm.hidden
+    t = np.asarray(w.tokens, float)
+    ops = [_mem(dep, "ffn_norm", "norm", "ffn", t * h * 4)]
+    if not moe:
+        i = llm.dense_ffn_intermediate
+        ops += [_gemm(dep, "ffn_gate_up", "ffn", t, 2 * i, h, p), _mem(dep, "ffn_act", "elementwise", "ffn", t * i * 6),
+                _gemm(dep, "ffn_down", "ffn", t, h, i, p)]
+        ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t * h * 6))
+        return ops
+    i, k = llm.expert_intermediate, llm.top_k
+    ops.append(_gemm(dep, "gate", "ffn", t, llm.routed_experts, h, HEAD_PRECISION))
+    dedicated = dep.shared_expert_placement == "dedicated" and llm.shared_experts > 0
+    if dep.phase == "decode":
+        d = dispatch_time_s(t, dep.ep, hw, llm, "dispatch", p, dedicated)
+        sent = dispatch_bytes(t, dep.ep, hw, llm, "dispatch", p, dedicated)
+    else:
+        d, sent = bulk_all_to_all_time_s(t, dep.ep, hw, llm, "dispatch", p)
+    ops.append(OpSpec("moe_dispatch", "moe_dispatch", "comm", d, 0.0, sent, sent))
+    if llm.shared_experts and not dedicated:
+        ops += [_gemm(dep, "shared_gate_up", "ffn", t, 2 * i * llm.shared_experts, h, p),
+                _gemm(dep, "shared_down", "ffn", t, h, i * llm.shared_experts, p)]
+    routed_ranks = dep.ep - (dep.shared_expert_ranks if dedicated else 0)
+    per_rank = t * k * dep.ep / routed_ranks                     # token-expert pairs a routed rank receives
+    load = per_rank * imbalance(dep, per_rank, eplb)
+    if dedicated:  # shared-expert ranks get every token of their share of the ranks; the slower kind sets the pace
+        load = np.maximum(load, t * dep.ep / max(dep.shared_expert_ranks, 1) * llm.shared_experts)
+    g = max(round((llm.routed_experts + dep.redundant_experts) / routed_ranks), 1)
+    m = load / g
+    ops += [_gemm(dep, "experts_gate_up", "ffn", m, 2 * i, h, p, g),
+            _mem(dep, "experts_act", "elementwise", "ffn", load * i * 6),
+            _gemm(dep, "experts_down", "ffn", m, h, i, p, g)]
+    if dep.phase == "decode":
+        c = dispatch_time_s(t, dep.ep, hw, llm, "combine", p, dedicated)
+        sent = dispatch_bytes(t, dep.ep, hw, llm, "combine", p, dedicated)
+    else:
+        c, sent = bulk_all_to_all_time_s(t, dep.ep, hw, llm, "combine", p)
+    ops.append(OpSpec("moe_combine", "moe_combine", "comm", c, 0.0, sent, sent))
+    ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t * h * 6))
+    return ops
+
+
+def head_block(dep: Deployment, tokens, name: str = "lm_head") -> list[OpSpec]:
+    h = dep.llm.hidden
+    t = np.asarray(tokens, float)
+    return [_mem(dep, f"{name}_norm", "norm", "ffn", t * h * 4),
+            _gemm(dep, name, "ffn", t, dep.llm.vocab, h, HEAD_PRECISION)]
+
+
+def mtp_proj(dep: Deployment, tokens) -> list[OpSpec]:
+    """The MTP module's input projection: [hidden; embedding] (2h) -> h, before its transformer layer."""
+    h = dep.llm.hidden
+    return [_mem(dep, "mtp_norm", "norm", "attn", np.asarray(tokens, float) * h * 8),
+            _gemm(dep, "mtp_eh_proj", "attn", tokens, h, 2 * h, HEAD_PRECISION)]
+
+
+def bytes_of(precision: str) -> int:
+    return BYTES[precision]

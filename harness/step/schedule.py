@@ -1,0 +1,184 @@
+"""One forward step of a deployment: the op graph (`step_ops`) and its fast, vectorised makespan (`step_time_s`).
+
+step_ops(dep, work) -> list[StepOp]
+    Every op of every layer and microbatch, list-scheduled in order onto the deployment's streams: an op starts when
+    its stream is free and the previous op of its microbatch has ended (the only dependency inside a step).
+step_time_s(dep, work) -> seconds (float or array)
+    The same schedule in closed form per layer kind: two microbatches reach the steady-state period
+    max(busiest stream over both microbatches, one microbatch's chain), plus the pipeline fill of the first layer.
+    Agrees with the makespan of step_ops (tests check), and evaluates many batch compositions at once.
+Work for a decode step: `decode_work(dep, batch_per_chip, kv_len, mtp_draft_tokens)`; for prefill:
+`prefill_work(dep, tokens_per_chip, prompt_len, cached_len)` or `prefill_work_pieces(dep, new, cached)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.cost.compute import gqa_work, mla_prefill_work
+from harness.step.deployment import Deployment
+from harness.step.ops import OpSpec, Work, attention_block, ffn_block, head_block, mtp_proj
+from harness.step.streams import stream_of
+
+CATEGORIES = ("gemm", "grouped_gemm", "attention", "moe_dispatch", "moe_combine", "all_reduce", "all_gather",
+              "all_to_all", "reduce_scatter", "send_recv", "norm", "elementwise", "copy", "other")
+
+
+@dataclass
+class StepOp:
+    name: str
+    category: str                    # one of CATEGORIES
+    stream: str
+    microbatch: int
+    layer: int                       # 0..layers-1; layers = LM head; layers+1 = MTP module; -1 = step overhead
+    start_s: float
+    duration_s: float
+    flops: float
+    bytes_moved: float
+    bytes_sent: float
+    deps: list[int] = field(default_factory=list)
+
+    @property
+    def end_s(self) -> float:
+        return self.start_s + self.duration_s
+
+
+@dataclass
+class StepWork:
+    """A step's work per rank: per-microbatch Work for the main layers and for the MTP module (None: off)."""
+    main: Work
+    mtp: Work | None
+    head_tokens: object              # tokens that need logits per microbatch
+    tokens_per_rank: object          # new tokens of the step per rank (all microbatches)
+    requests_per_rank: object
+
+
+def decode_work(dep: Deployment, batch_per_chip, kv_len, mtp_draft_tokens: int | None = None) -> StepWork:
+    draft = dep.mtp_draft_tokens if mtp_draft_tokens is None else mtp_draft_tokens
+    mb = dep.microbatches
+    req = np.asarray(batch_per_chip, float) / dep.hardware.ranks_per_chip
+    q = 1.0 + draft
+    main = Work(tokens=req * q / mb, requests=req / mb, kv_len=np.asarray(kv_len, float), q=q)
+    mtp = Work(tokens=req / mb, requests=req / mb, kv_len=np.asarray(kv_len, float), q=1.0) if draft else None
+    return StepWork(main, mtp, req * q / mb, req * q, req)
+
+
+def _attn_work(dep: Deployment, new, cached):
+    llm = dep.llm
+    if llm.attention == "mla":
+        return mla_prefill_work(llm, new, cached, dep.kv_cache_precision)
+    f, b = gqa_work(llm, new, cached, dep.kv_cache_precision)
+    return f / dep.tp, b / dep.tp
+
+
+def prefill_work(dep: Deployment, tokens_per_chip, prompt_len, cached_len=0) -> StepWork:
+    """Prompts of `prompt_len` new tokens (after `cached_len` cached ones), packed `tokens_per_chip` per chip."""
+    mb = dep.microbatches
+    t = np.asarray(tokens_per_chip, float) / dep.hardware.ranks_per_chip
+    pieces = t / np.asarray(prompt_len, float)
+    f, b = _attn_work(dep, prompt_len, cached_len)
+    main = Work(tokens=t / mb, pieces=pieces / mb, attn_flops=pieces * f / mb, attn_bytes=pieces * b / mb,
+                kv_tokens=(t + pieces * cached_len) / mb)
+    return StepWork(main, None, pieces / mb, t, pieces)
+
+
+def prefill_work_pieces(dep: Deployment, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> StepWork:
+    """An instance's batch of prompt pieces, spread evenly over its attention ranks (the scheduler packs)."""
+    mb, ranks = dep.microbatches, dep.ranks
+    new, cached = np.asarray(new_tokens, float), np.asarray(cached_tokens, float)
+    f, b = _attn_work(dep, new, cached)
+    t = new.sum() / ranks
+    pieces = len(new) / ranks
+    main = Work(tokens=t / mb, pieces=pieces / mb, attn_flops=f.sum() / ranks / mb, attn_bytes=b.sum() / ranks / mb,
+                kv_tokens=(new.sum() + cached.sum()) / ranks / mb)
+    return StepWork(main, None, pieces / mb, t, pieces)
+
+
+def layer_kinds(dep: Deployment, work: StepWork, eplb: str) -> list[tuple[str, int, Callable[[], list[OpSpec]]]]:
+    """(kind, repeat count, chain of one microbatch) in execution order."""
+    llm = dep.llm
+    kinds: list[tuple[str, int, Callable[[], list[OpSpec]]]] = []
+    if llm.dense_layers or not llm.routed_experts:
+        n = llm.layers if not llm.routed_experts else llm.dense_layers
+        kinds.append(("dense", n, lambda: attention_block(dep, work.main) + ffn_block(dep, work.main, False, eplb)))
+    if llm.moe_layers:
+        kinds.append(("moe", llm.moe_layers,
+                      lambda: attention_block(dep, work.main) + ffn_block(dep, work.main, True, eplb)))
+    kinds.append(("lm_head", 1, lambda: head_block(dep, work.head_tokens)))
+    if work.mtp is not None and llm.mtp_modules:
+        mtp = work.mtp
+        kinds.append(("mtp", llm.mtp_modules,
+                      lambda: mtp_proj(dep, mtp.tokens) + attention_block(dep, mtp)
+                      + ffn_block(dep, mtp, llm.routed_experts > 0, eplb) + head_block(dep, mtp.tokens, "mtp_lm_head")))
+    return kinds
+
+
+def _launch_s(dep: Deployment, work: StepWork) -> float:
+    graphs = 1 + (1 if work.mtp is not None else 0)
+    return 0.0 if dep.launch_overlapped else graphs * dep.hardware.graph_launch_s
+
+
+def _chain(dep: Deployment, work: StepWork, eplb: str) -> list[tuple[int, OpSpec, str]]:
+    """One microbatch's ops through the whole step: (layer index, spec, stream)."""
+    chain: list[tuple[int, OpSpec, str]] = []
+    layer = 0
+    for kind, count, make in layer_kinds(dep, work, eplb):
+        specs = [(sp, stream_of(dep, sp.role, sp.category)[0]) for sp in make()]
+        for _ in range(count):
+            index = layer if kind in ("dense", "moe") else (dep.llm.layers if kind == "lm_head" else dep.llm.layers + 1)
+            chain += [(index, sp, st) for sp, st in specs]
+            layer += kind in ("dense", "moe")
+    return chain
+
+
+def _issue_order(chain: list[tuple[int, OpSpec, str]], microbatches: int) -> list[tuple[int, int]]:
+    """(microbatch, chain position) in issue order: the chain is cut into stages where the stream changes, and
+    stages are issued in turn for each microbatch, so one microbatch computes while the other communicates."""
+    stage = np.cumsum([0] + [chain[j][2] != chain[j - 1][2] for j in range(1, len(chain))])
+    return [(m, j) for _, m, j in sorted((int(stage[j]), m, j) for j in range(len(chain))
+                                          for m in range(microbatches))]
+
+
+def _run(dep: Deployment, work: StepWork, eplb: str, record: bool):
+    """List-schedule the step: an op starts when its stream is free and its microbatch's previous op ended.
+    Durations may be arrays (many batch compositions scheduled at once)."""
+    chain = _chain(dep, work, eplb)
+    launch = _launch_s(dep, work)
+    ops: list[StepOp] = []
+    if record and launch:
+        ops.append(StepOp("graph_launch", "other", "host", -1, -1, 0.0, launch, 0.0, 0.0, 0.0))
+    free: dict[str, object] = {}
+    ready: dict[int, object] = {m: launch for m in range(dep.microbatches)}
+    last: dict[int, int | None] = {m: (0 if ops else None) for m in range(dep.microbatches)}
+    end = launch
+    for m, j in _issue_order(chain, dep.microbatches):
+        index, spec, stream = chain[j]
+        start = np.maximum(free.get(stream, launch), ready[m])
+        end = start + spec.duration_s
+        free[stream] = ready[m] = end
+        if record:
+            ops.append(StepOp(spec.name, spec.category, stream, m, index, float(start), float(spec.duration_s),
+                              float(spec.flops), float(spec.bytes_moved), float(spec.bytes_sent),
+                              [last[m]] if last[m] is not None else []))
+            last[m] = len(ops) - 1
+    makespan = np.maximum.reduce([np.asarray(v, float) for v in ready.values()]) if ready else 0.0
+    return ops, makespan
+
+
+def step_time_s(dep: Deployment, work: StepWork, eplb: str | None = None):
+    """Makespan of one step; vectorised over the arrays inside `work` (same schedule as step_ops)."""
+    return _run(dep, work, eplb or dep.eplb, record=False)[1]
+
+
+def step_ops(dep: Deployment, work: StepWork, eplb: str | None = None) -> list[StepOp]:
+    """The timed op graph of one step (scalar work only). Each microbatch runs one long chain (all layers in
+    order); its stages are issued in turn for each microbatch (two-microbatch overlap, as in the paper and in
+    DeepSeek's system). deps holds the previous op of the same microbatch; stream order is implied by start_s."""
+    return _run(dep, work, eplb or dep.eplb, record=True)[0]
+
+
+def makespan_s(ops: list[StepOp]) -> float:
+    return max((o.end_s for o in ops), default=0.0)

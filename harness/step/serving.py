@@ -1,0 +1,178 @@
+"""The serving simulator's view of a backend (implements harness.sim.costs.ServingCosts).
+
+build_serving_costs(hardware, prefill_deployment=None, decode_deployment=None, overrides=(), eplb="default")
+    -> BackendCosts. Defaults: the backend's standard deployments (cm384-prefill / cm384-decode on
+    cloudmatrix384; h800-prefill / h800-decode on h800-ib; h100-*, h200-* likewise). `overrides` are
+    `--set SPEC.path=value` strings for either deployment, the hardware or the LLM.
+
+decode_step_s is a bilinear interpolation in a table of full step-model evaluations over (batch per chip, mean KV
+length) built once, vectorised (bilinear is exact for the batch x KV attention term; the table is dense enough
+that the rest is within a fraction of a percent). prefill_step_s evaluates the step model, memoised on the batch's
+summary (tokens, attention work, pieces) rounded to 0.2%.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.cost.comm import transfer_time_s
+from harness.errors import InputError
+from harness.step.deployment import Deployment, load_deployment, standard_deployment
+from harness.step.memory import max_batch_per_chip, memory_plan
+from harness.step.schedule import decode_work, prefill_work_pieces, step_time_s
+
+_BATCH_POINTS = 48
+_KV_POINTS = 40
+
+
+def _grid(hi: float, n: int, first: float) -> np.ndarray:
+    """0, then geometric from `first` to `hi` (dense where step time bends, sparse where it is linear)."""
+    return np.concatenate([[0.0], np.geomspace(first, hi, n - 1)])
+
+
+@dataclass
+class BackendCosts:
+    backend: str
+    prefill: Deployment
+    decode: Deployment
+    eplb: str
+    prefill_chips: int = 0
+    decode_chips: int = 0
+    prefill_token_budget_per_chip: int = 0
+    prefill_chunk_tokens: int | None = None
+    decode_batch_cap_per_chip: int = 0
+    decode_kv_capacity_tokens: int = 0
+    prefill_kv_capacity_tokens: int = 0
+    max_context_tokens: int = 0
+    mtp_draft_tokens: int = 0
+    mtp_accept: float = 0.0
+    cost_per_chip_hour_usd: float = 0.0
+    kv_bytes_per_token: int = 0
+    cache_pool_bytes: int = 0
+    cache_ssd_bytes: int = 0
+    cache_uniform_access: bool = True
+    _batch_grid: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _kv_grid: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _table: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        p, d, hw = self.prefill, self.decode, self.decode.hardware
+        self.prefill_chips, self.decode_chips = p.chips, d.chips
+        self.prefill_token_budget_per_chip = p.prefill_token_budget_per_chip
+        self.max_context_tokens = d.llm.max_context
+        self.mtp_draft_tokens, self.mtp_accept = d.mtp_draft_tokens, d.mtp_accept
+        self.cost_per_chip_hour_usd = hw.cost_per_chip_hour_usd
+        self.kv_bytes_per_token = d.llm.kv_bytes_per_token(d.kv_cache_precision)
+        self.decode_kv_capacity_tokens = memory_plan(d).kv_tokens_per_rank * d.ranks
+        self.prefill_kv_capacity_tokens = memory_plan(p).kv_tokens_per_rank * p.ranks
+        # the deployment's configured batch is its cap, unless memory at its KV length holds fewer
+        self.decode_batch_cap_per_chip = max(min(int(d.batch_per_chip), max_batch_per_chip(d, d.kv_len)), 1)
+        pool_nodes = hw.chips // hw.chips_per_node if hw.host_uniform else math.ceil(p.chips / hw.chips_per_node)
+        self.cache_pool_bytes = int(hw.dram_per_node_bytes * pool_nodes)
+        self.cache_ssd_bytes = int(hw.ssd_per_node_bytes * pool_nodes)
+        self.cache_uniform_access = hw.host_uniform
+        self._batch_grid = _grid(max(self.decode_batch_cap_per_chip * 2.0, 8.0), _BATCH_POINTS, 1.0)
+        self._kv_grid = _grid(float(self.max_context_tokens), _KV_POINTS, 64.0)
+        b, k = np.meshgrid(self._batch_grid, self._kv_grid, indexing="ij")
+        self._table = np.asarray(step_time_s(d, decode_work(d, b, k), self.eplb), float)
+        self._table[0, :] = self._table[1, :]  # an idle instance still pays a step's fixed cost when it runs
+
+    # ---- decode
+    def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
+        bg, kg, tab = self._batch_grid, self._kv_grid, self._table
+        if not (0.0 <= batch_per_chip <= bg[-1] and 0.0 <= mean_kv_len <= kg[-1]):
+            return self._direct_decode(float(batch_per_chip), float(mean_kv_len))
+        i = min(int(np.searchsorted(bg, batch_per_chip, side="right")) - 1, len(bg) - 2)
+        j = min(int(np.searchsorted(kg, mean_kv_len, side="right")) - 1, len(kg) - 2)
+        u = (batch_per_chip - bg[i]) / (bg[i + 1] - bg[i])
+        v = (mean_kv_len - kg[j]) / (kg[j + 1] - kg[j])
+        return float((1 - u) * (1 - v) * tab[i, j] + u * (1 - v) * tab[i + 1, j]
+                     + (1 - u) * v * tab[i, j + 1] + u * v * tab[i + 1, j + 1])
+
+    def decode_step_exact_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
+        return self._direct_decode(float(batch_per_chip), float(mean_kv_len))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per backend, lives as long as the replay
+    def _direct_decode(self, batch_per_chip: float, mean_kv_len: float) -> float:
+        d = self.decode
+        return float(step_time_s(d, decode_work(d, max(batch_per_chip, 1e-9), mean_kv_len), self.eplb))
+
+    # ---- prefill
+    def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
+        new = np.asarray(new_tokens, float)
+        cached = np.asarray(cached_tokens, float)
+        if new.size == 0 or new.sum() <= 0:
+            return 0.0
+        w = prefill_work_pieces(self.prefill, new, cached)
+        key = tuple(_round(float(np.asarray(x))) for x in (w.main.tokens, w.main.attn_flops, w.main.attn_bytes,
+                                                             w.main.kv_tokens, w.main.pieces))
+        return self._prefill_cached(key)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019
+    def _prefill_cached(self, key: tuple[float, ...]) -> float:
+        from harness.step.ops import Work
+        from harness.step.schedule import StepWork
+        t, f, b, kv, pieces = key
+        mb = self.prefill.microbatches
+        work = StepWork(Work(tokens=t, pieces=pieces, attn_flops=f, attn_bytes=b, kv_tokens=kv), None, pieces,
+                        t * mb, pieces * mb)
+        return float(step_time_s(self.prefill, work, self.eplb))
+
+    # ---- data movement
+    def kv_transfer_s(self, tokens: int) -> float:
+        """Prefill rank to decode rank over the RDMA plane (CloudMatrix keeps it off UB; GPUs use their NIC)."""
+        f = self.decode.hardware.scale_out
+        return float(transfer_time_s(tokens * self.kv_bytes_per_token, f.bandwidth_bytes_per_s, f.latency_s))
+
+    def cache_read_s(self, tokens: int, remote: bool) -> float:
+        hw = self.prefill.hardware
+        bw = hw.host_remote_read_bytes_per_s if remote else hw.host_read_bytes_per_s
+        lat = hw.host_remote_latency_s if remote else hw.host_latency_s
+        return float(transfer_time_s(tokens * self.kv_bytes_per_token, bw, lat))
+
+    def cache_write_s(self, tokens: int, remote: bool) -> float:
+        hw = self.prefill.hardware
+        bw = hw.host_remote_write_bytes_per_s if remote else hw.host_write_bytes_per_s
+        lat = hw.host_remote_latency_s if remote else hw.host_latency_s
+        return float(transfer_time_s(tokens * self.kv_bytes_per_token, bw, lat))
+
+
+def _round(x: float, rel: float = 0.002) -> float:
+    if x <= 0:
+        return 0.0
+    step = math.log1p(rel)
+    return math.exp(round(math.log(x) / step) * step)
+
+
+def build_serving_costs(hardware: str, prefill_deployment: str | None = None, decode_deployment: str | None = None,
+                        overrides: Sequence[str] = (), eplb: str = "default") -> BackendCosts:
+    """ServingCosts for one backend and a (prefill, decode) deployment pair."""
+    if eplb not in ("default", "perfect"):
+        raise InputError(f"eplb must be 'default' or 'perfect', got {eplb!r}", field="eplb")
+    p_name = prefill_deployment or standard_deployment(hardware, "prefill")
+    d_name = decode_deployment or standard_deployment(hardware, "decode")
+    p, d = _load_pair(p_name, d_name, tuple(overrides))
+    for dep, phase in ((p, "prefill"), (d, "decode")):
+        if dep.phase != phase:
+            raise InputError(f"deployment '{dep.name}' is a {dep.phase} deployment, not {phase}", field=phase)
+        if dep.hardware.name != hardware:
+            raise InputError(f"deployment '{dep.name}' runs on '{dep.hardware.name}', not '{hardware}'", field=phase)
+    if p.llm.name != d.llm.name:
+        raise InputError(f"prefill serves '{p.llm.name}' but decode serves '{d.llm.name}'", field="decode")
+    return BackendCosts(backend=hardware, prefill=p, decode=d, eplb=eplb)
+
+
+def _load_pair(p_name: str, d_name: str, sets: tuple[str, ...]) -> tuple[Deployment, Deployment]:
+    """Apply each --set to whichever of the two deployments (or their shared hardware/LLM) it names."""
+    def mine(name: str) -> list[str]:
+        dep_names = {p_name, d_name}
+        return [s for s in sets if s.split(".", 1)[0] not in dep_names - {name}]
+    return load_deployment(p_name, mine(p_name)), load_deployment(d_name, mine(d_name))

@@ -8,9 +8,13 @@ burstgpt BurstGPT CSV: Timestamp (s), Model, Request tokens, Response tokens, To
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
-from collections.abc import Callable
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 
 import jsonschema
 import polars as pl
@@ -44,10 +48,7 @@ _MOONCAKE_RECORD = {
 def header_columns(src: Source) -> list[str]:
     """Column names of a CSV header, the keys of the first JSON record, or the Parquet schema."""
     if src.container == "parquet":
-        try:
-            return list(pl.read_parquet_schema(src.reader()))
-        except Exception as exc:  # noqa: BLE001 - polars/arrow raise several types for a corrupt footer
-            raise InputError(f"not a readable Parquet file ({_first_line(exc)})", path=str(src.path)) from None
+        return list(_parquet(src, lambda: pl.read_parquet_schema(src.reader())))
     for number, line in enumerate(_head_lines(src), start=1):
         if not line.strip():
             continue
@@ -99,7 +100,7 @@ def _native(src: Source, columns: list[str]) -> Raw:
     require_columns(columns, REQUIRED["native"], path=src.path, fmt="native", allowed=allowed,
                     where=None if src.container == "parquet" else "line 1")
     if src.container == "parquet":
-        frame = _nonempty(src, _polars(src, lambda: pl.read_parquet(src.reader())))
+        frame = _nonempty(src, _parquet(src, lambda: pl.read_parquet(src.reader())))
         where = _row_where
     elif src.container == "csv":
         frame = _read_csv(src)
@@ -181,11 +182,39 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _polars(src: Source, read_fn: Callable[[], pl.DataFrame]) -> pl.DataFrame:
-    try:
-        return read_fn()
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        raise InputError(f"cannot read as {src.container} ({_first_line(exc)})", path=str(src.path)) from None
+def _parquet(src: Source, read_fn: Callable[[], object]):
+    """Run a Parquet read; a corrupt file can make polars' Rust code panic, which is bad input like any other."""
+    with _native_stderr_captured() as captured:
+        try:
+            return read_fn()
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError) as exc:
+            captured.discard = True
+            raise InputError(f"not a readable Parquet file ({_first_line(exc)})", path=str(src.path)) from None
+
+
+class _Captured:
+    discard = False
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[_Captured]:
+    """Hold back what native code writes to fd 2 (a Rust panic message and backtrace), so bad input is reported as
+    one line; whatever was written is passed on unless the read failed."""
+    captured = _Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not captured.discard:
+                sink.seek(0)
+                text = sink.read()
+                if text:
+                    os.write(2, text)
 
 
 def _read_csv(src: Source) -> pl.DataFrame:

@@ -15,7 +15,7 @@ import polars as pl
 
 from harness.errors import InputError
 from harness.trace.checks import max_context_tokens
-from harness.trace.lengths import Constant, LengthSampler, Paired, parse_length
+from harness.trace.lengths import LengthSampler, Paired, parse_length
 from harness.trace.workload import Workload, canonical
 
 ARRIVALS = ("poisson", "gamma")

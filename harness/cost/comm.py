@@ -39,12 +39,20 @@ def destinations(llm: LLM, ep: int, shared_dedicated: bool) -> float:
     return distinct_ranks(llm.routed_experts, llm.top_k, ep) + (1.0 if shared_dedicated else 0.0)
 
 
+def dispatch_beta_bytes_per_s(hw: Hardware, op: str) -> float:
+    """The fitted effective bandwidth, scaled by this spec's fabric bandwidth over the one measured on."""
+    t = table("dispatch_combine", hw.moe_low_latency_table)
+    fabric = hw.scale_up if t.params["fabric"] == "scale_up" else hw.scale_out
+    ref = parse_quantity(t.params["fabric_bandwidth"], "bandwidth")
+    return dispatch_fit(hw.moe_low_latency_table, op).beta_bytes_per_s * fabric.bandwidth_bytes_per_s / ref
+
+
 def dispatch_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str,
                     shared_dedicated: bool = False):
-    fit = dispatch_fit(hw.moe_low_latency_table, op)
+    alpha = dispatch_fit(hw.moe_low_latency_table, op).alpha_s
     t = np.asarray(tokens, float)
     sent = t * destinations(llm, ep, shared_dedicated) * message_bytes_per_token(llm, hw, op, precision)
-    return np.where(t > 0, fit.alpha_s + sent / fit.beta_bytes_per_s, 0.0)
+    return np.where(t > 0, alpha + sent / dispatch_beta_bytes_per_s(hw, op), 0.0)
 
 
 def dispatch_bytes(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str,
@@ -104,13 +112,17 @@ def _nccl_time_s(kind: str, b: np.ndarray, ranks: int, fabric: Fabric):
     scale = parse_quantity(t.params["fabric_bandwidth"], "bandwidth") / fabric.bandwidth_bytes_per_s
     size = _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / _bus_factor(kind, n0) * scale
     size = np.maximum(size, 1.0)
-    x = np.log(size)
-    # log-log interpolation inside the table; beyond its ends, extend the end segment's slope
+    y = interp_loglog(xs, ys, np.log(size))
+    return np.where(b > 0, np.exp(y), 0.0)
+
+
+def interp_loglog(xs: np.ndarray, ys: np.ndarray, x):
+    """log-log interpolation inside a measured curve; beyond the largest size the last segment's slope goes on,
+    below the smallest the latency floor holds."""
     slope_hi = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
     y = np.interp(x, xs, ys)
     y = np.where(x > xs[-1], ys[-1] + slope_hi * (x - xs[-1]), y)
-    y = np.where(x < xs[0], ys[0], y)  # below the smallest size the latency floor holds
-    return np.where(b > 0, np.exp(y), 0.0)
+    return np.where(x < xs[0], ys[0], y)
 
 
 def transfer_time_s(nbytes, bytes_per_s: float, latency_s: float):

@@ -20,7 +20,8 @@ from harness.errors import InputError
 from harness.hardware.units import PATTERNS, quantity_kind
 from harness.paths import models_dir
 
-KINDS = {"hardware": "hardware", "llm": "llm", "deployment": "deployments", "calibration": "calibration"}
+KINDS = {"hardware": "hardware", "llm": "llm", "deployment": "deployments", "calibration": "calibration",
+         "validation": "validation"}
 
 
 def spec_path(kind: str, name: str) -> Path:

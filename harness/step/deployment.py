@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from harness.errors import InputError
 from harness.hardware import Hardware, load_hardware
-from harness.hardware.specfile import _read, load_spec, spec_names, split_overrides
+from harness.hardware.specfile import _read, line_of, load_spec, spec_names, split_overrides
 from harness.hardware.units import parse_quantity
 from harness.llm import LLM, load_llm
 
@@ -84,14 +84,12 @@ def _load(name: str, sets: tuple[str, ...]) -> Deployment:
     hw_name, llm_name = raw.get("hardware", ""), raw.get("llm", "")
     groups = split_overrides(sets, [name, hw_name, llm_name])
     d, path = load_spec("deployment", name, groups[name])
-    try:
-        hw = load_hardware(d["hardware"], groups.get(d["hardware"], ()))
-    except InputError as exc:
-        raise InputError(f"hardware '{d['hardware']}': {exc.detail}", path=str(path), field="hardware") from None
-    try:
-        llm = load_llm(d["llm"], groups.get(d["llm"], ()))
-    except InputError as exc:
-        raise InputError(f"llm '{d['llm']}': {exc.detail}", path=str(path), field="llm") from None
+    for kind, ref in (("hardware", d["hardware"]), ("llm", d["llm"])):
+        if ref not in spec_names(kind):  # an unknown reference is this file's error; a broken spec is its own
+            raise InputError(f"unknown {kind} '{ref}' (available: {', '.join(spec_names(kind))})",
+                             path=str(path), where=f"line {line_of(path.read_text(), [kind])}", field=kind)
+    hw = load_hardware(d["hardware"], groups.get(d["hardware"], ()))
+    llm = load_llm(d["llm"], groups.get(d["llm"], ()))
     op = d["operating_point"]
     share = d.get("stream_share", {"attention": 1.0, "moe": 1.0})
     dep = Deployment(

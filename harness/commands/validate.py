@@ -1,0 +1,66 @@
+"""`bench validate`: published numbers vs the model's predictions, with error and what kind of check each is."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from harness.validate import explain as explain_row
+from harness.validate import validation_rows
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 when any row's error exceeds its tolerance (models/validation/targets.toml).")
+@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
+              help="One tolerance in percent for every row, instead of the recorded ones.")
+@click.option("--explain", "explain_id", metavar="ID", help="Show the breakdown behind one row.")
+def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: str | None) -> None:
+    """Reproduce published operator tables and end-to-end results; print the error of each prediction."""
+    if explain_id:
+        row = explain_row(explain_id)
+        if as_json:
+            click.echo(json.dumps(row, indent=2, default=float))
+        else:
+            _print_explain(row)
+        return
+    rows = validation_rows()
+    if tolerance is not None:
+        for r in rows:
+            r["tolerance_pct"] = tolerance
+            r["ok"] = bool(abs(r["error_pct"]) <= tolerance)
+    if as_json:
+        click.echo(json.dumps([{k: v for k, v in r.items() if k != "explain"} for r in rows], indent=2))
+    else:
+        t = Table(title="bench validate: published vs predicted")
+        for c in ("id", "what", "conditions", "published", "predicted", "unit", "error %", "kind", "tol %"):
+            t.add_column(c, justify="right" if c in ("published", "predicted", "error %", "tol %") else "left",
+                         overflow="fold")
+        for r in rows:
+            err = f"{r['error_pct']:+.1f}"
+            t.add_row(r["id"], r["what"], r["conditions"], f"{r['published']:,.4g}", f"{r['predicted']:,.4g}",
+                      r["unit"], err if r["ok"] else f"[red]{err}[/]", r["kind"], f"{r['tolerance_pct']:g}")
+        Console().print(t)
+        bad = [r for r in rows if not r["ok"]]
+        click.echo(f"{len(rows)} rows, {len(rows) - len(bad)} within tolerance, {len(bad)} outside")
+    if strict and any(not r["ok"] for r in rows):
+        raise SystemExit(1)
+
+
+def _print_explain(row: dict) -> None:
+    con = Console()
+    con.print(f"[bold]{row['id']}[/]: {row['what']} ({row['conditions']})")
+    con.print(f"published {row['published']:,.4g} {row['unit']}, predicted {row['predicted']:,.4g} {row['unit']}, "
+              f"error {row['error_pct']:+.1f}% [{row['kind']}]")
+    ex = row["explain"]
+    est = ex.get("estimate")
+    for k, v in ex.items():
+        if k != "estimate":
+            con.print(f"  {k}: {v}")
+    if est:
+        from harness.commands.estimate import _print
+        _print(est)

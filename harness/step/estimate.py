@@ -1,0 +1,72 @@
+"""Steady-state numbers of one deployment at one operating point (`bench estimate`, `bench validate`)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from harness.step.deployment import Deployment
+from harness.step.memory import max_batch_per_chip, memory_plan
+from harness.step.schedule import decode_work, layer_kinds, makespan_s, prefill_work, step_ops
+from harness.step.streams import stream_of
+
+
+def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int | None = None,
+             tokens_per_chip: int | None = None, prompt_len: int | None = None,
+             eplb: str | None = None) -> dict[str, Any]:
+    """Step time, TPOT (decode) or TTFT (prefill), throughput per chip and a per-op breakdown."""
+    eplb = eplb or dep.eplb
+    hw = dep.hardware
+    if dep.phase == "decode":
+        batch = batch_per_chip if batch_per_chip is not None else dep.batch_per_chip
+        kv = kv_len if kv_len is not None else dep.kv_len
+        work = decode_work(dep, batch, kv)
+        point = {"batch_per_chip": batch, "kv_len": kv, "mtp_draft_tokens": dep.mtp_draft_tokens,
+                 "mtp_accept": dep.mtp_accept}
+    else:
+        tokens = tokens_per_chip if tokens_per_chip is not None else dep.tokens_per_chip
+        plen = prompt_len if prompt_len is not None else dep.prompt_len
+        work = prefill_work(dep, tokens, plen)
+        point = {"tokens_per_chip": tokens, "prompt_len": plen}
+    ops = step_ops(dep, work, eplb)
+    step_s = makespan_s(ops)
+    peak_tflops = hw.peak(dep.precision) * hw.ranks_per_chip / 1e12
+    out: dict[str, Any] = {
+        "deployment": dep.name, "hardware": hw.name, "llm": dep.llm.name, "phase": dep.phase,
+        "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
+        "precision": dep.precision, "microbatches": dep.microbatches, "eplb": eplb, "operating_point": point,
+        "step_time_ms": step_s * 1e3,
+    }
+    if dep.phase == "decode":
+        tpot_s = step_s / dep.tokens_per_step
+        out["tokens_per_step"] = dep.tokens_per_step
+        out["tpot_ms"] = tpot_s * 1e3
+        out["throughput_per_chip"] = point["batch_per_chip"] / tpot_s
+        out["max_batch_per_chip_at_kv_len"] = max_batch_per_chip(dep, point["kv_len"])
+    else:
+        out["ttft_ms"] = step_s * 1e3  # a prompt of this batch: its step, no queueing
+        out["throughput_per_chip"] = point["tokens_per_chip"] / step_s
+    out["tokens_per_s_per_tflops"] = out["throughput_per_chip"] / peak_tflops
+    out["peak_tflops_per_chip"] = peak_tflops
+    out["cost_per_million_tokens_usd"] = hw.cost_per_chip_hour_usd / 3600 / out["throughput_per_chip"] * 1e6
+    plan = memory_plan(dep)
+    out["memory_per_rank_gb"] = {"hbm": hw.hbm_bytes / 1e9, "weights": plan.weights_bytes / 1e9,
+                                 "reserve": plan.reserve_bytes / 1e9, "kv_cache": plan.kv_bytes / 1e9}
+    busy: dict[str, float] = defaultdict(float)
+    for o in ops:
+        busy[o.stream] += o.duration_s
+    out["stream_busy_ms"] = {s: v * 1e3 for s, v in sorted(busy.items())}
+    out["breakdown"] = breakdown(dep, work, eplb)
+    return out
+
+
+def breakdown(dep: Deployment, work, eplb: str) -> list[dict[str, Any]]:
+    """Per layer kind and op: stream, microseconds per microbatch and per layer (all microbatches)."""
+    rows = []
+    for kind, count, make in layer_kinds(dep, work, eplb):
+        for op in make():
+            us = float(op.duration_s) * 1e6
+            rows.append({"layer_kind": kind, "layers": count, "op": op.name, "category": op.category,
+                         "stream": stream_of(dep, op.role, op.category)[0], "us_per_microbatch": us,
+                         "us_per_layer": us * dep.microbatches, "ms_per_step": us * dep.microbatches * count / 1e3})
+    return rows

@@ -1,0 +1,176 @@
+"""The rows of `bench validate`, one function per published table."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from harness.cost.calibration import dispatch_fit, distinct_ranks, gemm_fit, gemm_rows, nccl_curve, table
+from harness.cost.comm import collective_time_s, dispatch_time_s, interp_loglog, transfer_time_s
+from harness.cost.compute import gemm_time_s
+from harness.hardware import load_hardware
+from harness.hardware.specfile import load_spec
+from harness.hardware.units import parse_quantity
+from harness.llm import load_llm
+from harness.step.deployment import load_deployment
+from harness.step.estimate import estimate
+
+
+def _row(id_: str, what: str, conditions: str, published: float, predicted: float, unit: str, kind: str,
+         explain: dict[str, Any]) -> dict[str, Any]:
+    return {"id": id_, "what": what, "conditions": conditions, "published": float(published),
+            "predicted": float(predicted), "unit": unit, "error_pct": 100.0 * (float(predicted) / published - 1.0),
+            "kind": kind, "explain": explain}
+
+
+def _targets() -> dict[str, Any]:
+    return load_spec("validation", "targets")[0]
+
+
+def ub_rows() -> list[dict[str, Any]]:
+    """UB micro-benchmarks: the model has one bandwidth and latency per path (NPU write to peers, NPU read and
+    write to pooled DRAM) and treats the fabric as uniform, so intra-node rows test that assumption."""
+    t = _targets()["ub"]
+    hw = load_hardware("cloudmatrix384")
+    rows = []
+    for path, op, scope, gbps, lat_us in t["rows"]:
+        if path == "npu":
+            bw, lat = hw.scale_up.bandwidth_bytes_per_s, hw.scale_up.latency_s
+            used = "scale_up (UB) bandwidth and latency: the model's one NPU-to-NPU figure is the inter-node write"
+        else:
+            bw = hw.host_read_bytes_per_s if op == "read" else hw.host_write_bytes_per_s
+            lat = hw.host_latency_s if op == "read" else hw.host_remote_latency_s
+            used = f"host {op} bandwidth/latency (pooled DRAM over UB)"
+        exact = (path, op, scope) in (("npu", "write", "inter"), ("cpu", "read", "inter"), ("cpu", "write", "inter"))
+        kind = "spec input" if exact else "uniform-fabric assumption"
+        cond = f"NPU to {path.upper()} {op}, {scope}-node, one die"
+        rows.append(_row(f"ub.{path}.{op}.{scope}.bandwidth", "UB bandwidth", cond, gbps, bw / 1e9, "GB/s", kind,
+                         {"model": used, "source": t["source"]}))
+        pred_lat = float(transfer_time_s(512, bw, lat)) * 1e6
+        rows.append(_row(f"ub.{path}.{op}.{scope}.latency", "UB 512-byte latency", cond, lat_us, pred_lat, "us",
+                         kind, {"model": f"latency + 512 B / bandwidth; {used}", "source": t["source"]}))
+    return rows
+
+
+def dispatch_rows() -> list[dict[str, Any]]:
+    llm = load_llm("deepseek-r1")
+    rows = []
+    for table_id, hw_name, label, precision in (("cm384-ub", "cloudmatrix384", "CM384", "int8"),
+                                                ("deepep-ll-h800", "h800-ib", "DeepEP on H800", "fp8")):
+        t = table("dispatch_combine", table_id)
+        hw = load_hardware(hw_name)
+        p = t.params
+        for op in ("dispatch", "combine"):
+            fit = dispatch_fit(table_id, op)
+            for ep, us in zip(t.col("ep"), t.col(f"{op}_us")):
+                pred = float(dispatch_time_s(p["tokens"], int(ep), hw, llm, op, precision)) * 1e6
+                kind = "in-sample operator" if ep in p["fit_ep"] else "held-out operator"
+                d = distinct_ranks(p["experts"], p["top_k"], int(ep))
+                rows.append(_row(f"moe.{table_id}.{op}.ep{ep}", f"MoE {op} latency, {label}",
+                                 f"EP{ep}, {p['tokens']} tokens per rank, top-{p['top_k']} of {p['experts']}",
+                                 float(us), pred, "us", kind,
+                                 {"model": "alpha + tokens x distinct ranks x message bytes / beta",
+                                  "alpha_us": fit.alpha_s * 1e6, "beta_gbps": fit.beta_bytes_per_s / 1e9,
+                                  "distinct_ranks_per_token": d, "fit_ep": p["fit_ep"], "source": t.source}))
+    return rows
+
+
+def mla_rows() -> list[dict[str, Any]]:
+    t = table("attention", "mla")
+    rows = []
+    for hw_name, setting, achieved, peak, util in t.rows:
+        hw = load_hardware(hw_name)
+        pred = hw.attention_compute_eff if setting == "compute" else hw.attention_memory_eff
+        rows.append(_row(f"mla.{hw_name}.{setting}", f"MLA kernel {setting}-bound utilisation", f"{hw.chip_name}",
+                         util * 100, pred * 100, "%", "spec input",
+                         {"model": "attention_time_s uses this utilisation in the matching regime",
+                          "source": t.source}))
+    return rows
+
+
+def gemm_rows_validate() -> list[dict[str, Any]]:
+    rows = []
+    for table_id, hw_name, precision in (("ascend910c-int8-grouped", "cloudmatrix384", "int8"),
+                                         ("deepgemm-fp8-h800", "h800-ib", "fp8")):
+        t = table("gemm", table_id)
+        hw = load_hardware(hw_name)
+        fit = gemm_fit(table_id)
+        flops, _, secs = gemm_rows(t)
+        m, n, k, g = (t.col(c) for c in ("m", "n", "k", "groups"))
+        for i in range(len(t.rows)):
+            pred_s = float(gemm_time_s(m[i], int(n[i]), int(k[i]), precision, hw, int(g[i])))
+            expl = {"model": "overhead + flops / (peak x eta_compute) + bytes / (hbm_bw x eta_memory)",
+                    "overhead_us": fit.overhead_s * 1e6, "eta_compute": fit.eta_compute,
+                    "eta_memory": fit.eta_memory, "source": t.source}
+            cond = f"{g[i]} x M{m[i]} N{n[i]} K{k[i]}"
+            if "tflops" in t.columns:
+                rows.append(_row(f"gemm.{table_id}.{i + 1}", "DeepGEMM FP8 throughput on H800", cond,
+                                 flops[i] / secs[i] / 1e12, flops[i] / pred_s / 1e12, "TFLOPS", "in-sample operator",
+                                 expl))
+            else:
+                peak = parse_quantity(t.params["peak"], "compute")
+                rows.append(_row(f"gemm.{table_id}.{i + 1}", "INT8 grouped GEMM utilisation, one 910C die", cond,
+                                 100 * flops[i] / secs[i] / peak, 100 * flops[i] / pred_s / peak, "%",
+                                 "in-sample operator", expl))
+    return rows
+
+
+def nccl_rows() -> list[dict[str, Any]]:
+    """The NCCL curve is used as measured (log-log interpolation between sizes), so these rows are in-sample:
+    they check collective_time_s's size and bus-factor bookkeeping. `explain` gives the leave-one-out value
+    (the row predicted from the other sizes) as the uncertainty between measured sizes."""
+    rows = []
+    for table_id, hw_name in (("nccl-h100-8", "h100-ib"), ("nccl-h200-8", "h200-ib")):
+        t = table("nccl", table_id)
+        hw = load_hardware(hw_name)
+        for op, size, us in t.rows:
+            if table_id == "nccl-h200-8" and op != "all_reduce":
+                continue  # those rows repeat the H100 ones
+            xs, ys = nccl_curve(table_id, op)
+            keep = np.abs(xs - np.log(size)) > 1e-9
+            loo_us = float(np.exp(interp_loglog(xs[keep], ys[keep], np.log(size)))) * 1e6
+            per_rank = size / (8 if op == "all_gather" else 1)
+            in_us = float(collective_time_s(op, per_rank, 8, hw)) * 1e6
+            rows.append(_row(f"nccl.{table_id}.{op}.{size}", f"NCCL {op.replace('_', '-')} inside one node",
+                             f"8 GPUs, {size:,} bytes", us, in_us, "us", "in-sample operator",
+                             {"model": "log-log interpolation of the measured curve",
+                              "leave_one_out_us": loo_us, "source": t.source}))
+    return rows
+
+
+@functools.lru_cache(maxsize=None)
+def _headline_estimate(deployment: str, eplb: str, batch: float | None, kv: int | None, tokens: int | None,
+                       plen: int | None) -> dict[str, Any]:
+    return estimate(load_deployment(deployment), batch, kv, tokens, plen, eplb)
+
+
+def headline_rows() -> list[dict[str, Any]]:
+    rows = []
+    for h in _targets().get("headline", []):
+        est = _headline_estimate(h["deployment"], h.get("eplb", "default"), h.get("batch_per_chip"),
+                                 h.get("kv_len"), h.get("tokens_per_chip"), h.get("prompt_len"))
+        rows.append(_row(h["id"], h["what"], h["conditions"], h["published"], est[h["metric"]], h["unit"],
+                         "end-to-end prediction", {"source": h["source"], "estimate": est}))
+    return rows
+
+
+def validation_rows() -> list[dict[str, Any]]:
+    rows = ub_rows() + dispatch_rows() + mla_rows() + gemm_rows_validate() + nccl_rows() + headline_rows()
+    tg = _targets()
+    default = float(tg.get("default_tolerance_pct", 10.0))
+    tol = tg.get("tolerances", {})
+    for r in rows:
+        match = max((k for k in tol if r["id"].startswith(k)), key=len, default=None)
+        r["tolerance_pct"] = float(tol[match]) if match else default
+        r["ok"] = bool(abs(r["error_pct"]) <= r["tolerance_pct"])
+    return rows
+
+
+def explain(row_id: str) -> dict[str, Any]:
+    for r in validation_rows():
+        if r["id"] == row_id:
+            return r
+    from harness.errors import InputError
+    raise InputError(f"no validation row '{row_id}' (see `bench validate` for the ids)", field="--explain")

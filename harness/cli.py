@@ -17,6 +17,8 @@ _COMMANDS = [
     "harness.commands.gate:gate",
     "harness.commands.ops:ops",
     "harness.commands.replay:replay",
+    "harness.commands.sweep:sweep",
+    "harness.commands.sweep:plan",
     "harness.commands.estimate:estimate",
     "harness.commands.models:models",
     "harness.commands.validate:validate",

@@ -289,3 +289,23 @@ def test_cache_aware_routing_follows_locality_on_sharded_cache() -> None:
                                 blocks=[blocks[0], blocks[1], blocks[1], blocks[0]], block_size=256),
                        costs, SimConfig(prefill_instances=2, routing="round-robin", cache_scope="local"))
     assert list(swapped.cached_tokens) == [0, 0, 0, 0]      # local-only cache on the wrong instance: no hit
+
+
+@given(traces(), setups())
+def test_inline_decode_blocks_equal_step_by_step(w: Workload, setup) -> None:
+    # The fast path runs decode steps in blocks when nothing else can happen; it must change nothing at all.
+    import harness.sim.engine as engine
+    costs, config = setup
+    fast = simulate(w, costs, config)
+    saved = engine.BLOCK_STEPS
+    engine.BLOCK_STEPS = 1
+    try:
+        slow = simulate(w, costs, config)
+    finally:
+        engine.BLOCK_STEPS = saved
+    for name in ("status", "finish_s", "first_token_s", "decode_start_s", "cached_tokens", "decode_instance"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+    assert fast.steps == slow.steps
+    assert (fast.decode_steps, fast.decode_busy_s, fast.decode_kv_sum) == (slow.decode_steps, slow.decode_busy_s,
+                                                                          slow.decode_kv_sum)
+    np.testing.assert_array_equal(fast.output_tokens_grid.values, slow.output_tokens_grid.values)

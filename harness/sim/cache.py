@@ -27,11 +27,11 @@ class Match:
 
 
 class ContextCache:
-    def __init__(self, scope: str, shards: int, dram_bytes: int, ssd_bytes: int, block_bytes: int) -> None:
+    def __init__(self, scope: str, shards: int, shard_dram_bytes: int, shard_ssd_bytes: int, block_bytes: int) -> None:
         self.scope = scope
         self.shards = 1 if scope == "pool" else shards
-        self.dram_cap = dram_bytes // max(block_bytes, 1) // self.shards   # blocks per shard
-        self.ssd_cap = ssd_bytes // max(block_bytes, 1) // self.shards
+        self.dram_cap = shard_dram_bytes // max(block_bytes, 1)   # blocks per shard
+        self.ssd_cap = shard_ssd_bytes // max(block_bytes, 1)
         self.dram: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(self.shards)]
         self.ssd: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(self.shards)]
         self.home: dict[int, int] = {}  # sharded scope: block -> the one shard holding it (DRAM or SSD)

@@ -22,8 +22,8 @@ class SimConfig:
     token_budget_per_chip: int | None = None     # prefill new tokens per chip per step
     chunk_tokens: int | None = None              # chunk long prompts into pieces of this many tokens (0: never)
     batch_cap_per_chip: int | None = None        # decode concurrent requests per chip
-    cache_pool_bytes: int | None = None          # DRAM context cache, whole pool (0: no cache)
-    cache_ssd_bytes: int | None = None           # SSD tier, whole pool (0: none)
+    cache_pool_bytes: int | None = None          # DRAM context cache (0: none), as ServingCosts.cache_pool_bytes
+    cache_ssd_bytes: int | None = None           # SSD tier (0: none), as ServingCosts.cache_ssd_bytes
     block_size: int = 512                        # tokens per block when blocks are derived from sessions
     seed: int = 0
     record_steps: bool = False                   # keep every step's interval and KV use (tests, debugging)
@@ -53,8 +53,8 @@ class Capacities:
     max_context_tokens: int
     mtp_draft_tokens: int
     mtp_accept: float
-    cache_pool_bytes: int
-    cache_ssd_bytes: int
+    cache_shard_bytes: int            # DRAM per cache shard (the whole pool when the scope is "pool")
+    cache_ssd_shard_bytes: int
     cache_scope: str
     routing: str
 
@@ -66,6 +66,15 @@ def resolve(costs: ServingCosts, config: SimConfig) -> Capacities:
 
     uniform = bool(costs.cache_uniform_access)
     chunk = pick(config.chunk_tokens, costs.prefill_chunk_tokens)
+    scope = pick(config.cache_scope, "pool" if uniform else "sharded")
+    # A uniform pool's capacity is the whole pool; a node-local one's is one prefill instance's nodes.
+    n = config.prefill_instances
+
+    def shard(total_or_per_instance: int) -> int:
+        if uniform:
+            return total_or_per_instance if scope == "pool" else total_or_per_instance // n
+        return total_or_per_instance * n if scope == "pool" else total_or_per_instance
+
     return Capacities(
         prefill_chips=int(costs.prefill_chips),
         decode_chips=int(costs.decode_chips),
@@ -78,8 +87,8 @@ def resolve(costs: ServingCosts, config: SimConfig) -> Capacities:
         max_context_tokens=int(costs.max_context_tokens),
         mtp_draft_tokens=int(costs.mtp_draft_tokens),
         mtp_accept=float(costs.mtp_accept),
-        cache_pool_bytes=int(pick(config.cache_pool_bytes, costs.cache_pool_bytes)),
-        cache_ssd_bytes=int(pick(config.cache_ssd_bytes, costs.cache_ssd_bytes)),
-        cache_scope=pick(config.cache_scope, "pool" if uniform else "sharded"),
+        cache_shard_bytes=shard(int(pick(config.cache_pool_bytes, costs.cache_pool_bytes))),
+        cache_ssd_shard_bytes=shard(int(pick(config.cache_ssd_bytes, costs.cache_ssd_bytes))),
+        cache_scope=scope,
         routing=pick(config.routing, "least-loaded" if uniform else "cache-aware"),
     )

@@ -27,8 +27,9 @@ class ServingCosts(Protocol):
     mtp_accept: float                    # probability each draft token is accepted
     cost_per_chip_hour_usd: float
     kv_bytes_per_token: int
-    cache_pool_bytes: int                # DRAM context-cache capacity serving this backend's prefill pool
-    cache_ssd_bytes: int                 # SSD tier behind it (0: none)
+    cache_pool_bytes: int                # DRAM context-cache capacity: the whole pool where access is uniform,
+                                         # else one prefill instance's nodes (its local shard)
+    cache_ssd_bytes: int                 # SSD tier behind it, counted the same way (0: none)
     cache_uniform_access: bool           # True: any prefill instance reads any block at one cost (UB-pooled
                                          # DRAM); False: a block is local to one node, remote reads pay more
 
@@ -60,8 +61,7 @@ class ServingCosts(Protocol):
 
     def cache_ssd_read_s(self, tokens: int) -> float:
         """Fetch `tokens` of cached prefix KV from the SSD tier into a prefill instance (called only when
-        cache_ssd_bytes > 0). The simulator counts cache_pool_bytes and cache_ssd_bytes as the whole pool; where
-        access is not uniform it splits them evenly over the prefill instances' nodes (one shard each)."""
+        cache_ssd_bytes > 0)."""
         ...
 
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:

@@ -23,6 +23,10 @@ class Uniforms:
         self.pos += n
         return out
 
+    def give_back(self, n: int) -> None:
+        """Return the last n draws of the latest take() unused: the next take() hands them out again."""
+        self.pos -= n
+
 
 def tokens_per_step(u: np.ndarray, n: int, draft: int, accept: float) -> np.ndarray:
     """Tokens each of n requests emits in one step: 1 plus the run of accepted draft tokens (each accepted with
@@ -71,7 +75,8 @@ class DecodeInstance:
         return new
 
     def advance(self, tokens: np.ndarray) -> tuple[int, np.ndarray]:
-        """Apply one step's drawn tokens; returns (tokens emitted, ids that finished) and drops the finished."""
+        """Apply drawn tokens (one step's, or several steps' sums when no request finishes before the last);
+        returns (tokens emitted, ids that finished) and drops the finished."""
         emitted = np.minimum(tokens, self.remaining)
         self.remaining -= emitted
         self.kv_len += emitted

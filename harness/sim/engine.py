@@ -28,6 +28,9 @@ PREFILL_DONE, DECODE_DONE, KV_ARRIVED, CACHE_WRITTEN, KICK_PREFILL, KICK_DECODE 
 # length moves a decode step's time by far less than 0.1%, and the memo makes long replays loop-bound.
 KV_QUANTUM_TOKENS = 16
 
+# Decode steps that end before anything else can happen run inline in blocks of up to this many (1: off).
+BLOCK_STEPS = 32
+
 
 def simulate(workload: Workload, costs: ServingCosts, config: SimConfig,
              progress: Callable[[int], None] | None = None) -> SimResult:
@@ -43,14 +46,16 @@ class _Run:
         self.caps = caps = resolve(costs, config)
         self.arrival = req.get_column("arrival_s").to_numpy().astype(np.float64)
         self.order = np.argsort(self.arrival, kind="stable")
+        if req.height and not self.arrival.min() >= 0:
+            raise ValueError("arrival times must be finite and >= 0 (shape the workload first)")
         self.inp = req.get_column("input_tokens").fill_null(0).to_numpy().astype(np.int64)
         self.out = req.get_column("output_tokens").fill_null(0).to_numpy().astype(np.int64)
         n = self.n = req.height
         self.blocks = prefix_blocks(req, workload.block_size, config.block_size)
         self.block_size = self.blocks.block_size
         block_bytes = int(costs.kv_bytes_per_token) * self.block_size
-        self.cache = ContextCache(caps.cache_scope, config.prefill_instances, caps.cache_pool_bytes,
-                                  caps.cache_ssd_bytes, block_bytes)
+        self.cache = ContextCache(caps.cache_scope, config.prefill_instances, caps.cache_shard_bytes,
+                                  caps.cache_ssd_shard_bytes, block_bytes)
         span = float(self.arrival.max() - self.arrival.min()) if n else 0.0
         self.res = SimResult(n, caps, config.prefill_instances, config.decode_instances, self.block_size,
                              cell_s=max(span / 1000.0, 1e-3))
@@ -74,17 +79,20 @@ class _Run:
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self) -> SimResult:
         heap, arrival, order = self.heap, self.arrival, self.order
-        i, n = 0, self.n
+        n = self.n
+        self.next_arrival_s = float(arrival[order[0]]) if n else np.inf
         handlers = {PREFILL_DONE: self._prefill_done, DECODE_DONE: self._decode_done, KV_ARRIVED: self._kv_arrived,
                     CACHE_WRITTEN: self._cache_written, KICK_PREFILL: self._kick_prefill,
                     KICK_DECODE: self._kick_decode}
+        i = 0
         while i < n or heap:
             # Arrivals at time t go before events at t, so same-instant arrivals share the next step.
             if i < n and (not heap or arrival[order[i]] <= heap[0][0]):
                 r = int(order[i])
                 self.now = float(arrival[r])
-                self._arrive(r)
                 i += 1
+                self.next_arrival_s = float(arrival[order[i]]) if i < n else np.inf
+                self._arrive(r)
                 if self.progress is not None and (i & 4095) == 0:
                     self.progress(i)
                 continue
@@ -273,44 +281,100 @@ class _Run:
         if not inst.busy:
             self._start_decode(inst)
 
-    def _start_decode(self, inst: DecodeInstance) -> None:
-        joined = inst.join(self.inp, self.out)
-        n = inst.running
-        if n == 0:
-            return
-        res, now = self.res, self.now
-        if joined.size:
-            res.decode_start_s[joined] = now
-        mean_kv = inst.kv_sum / n
+    def _step_s(self, n: int, kv_sum: float) -> tuple[float, float]:
+        """(duration, mean KV length) of a decode step of n requests holding kv_sum tokens of KV."""
+        mean_kv = kv_sum / n
         key = (n, int(mean_kv / KV_QUANTUM_TOKENS + 0.5))
         dur = self._decode_memo.get(key)
         if dur is None:
             dur = float(self.costs.decode_step_s(n / self.caps.decode_chips, key[1] * KV_QUANTUM_TOKENS or 1))
             self._decode_memo[key] = dur
-        inst.busy = True
+        return dur, mean_kv
+
+    def _account_step(self, inst: DecodeInstance, n: int, start: float, dur: float, mean_kv: float) -> None:
+        res = self.res
         res.decode_steps += 1
         res.decode_batch_sum += n
         res.decode_kv_sum += mean_kv
         res.decode_busy_s += dur
-        res.decode_busy_grid.add_interval(now, now + dur)
+        res.decode_busy_grid.add_interval(start, start + dur)
         if self.config.record_steps:
-            res.steps.append((1, inst.index, now, now + dur, inst.reserved_tokens, n))
-        self._push(now + dur, DECODE_DONE, inst.index)
+            res.steps.append((1, inst.index, start, start + dur, inst.reserved_tokens, n))
+
+    def _start_decode(self, inst: DecodeInstance) -> None:
+        while True:
+            joined = inst.join(self.inp, self.out)
+            n = inst.running
+            if n == 0:
+                return
+            if joined.size:
+                self.res.decode_start_s[joined] = self.now
+            if BLOCK_STEPS > 1 and self._run_block(inst):
+                continue
+            dur, mean_kv = self._step_s(n, inst.kv_sum)
+            self._account_step(inst, n, self.now, dur, mean_kv)
+            inst.busy = True
+            self._push(self.now + dur, DECODE_DONE, inst.index)
+            return
+
+    def _run_block(self, inst: DecodeInstance) -> bool:
+        """Run inline, at once, the steps that end before any other pending event (arrival or heap event).
+
+        Nothing else can happen meanwhile (no KV can arrive, nothing can join), so this is exactly the step-by-
+        step result, draws included: steps take their uniforms in the same order and unused ones are given back.
+        Returns False when even the next step ends after the horizon."""
+        horizon = min(self.heap[0][0] if self.heap else np.inf, self.next_arrival_s)
+        n, draft, caps = inst.running, self.caps.mtp_draft_tokens, self.caps
+        dur0, _ = self._step_s(n, inst.kv_sum)
+        if self.now + dur0 >= horizon:
+            return False
+        k = BLOCK_STEPS if horizon == np.inf else int(min(BLOCK_STEPS, (horizon - self.now) / dur0 + 1))
+        u = self.uniforms.take(k * n * draft)
+        tokens = tokens_per_step(u, k * n, draft, caps.mtp_accept).reshape(k, n)
+        emitted = np.cumsum(tokens, axis=0)
+        reach = (emitted >= inst.remaining).any(axis=1)
+        last = int(reach.argmax()) if reach.any() else k - 1     # nobody finishes before this step
+        per_step = tokens[:last].sum(axis=1).tolist()
+        t, kv_sum, m = self.now, inst.kv_sum, 0
+        for j in range(last + 1):
+            dur, mean_kv = self._step_s(n, kv_sum)
+            if t + dur >= horizon:
+                break
+            self._account_step(inst, n, t, dur, mean_kv)
+            t += dur
+            m += 1
+            if j < last:
+                kv_sum += per_step[j]
+                self.res.output_tokens_grid.add_at(t, per_step[j])
+        self.uniforms.give_back((k - m) * n * draft)
+        if m == 0:
+            return False
+        self.now = t
+        total, finished = inst.advance(emitted[m - 1])
+        if m - 1 == last:           # the last step's tokens are capped at what each request still needed
+            self.res.output_tokens_grid.add_at(t, total - sum(per_step[:m - 1]))
+        self._finish(inst, finished)
+        return True
 
     def _decode_done(self, idx: int, _payload) -> None:
-        inst, res, caps = self.decodes[idx], self.res, self.caps
+        inst, caps = self.decodes[idx], self.caps
         inst.busy = False
         n, draft = inst.running, caps.mtp_draft_tokens
         u = self.uniforms.take(n * draft)
         emitted, finished = inst.advance(tokens_per_step(u, n, draft, caps.mtp_accept))
-        res.output_tokens_grid.add_at(self.now, emitted)
-        if finished.size:
-            res.finish_s[finished] = self.now
-            res.status[finished] = COMPLETED
-            inst.reserved_tokens -= int((self.inp[finished] + self.out[finished]).sum())
-            inst.reserved_requests -= int(finished.size)
-            self._retry_pending()
+        self.res.output_tokens_grid.add_at(self.now, emitted)
+        self._finish(inst, finished)
         self._start_decode(inst)
+
+    def _finish(self, inst: DecodeInstance, finished: np.ndarray) -> None:
+        if not finished.size:
+            return
+        res = self.res
+        res.finish_s[finished] = self.now
+        res.status[finished] = COMPLETED
+        inst.reserved_tokens -= int((self.inp[finished] + self.out[finished]).sum())
+        inst.reserved_requests -= int(finished.size)
+        self._retry_pending()
 
 
 __all__ = ["simulate", "REASONS"]

@@ -114,7 +114,7 @@ def distinct_ranks(experts: int, top_k: int, ranks: int) -> float:
     miss = 1.0
     for i in range(top_k):
         miss *= max(experts - per - i, 0.0) / (experts - i)
-    return ranks * (1.0 - miss)
+    return min(ranks * (1.0 - miss), float(top_k), float(ranks))  # more ranks than experts: one per pick
 
 
 @dataclass(frozen=True)

@@ -78,9 +78,8 @@ class BackendCosts:
         self.cache_uniform_access = hw.host_uniform
         self._batch_grid = _grid(max(self.decode_batch_cap_per_chip * 2.0, 8.0), _BATCH_POINTS, 1.0)
         self._kv_grid = _grid(float(self.max_context_tokens), _KV_POINTS, 64.0)
-        b, k = np.meshgrid(self._batch_grid, self._kv_grid, indexing="ij")
+        b, k = np.meshgrid(np.maximum(self._batch_grid, 1e-6), self._kv_grid, indexing="ij")
         self._table = np.asarray(step_time_s(d, decode_work(d, b, k), self.eplb), float)
-        self._table[0, :] = self._table[1, :]  # an idle instance still pays a step's fixed cost when it runs
 
     # ---- decode
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:

@@ -1,0 +1,85 @@
+"""`bench estimate` and `bench models list` through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def est(*args) -> dict:
+    r = run("estimate", "--json", *args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_decode_json_has_the_promised_fields():
+    out = est("--deployment", "cm384-decode", "--batch", "96", "--kv-len", "4096")
+    for key in ("step_time_ms", "tpot_ms", "throughput_per_chip", "breakdown", "tokens_per_s_per_tflops"):
+        assert key in out
+    assert out["tpot_ms"] == pytest.approx(out["step_time_ms"] / 1.7)
+    assert out["throughput_per_chip"] == pytest.approx(96 / (out["tpot_ms"] / 1e3))
+    assert {r["stream"] for r in out["breakdown"]} == {"attention", "moe"}
+    assert all(r["us_per_microbatch"] >= 0 for r in out["breakdown"])
+
+
+def test_prefill_json():
+    out = est("--deployment", "cm384-prefill", "--tokens-per-chip", "16384", "--prompt-len", "4096",
+              "--eplb", "perfect")
+    assert out["ttft_ms"] == out["step_time_ms"] > 0
+    assert out["throughput_per_chip"] == pytest.approx(16384 / (out["step_time_ms"] / 1e3))
+    assert "tpot_ms" not in out
+
+
+def test_inline_deployment_and_options():
+    out = est("--hardware", "h100-ib", "--llm", "deepseek-r1", "--phase", "decode", "--chips", "72", "--ep", "72",
+              "--batch", "64", "--kv-len", "2048")
+    assert out["ep"] == 72 and out["operating_point"]["mtp_draft_tokens"] == 0
+    on = est("--deployment", "cm384-decode", "--mtp-accept", "0.9")
+    off = est("--deployment", "cm384-decode", "--mtp-accept", "0")
+    assert on["tokens_per_step"] == pytest.approx(1.9) and off["tokens_per_step"] == 1.0
+    single = est("--deployment", "h800-decode", "--no-microbatch")
+    assert single["microbatches"] == 1 and set(single["stream_busy_ms"]) == {"main"}
+    what_if = est("--deployment", "cm384-decode", "--set", "cloudmatrix384.scale_up.bandwidth=20GB/s")
+    assert what_if["step_time_ms"] > est("--deployment", "cm384-decode")["step_time_ms"]
+
+
+def test_human_output():
+    r = run("estimate", "-d", "h800-decode")
+    assert r.exit_code == 0 and "TPOT" in r.output and "per-op breakdown" in r.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-d", "nope"], "unknown deployment 'nope'"),
+    (["-d", "cm384-decode", "--hardware", "h100-ib"], "either --deployment or an inline description"),
+    (["--hardware", "h100-ib", "--llm", "deepseek-r1"], "missing --phase, --chips"),
+    (["-d", "cm384-prefill", "--batch", "8"], "are for decode"),
+    (["-d", "cm384-decode", "--prompt-len", "8"], "are for prefill"),
+    (["-d", "cm384-decode", "--set", "cloudmatrix384.scale_up.bandwidth=98"], "needs a unit of bandwidth"),
+    (["-d", "cm384-decode", "--set", "cloudmatrix384.nope=1"], "no such path 'nope'"),
+    (["-d", "cm384-decode", "--ep", "7"], "must divide"),
+    (["-d", "cm384-decode", "--precision", "fp8"], "has no fp8 peak"),
+    (["--hardware", "h100-ib", "--llm", "llama-3.1-70b", "--phase", "decode", "--chips", "8", "--mtp-accept", "0.5"],
+     "has no MTP module"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    r = run("estimate", *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert "Traceback" not in r.output
+
+
+def test_models_list():
+    r = run("models", "list", "--json")
+    assert r.exit_code == 0
+    found = json.loads(r.output)
+    assert "cloudmatrix384" in {x["name"] for x in found["hardware"]}
+    assert {"deepseek-r1", "qwen3-235b-a22b", "llama-3.1-70b"} <= {x["name"] for x in found["llm"]}
+    assert run("models", "list").exit_code == 0

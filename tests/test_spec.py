@@ -1,0 +1,174 @@
+"""Spec files: every bundled spec validates; every broken variant fails with one clear line naming file/line/field."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import harness.hardware.specfile as specfile
+from harness.errors import InputError
+from harness.hardware import load_hardware
+from harness.hardware.specfile import list_models, load_spec, spec_names
+from harness.hardware.units import parse_quantity
+from harness.llm import load_llm
+from harness.step.deployment import load_deployment
+
+
+@pytest.mark.parametrize("kind", ["hardware", "llm", "deployment", "calibration", "validation"])
+def test_every_bundled_spec_validates(kind):
+    names = spec_names(kind)
+    assert names
+    for name in names:
+        data, path = load_spec(kind, name)
+        assert data["name"] == name and path.is_file()
+
+
+def test_loaders_and_listing():
+    assert load_hardware("cloudmatrix384").ranks_per_chip == 2
+    assert load_llm("deepseek-r1").kv_bytes_per_token() == 70_272          # reference section 6
+    assert load_llm("qwen3-235b-a22b").kv_bytes_per_token() == 192_512     # gpu-baselines section 7
+    assert load_llm("llama-3.1-70b").kv_bytes_per_token() == 327_680
+    dep = load_deployment("cm384-decode")
+    assert (dep.ranks, dep.ep, dep.hardware.name) == (320, 320, "cloudmatrix384")
+    listed = list_models()
+    assert {r["name"] for r in listed["deployment"]} >= {"cm384-prefill", "cm384-decode", "h800-prefill",
+                                                         "h800-decode", "h800-decode-ep128", "h100-decode"}
+    for kind in ("hardware", "llm", "deployment"):
+        assert all(r["description"] for r in listed[kind])
+
+
+def test_every_hardware_has_a_sourced_price():
+    for name in spec_names("hardware"):
+        data, _ = load_spec("hardware", name)
+        assert data["cost_per_chip_hour_usd"] > 0 and len(data["cost_source"]) > 20
+
+
+@pytest.fixture
+def models_copy(tmp_path, monkeypatch):
+    """A private copy of models/ that a test may break."""
+    src = Path(specfile.models_dir())
+    dst = tmp_path / "models"
+    shutil.copytree(src, dst)
+    monkeypatch.setattr(specfile, "models_dir", lambda: dst)
+    return dst
+
+
+def _broken(models: Path, kind_dir: str, base: str, edit) -> str:
+    text = (models / kind_dir / f"{base}.toml").read_text()
+    text = text.replace(f'name = "{base}"', 'name = "broken"', 1)
+    (models / kind_dir / "broken.toml").write_text(edit(text))
+    return "broken"
+
+
+BROKEN_HARDWARE = [
+    ("missing field", lambda t: re.sub(r"^hbm_bandwidth = .*\n", "", t, flags=re.M), "chip.hbm_bandwidth",
+     "missing required field"),
+    ("no unit", lambda t: t.replace('hbm_bandwidth = "1.6 TB/s"', "hbm_bandwidth = \"1600\""), "chip.hbm_bandwidth",
+     "needs a unit of bandwidth"),
+    ("wrong unit kind", lambda t: t.replace('hbm_bandwidth = "1.6 TB/s"', 'hbm_bandwidth = "1.6 TB"'),
+     "chip.hbm_bandwidth", "needs a unit of bandwidth"),
+    ("wrong type", lambda t: t.replace("chips_per_node = 8", 'chips_per_node = "eight"'), "chips_per_node",
+     "not of type 'integer'"),
+    ("unknown field", lambda t: t.replace("chips_per_node = 8", "chips_per_node = 8\nchip_per_nod = 8"),
+     "chip_per_nod", "unknown field"),
+    ("efficiency above 1", lambda t: t.replace("attention_compute = 0.654", "attention_compute = 1.5"),
+     "chip.efficiency.attention_compute", "greater than the maximum"),
+]
+
+
+@pytest.mark.parametrize("label,edit,field,message", BROKEN_HARDWARE, ids=[b[0] for b in BROKEN_HARDWARE])
+def test_broken_hardware_spec_names_file_line_and_field(models_copy, label, edit, field, message):
+    name = _broken(models_copy, "hardware", "cloudmatrix384", edit)
+    with pytest.raises(InputError) as exc:
+        load_spec("hardware", name)
+    text = str(exc.value)
+    assert "broken.toml" in text and f"field '{field}'" in text and message in text
+    if label != "missing field":
+        assert re.search(r": line \d+: ", text), text
+
+
+def test_bad_toml_names_the_line(models_copy):
+    (models_copy / "llm" / "broken.toml").write_text('name = "broken"\nlayers = = 3\n')
+    with pytest.raises(InputError, match=r"broken\.toml: line 2: not valid TOML"):
+        load_spec("llm", "broken")
+
+
+def test_name_must_match_file(models_copy):
+    (models_copy / "llm" / "other.toml").write_text((models_copy / "llm" / "deepseek-r1.toml").read_text())
+    with pytest.raises(InputError, match="does not match the file name"):
+        load_spec("llm", "other")
+
+
+def test_unknown_reference_in_deployment(models_copy):
+    name = _broken(models_copy, "deployments", "cm384-decode",
+                   lambda t: t.replace('hardware = "cloudmatrix384"', 'hardware = "cloudmatrix999"'))
+    with pytest.raises(InputError, match=r"broken\.toml: line \d+: field 'hardware': unknown hardware 'cloudmatrix999'"):
+        load_deployment(name)
+
+
+def test_inconsistent_parallelism_is_an_error(models_copy):
+    name = _broken(models_copy, "deployments", "cm384-decode", lambda t: t.replace("dp = 320", "dp = 300"))
+    with pytest.raises(InputError, match="must divide|dp x tp"):
+        load_deployment(name)
+
+
+def test_unknown_spec_name_lists_the_available_ones():
+    with pytest.raises(InputError, match=r"unknown hardware 'nope' \(available: cloudmatrix384"):
+        load_hardware("nope")
+
+
+# ------------------------------------------------------------------------------------------------- --set overrides
+
+def test_set_override_with_units_changes_the_value():
+    hw = load_hardware("cloudmatrix384", [("scale_up.bandwidth", "98GB/s")])
+    assert hw.scale_up.bandwidth_bytes_per_s == pytest.approx(98e9)
+    assert load_hardware("cloudmatrix384").scale_up.bandwidth_bytes_per_s == pytest.approx(135e9)
+    assert load_hardware("h100-ib", [("scale_out.bandwidth", "400Gb/s")]).scale_out.bandwidth_bytes_per_s == \
+        pytest.approx(50e9)
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("scale_up.bandwith", "98GB/s", "no such path 'scale_up.bandwith'"),
+    ("scale_up.bandwidth", "98", "needs a unit of bandwidth"),
+    ("scale_up.bandwidth", "98 GB", "needs a unit of bandwidth"),
+    ("chips", "many", "bad value 'many'"),
+    ("chip", "3", "cannot replace a whole table"),
+])
+def test_bad_set_override(path, value, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_hardware("cloudmatrix384", [(path, value)])
+
+
+def test_set_on_deployment_reaches_hardware_and_llm():
+    dep = load_deployment("cm384-decode", ["cloudmatrix384.chip.hbm_capacity=32GB", "cm384-decode.mtp_accept=0.9"])
+    assert dep.hardware.hbm_bytes == pytest.approx(32e9) and dep.mtp_accept == 0.9
+    with pytest.raises(InputError, match="not one of the specs in use"):
+        load_deployment("cm384-decode", ["h100-ib.chips=3"])
+    with pytest.raises(InputError, match="SPEC.PATH=VALUE"):
+        load_deployment("cm384-decode", ["mtp_accept"])
+
+
+# ------------------------------------------------------------------------------------------------------------ units
+
+UNITS = {"GB/s": 1e9, "TB/s": 1e12, "Gb/s": 1e9 / 8, "GB": 1e9, "GiB": 2**30, "us": 1e-6, "ms": 1e-3,
+         "TFLOPS": 1e12}
+
+
+@given(st.floats(min_value=0, max_value=1e6, allow_nan=False), st.sampled_from(sorted(UNITS)),
+       st.sampled_from(["", " "]))
+def test_quantity_round_trip(value, unit, space):
+    text = f"{value:.6g}{space}{unit}"
+    assert parse_quantity(text) == pytest.approx(float(f"{value:.6g}") * UNITS[unit])
+
+
+@given(st.text(max_size=12))
+def test_hostile_quantity_text_never_crashes_otherwise(text):
+    try:
+        parse_quantity(text, "bandwidth")
+    except ValueError as exc:
+        assert "expected a bandwidth" in str(exc)

@@ -1,0 +1,54 @@
+"""`bench validate`: every listed table and headline is there; --strict holds at today's recorded tolerances."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from harness.cli import main
+
+
+def rows() -> list[dict]:
+    r = CliRunner().invoke(main, ["validate", "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_every_listed_row_is_present():
+    ids = {r["id"] for r in rows()}
+    assert sum(i.startswith("ub.") for i in ids) == 16
+    for system in ("cm384-ub", "deepep-ll-h800"):
+        for op in ("dispatch", "combine"):
+            assert {f"moe.{system}.{op}.ep{e}" for e in (8, 16, 32, 64, 128, 256)} <= ids
+    assert sum(i.startswith("mla.") for i in ids) == 4
+    assert sum(i.startswith("gemm.ascend910c") for i in ids) == 6
+    assert sum(i.startswith("gemm.deepgemm") for i in ids) == 22
+    assert sum(i.startswith("nccl.") for i in ids) >= 15
+    assert {"e2e.cm384.prefill", "e2e.cm384.decode.throughput", "e2e.cm384.decode.tpot",
+            "e2e.deepseek.decode.throughput", "e2e.deepseek.decode.tpot"} <= ids
+
+
+def test_row_fields_and_kinds():
+    for r in rows():
+        for k in ("id", "published", "predicted", "unit", "error_pct", "kind", "tolerance_pct", "ok"):
+            assert k in r
+        assert abs(r["error_pct"] - 100 * (r["predicted"] / r["published"] - 1)) < 1e-6
+        if r["id"].startswith("e2e."):
+            assert r["kind"] == "end-to-end prediction"
+    held_out = [r for r in rows() if r["kind"] == "held-out operator"]
+    assert len(held_out) == 16 and all(abs(r["error_pct"]) < 10 for r in held_out)
+
+
+def test_strict_passes_at_recorded_tolerances_and_fails_when_tightened():
+    assert CliRunner().invoke(main, ["validate", "--strict"]).exit_code == 0
+    assert CliRunner().invoke(main, ["validate", "--strict", "--tolerance", "0.01"]).exit_code == 1
+
+
+def test_explain():
+    r = CliRunner().invoke(main, ["validate", "--explain", "e2e.cm384.decode.tpot"])
+    assert r.exit_code == 0 and "per-op breakdown" in r.output and "moe_dispatch" in r.output
+    r = CliRunner().invoke(main, ["validate", "--explain", "moe.cm384-ub.dispatch.ep32", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["explain"]["fit_ep"] == [8, 256]
+    r = CliRunner().invoke(main, ["validate", "--explain", "nope"])
+    assert r.exit_code == 2 and "no validation row 'nope'" in r.output

@@ -1,0 +1,103 @@
+"""`bench replay` end to end on the real cost model: layout, determinism, clear errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from harness.cli import main
+from harness.report.inputs import load_replay
+from test_sim_results import REQUEST_COLUMNS, TIMESERIES_COLUMNS
+
+SMALL = ["azure-conv", "--limit", "400", "--time-scale", "0.2", "--quiet"]
+
+
+def run(*args: str, env: dict | None = None):
+    return CliRunner().invoke(main, ["replay", *args], env=env)
+
+
+@pytest.fixture(scope="module")
+def replay_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("replay") / "out"
+    result = run(*SMALL, "--out", str(out), "--slo", "ttft=2s,tpot=80ms,percentile=90")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_replay_writes_the_layout_on_both_default_backends(replay_dir) -> None:
+    run_json = json.loads((replay_dir / "run.json").read_text())
+    assert run_json["backends"] == ["cloudmatrix384", "h800-ib"]
+    assert run_json["trace"]["requests"] == 400 and len(run_json["trace"]["sha256"]) == 64
+    assert run_json["slo"] == {"ttft_s": 2.0, "tpot_ms": 80.0, "percentile": 90.0}
+    assert run_json["comparison"] == "equal-chips"
+    for label in run_json["backends"]:
+        summary = json.loads((replay_dir / label / "summary.json").read_text())
+        requests = pl.read_parquet(replay_dir / label / "requests.parquet")
+        ts = pl.read_parquet(replay_dir / label / "timeseries.parquet")
+        assert set(REQUEST_COLUMNS) <= set(requests.columns) and ts.columns == TIMESERIES_COLUMNS
+        assert requests.height == 400 == summary["requests_total"]
+        assert summary["requests_completed"] + summary["requests_rejected"] == 400
+        assert summary["requests_completed"] == requests.filter(pl.col("status") == "completed").height
+        for key in ("ttft_s", "tpot_ms", "e2e_s"):
+            assert set(summary[key]) == {"p50", "p90", "p99", "mean"}
+        assert set(summary["deployment"]) == {"prefill", "decode"}
+        if any(n.startswith("step_breakdown") for n in summary["notes"]):    # the cost model cannot say (yet)
+            assert summary["step_breakdown"] == {}
+        else:
+            assert summary["step_breakdown"]["decode"] and summary["step_breakdown"]["prefill"]
+        assert 0 < summary["utilisation"]["decode"] <= 1
+        assert summary["cost_per_million_output_tokens"] > 0
+    load_replay(replay_dir)     # the report reads it back against its schemas
+
+
+def test_same_seed_gives_identical_bytes(tmp_path) -> None:
+    env = {"SOURCE_DATE_EPOCH": "0"}
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert run(*SMALL, "--out", str(out), "--seed", "5", env=env).exit_code == 0
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert len(files) == 7
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_json_output_is_one_document(tmp_path) -> None:
+    result = run(*SMALL, "--backend", "cloudmatrix384", "--out", str(tmp_path / "o"), "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.output)
+    assert list(doc["summaries"]) == ["cloudmatrix384"]
+
+
+def test_options_reach_the_simulator(tmp_path) -> None:
+    out = tmp_path / "o"
+    result = run(*SMALL, "--backend", "h800-ib", "--backend", "h800-ib", "--compare", "as-given",
+                 "--prefill-instances", "h800-ib-2=2", "--batch-cap", "8", "--routing", "round-robin",
+                 "--price", "h800-ib=1.5", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    one = json.loads((out / "h800-ib" / "summary.json").read_text())
+    two = json.loads((out / "h800-ib-2" / "summary.json").read_text())
+    assert one["deployment"]["prefill"]["instances"] == 3 and two["deployment"]["prefill"]["instances"] == 2
+    assert one["cost_per_chip_hour_usd"] == 1.5 and two["cost_per_chip_hour_usd"] != 1.5
+    assert one["phase_throughput"]["mean_decode_batch_per_chip"] <= 8
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--slo", "ttft=soon"], "--slo"),
+    (["--prefill-instances", "nosuch=2"], "--prefill-instances"),
+    (["--prefill-instances", "0"], "--prefill-instances"),
+    (["--cache-capacity", "2 parsecs"], "--cache-capacity"),
+    (["--routing", "random"], "--routing"),
+    (["--deployment", "just-one"], "--deployment"),
+    (["--backend", "nosuch-backend"], "--backend"),
+])
+def test_bad_options_fail_in_one_line_and_write_nothing(tmp_path, args, field) -> None:
+    out = tmp_path / "o"
+    result = run(*SMALL, *args, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and field in lines[0], result.output
+    assert not out.exists()
+    assert "Traceback" not in result.output

@@ -54,7 +54,8 @@ def test_attention_monotone(hw_name, requests, kv, factor):
     assert float(attention_time_s(f, b, hw, compute_share=0.5)) >= t
 
 
-@given(st.sampled_from(HW), st.sampled_from(["all_reduce", "all_gather", "all_to_all", "reduce_scatter"]),
+@given(st.sampled_from(HW), st.sampled_from(["all_reduce", "all_gather", "all_to_all", "reduce_scatter", "send_recv",
+                                           "moe_dispatch"]),
        st.integers(1, 2**31), st.integers(2, 64), st.floats(1.0, 8.0))
 def test_collectives_monotone(hw_name, kind, nbytes, ranks, factor):
     hw = load_hardware(hw_name)

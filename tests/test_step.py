@@ -163,3 +163,13 @@ def test_serving_costs_errors():
         build_serving_costs("cloudmatrix384", eplb="magic")
     what_if = build_serving_costs("cloudmatrix384", overrides=["cloudmatrix384.scale_up.bandwidth=20GB/s"])
     assert what_if.decode_step_s(96, 4096) > _cm().decode_step_s(96, 4096)
+
+
+def test_step_ops_by_name_matches_explicit_work():
+    dep = load_deployment("cm384-decode")
+    by_name = step_ops(deployment="cm384-decode", batch=48, phase="decode")   # 48 requests per die
+    explicit = step_ops(dep, decode_work(dep, 96, dep.kv_len))
+    assert makespan_s(by_name) == pytest.approx(makespan_s(explicit))
+    from harness.errors import InputError
+    with pytest.raises(InputError, match="not prefill"):
+        step_ops(deployment="cm384-decode", batch=48, phase="prefill")

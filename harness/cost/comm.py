@@ -20,7 +20,8 @@ from harness.hardware import Fabric, Hardware
 from harness.hardware.units import parse_quantity
 from harness.llm import BYTES, LLM
 
-COLLECTIVES = ("all_reduce", "all_gather", "all_to_all", "reduce_scatter")
+COLLECTIVES = ("all_reduce", "all_gather", "all_to_all", "reduce_scatter", "send_recv", "moe_dispatch",
+               "moe_combine")
 
 
 def message_bytes_per_token(llm: LLM, hw: Hardware, op: str, precision: str) -> float:
@@ -89,7 +90,9 @@ def _table_size(kind: str, bytes_per_rank: float, ranks: int) -> float:
 
 
 def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
-    """A collective over `ranks` ranks, each contributing `bytes_per_rank` (all-reduce: the buffer size)."""
+    """A collective over `ranks` ranks, each contributing `bytes_per_rank` (all-reduce: the buffer size).
+    send_recv is one point-to-point copy; moe_dispatch / moe_combine without token counts are costed as the
+    all-to-all they are (the step model uses dispatch_time_s, which knows tokens and experts)."""
     if kind not in COLLECTIVES:
         raise ValueError(f"unknown collective {kind!r}; one of {COLLECTIVES}")
     b = np.asarray(bytes_per_rank, float)
@@ -97,6 +100,10 @@ def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
         return np.zeros_like(b)
     inside = ranks <= hw.ranks_per_node or hw.kind == "supernode"
     fabric = hw.scale_up if inside else hw.scale_out
+    if kind == "send_recv":
+        return transfer_time_s(b, fabric.bandwidth_bytes_per_s, fabric.latency_s)
+    if kind in ("moe_dispatch", "moe_combine"):
+        kind = "all_to_all"
     if fabric.collectives == "alpha-beta":
         steps = 2.0 if kind == "all_reduce" else 1.0
         return steps * fabric.latency_s + _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / (

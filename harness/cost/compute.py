@@ -18,9 +18,11 @@ from harness.hardware import Hardware
 from harness.llm import BYTES, LLM
 
 
-def gemm_time_s(m, n: int, k: int, precision: str, hw: Hardware, groups: int = 1,
+def gemm_time_s(m, n, k, precision: str | None, hw: Hardware, groups: int = 1,
                 compute_share: float = 1.0, out_bytes: int = 2):
-    """One (grouped) GEMM of `groups` x [m x k] @ [k x n]; m may be an array. m = 0 costs nothing."""
+    """One (grouped) GEMM of `groups` x [m x k] @ [k x n]; m may be an array. m = 0 costs nothing.
+    precision None: the chip's default inference precision."""
+    precision = precision or hw.default_precision
     fit = gemm_fit(hw.gemm_table(precision))
     b = BYTES[precision]
     m = np.asarray(m, dtype=float)

@@ -173,10 +173,32 @@ def step_time_s(dep: Deployment, work: StepWork, eplb: str | None = None):
     return _run(dep, work, eplb or dep.eplb, record=False)[1]
 
 
-def step_ops(dep: Deployment, work: StepWork, eplb: str | None = None) -> list[StepOp]:
+def step_ops(dep: Deployment | str | None = None, work: StepWork | None = None, eplb: str | None = None, *,
+             deployment: Deployment | str | None = None, batch: float | None = None, phase: str | None = None,
+             kv_len: int | None = None, prompt_len: int | None = None) -> list[StepOp]:
     """The timed op graph of one step (scalar work only). Each microbatch runs one long chain (all layers in
     order); its stages are issued in turn for each microbatch (two-microbatch overlap, as in the paper and in
-    DeepSeek's system). deps holds the previous op of the same microbatch; stream order is implied by start_s."""
+    DeepSeek's system). deps holds the previous op of the same microbatch; stream order is implied by start_s.
+
+    Two ways to call it: step_ops(dep, work[, eplb]) with a Deployment and a StepWork, or by name,
+    step_ops(deployment="cm384-decode", batch=48, phase="decode"[, kv_len=4096 | prompt_len=4096]) where `batch`
+    is per rank (decode: requests; prefill: new tokens) and missing values come from the deployment's operating
+    point."""
+    dep = dep if dep is not None else deployment
+    if isinstance(dep, str):
+        from harness.step.deployment import load_deployment
+        dep = load_deployment(dep)
+    if dep is None:
+        raise TypeError("step_ops needs a deployment")
+    if phase is not None and phase != dep.phase:
+        from harness.errors import InputError
+        raise InputError(f"deployment '{dep.name}' is a {dep.phase} deployment, not {phase}", field="--phase")
+    if work is None:
+        per_chip = None if batch is None else batch * dep.hardware.ranks_per_chip
+        if dep.phase == "decode":
+            work = decode_work(dep, per_chip or dep.batch_per_chip, kv_len or dep.kv_len)
+        else:
+            work = prefill_work(dep, per_chip or dep.tokens_per_chip, prompt_len or dep.prompt_len)
     return _run(dep, work, eplb or dep.eplb, record=True)[0]
 
 

@@ -144,7 +144,7 @@ def test_every_request_ends_exactly_once_causally(w: Workload, setup) -> None:
 def test_instances_never_overlap_steps_and_kv_fits(w: Workload, setup) -> None:
     costs, config = setup
     res = simulate(w, costs, config)
-    steps = pl.DataFrame(res.steps, schema=["kind", "inst", "start", "end", "kv", "batch"], orient="row")
+    steps = pl.DataFrame(res.steps, schema=["kind", "inst", "start", "end", "kv", "batch", "mean_kv"], orient="row")
     if steps.height == 0:
         return
     for (_kind, _inst), group in steps.sort("start").group_by(["kind", "inst"], maintain_order=True):

@@ -224,7 +224,8 @@ class _Run:
         res.prefill_busy_s += dur
         res.prefill_busy_grid.add_interval(self.now, self.now + dur)
         if self.config.record_steps:
-            res.steps.append((0, idx, self.now, self.now + dur, int((cached + new).sum()), len(batch)))
+            res.steps.append((0, idx, self.now, self.now + dur, int((cached + new).sum()), len(batch),
+                              float((cached + new).mean())))
         self._push(self.now + dur, PREFILL_DONE, idx)
 
     def _prefill_done(self, idx: int, _payload) -> None:
@@ -299,7 +300,7 @@ class _Run:
         res.decode_busy_s += dur
         res.decode_busy_grid.add_interval(start, start + dur)
         if self.config.record_steps:
-            res.steps.append((1, inst.index, start, start + dur, inst.reserved_tokens, n))
+            res.steps.append((1, inst.index, start, start + dur, inst.reserved_tokens, n, mean_kv))
 
     def _start_decode(self, inst: DecodeInstance) -> None:
         while True:

@@ -19,6 +19,9 @@ REASONS = (
     "exceeds_decode_kv",           # the request's KV does not fit in one decode instance
 )
 
+# The fields of SimResult.steps records.
+STEP_COLUMNS = ("kind", "instance", "start_s", "end_s", "kv_tokens", "batch", "mean_kv_len")
+
 
 class Grid:
     """Accumulates a quantity over fixed time cells; grows as simulated time advances."""
@@ -86,8 +89,9 @@ class SimResult:
     output_tokens_grid: Grid = field(init=False)
     prefill_busy_grid: Grid = field(init=False)
     decode_busy_grid: Grid = field(init=False)
-    # per step, when config.record_steps: (kind 0 prefill / 1 decode, instance, start, end, kv_reserved, batch)
-    steps: list[tuple[int, int, float, float, int, int]] = field(default_factory=list)
+    # per step, when config.record_steps: (kind 0 prefill / 1 decode, instance, start, end, KV tokens held
+    # (prefill: of the batch; decode: reserved), batch, mean KV length per request)
+    steps: list[tuple[int, int, float, float, int, int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = self.n

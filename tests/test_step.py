@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from harness.sim.costs import ServingCosts
 from harness.step import (CATEGORIES, decode_work, inline_deployment, load_deployment, makespan_s,
-                          max_batch_per_chip, prefill_work, step_ops, step_time_s)
+                          max_batch_per_chip, memory_plan, prefill_work, step_ops, step_time_s)
 from harness.step.serving import build_serving_costs
 
 DECODE = ["cm384-decode", "h800-decode", "h800-decode-ep128", "h100-decode"]
@@ -173,3 +173,14 @@ def test_step_ops_by_name_matches_explicit_work():
     from harness.errors import InputError
     with pytest.raises(InputError, match="not prefill"):
         step_ops(deployment="cm384-decode", batch=48, phase="prefill")
+
+
+def test_tensor_parallel_shards_gqa_kv_and_dense_weights():
+    one = inline_deployment("h100-ib", "llama-3.1-70b", "decode", 8, tp=1)
+    eight = inline_deployment("h100-ib", "llama-3.1-70b", "decode", 8, tp=8)
+    assert memory_plan(eight).weights_bytes < memory_plan(one).weights_bytes / 4
+    assert memory_plan(eight).kv_split == 8 and memory_plan(one).kv_split == 1
+    # TP8 spreads one token's KV over 8 GPUs: per chip it holds as many requests as the TP1 copy, minus weights
+    assert max_batch_per_chip(eight, 2048) >= max_batch_per_chip(one, 2048)
+    mla = inline_deployment("h100-ib", "deepseek-r1", "decode", 16, tp=2)
+    assert memory_plan(mla).kv_split == 1  # MLA's latent KV is replicated on every TP rank

@@ -71,9 +71,11 @@ def mla_prefill_work(llm: LLM, new_tokens, cached_tokens, kv_precision: str = "b
 
 
 def gqa_work(llm: LLM, new_tokens, context, kv_precision: str = "bf16", decode: bool = False):
-    """GQA attention: decode (one query per request over `context` tokens) or prefill (causal piece)."""
+    """GQA attention: decode (`new_tokens` requests, one query each, over `context` cached tokens) or prefill
+    (one causal piece of `new_tokens` after `context` cached tokens)."""
     new, ctx = np.asarray(new_tokens, float), np.asarray(context, float)
     pairs = new * ctx if decode else new * ctx + new * (new + 1) / 2
     flops = 4.0 * llm.heads * llm.head_dim * pairs
-    kv_read = (ctx + (0 if decode else new)) * 2 * llm.kv_heads * llm.head_dim * BYTES[kv_precision]
+    tokens_read = new * ctx if decode else ctx + new  # decode: every request reads its own cache
+    kv_read = tokens_read * 2 * llm.kv_heads * llm.head_dim * BYTES[kv_precision]
     return flops, kv_read

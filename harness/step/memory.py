@@ -14,10 +14,19 @@ class MemoryPlan:
     reserve_bytes: float
     kv_bytes: float                  # left for the KV cache, per rank
     kv_bytes_per_token: int          # whole model, at the deployment's KV precision
+    kv_split: int                    # ranks of a TP group that share one token's KV (GQA heads split; MLA: 1)
+    tp: int
 
     @property
     def kv_tokens_per_rank(self) -> int:
-        return max(int(self.kv_bytes // self.kv_bytes_per_token), 0)
+        """Tokens of KV one rank holds (each costs kv_bytes_per_token / kv_split here)."""
+        return max(int(self.kv_bytes * self.kv_split // self.kv_bytes_per_token), 0)
+
+    @property
+    def kv_tokens_per_rank_of_instance(self) -> float:
+        """Distinct tokens of KV per rank of the instance: a TP group of tp ranks holds its tokens once per
+        kv_split-way shard (MLA's latent is replicated on every TP rank)."""
+        return self.kv_tokens_per_rank / self.tp
 
 
 def weights_per_rank_bytes(dep: Deployment) -> float:
@@ -25,7 +34,7 @@ def weights_per_rank_bytes(dep: Deployment) -> float:
     LM head in BF16 on every rank, the MTP module like one more MoE layer."""
     llm, b = dep.llm, BYTES[dep.precision]
     attn = llm.attention_params() / dep.tp * b
-    dense = llm.dense_ffn_params() * b
+    dense = llm.dense_ffn_params() / dep.tp * b
     total = llm.layers * attn + (llm.dense_layers if llm.routed_experts else llm.layers) * dense
     if llm.routed_experts:
         dedicated = dep.shared_expert_placement == "dedicated"
@@ -43,11 +52,12 @@ def weights_per_rank_bytes(dep: Deployment) -> float:
 def memory_plan(dep: Deployment) -> MemoryPlan:
     w = weights_per_rank_bytes(dep)
     kv = dep.hardware.hbm_bytes - w - dep.memory_reserve_bytes
-    return MemoryPlan(w, dep.memory_reserve_bytes, max(kv, 0.0), dep.llm.kv_bytes_per_token(dep.kv_cache_precision))
+    split = min(dep.tp, dep.llm.kv_heads) if dep.llm.attention == "gqa" else 1
+    return MemoryPlan(w, dep.memory_reserve_bytes, max(kv, 0.0), dep.llm.kv_bytes_per_token(dep.kv_cache_precision),
+                      split, dep.tp)
 
 
 def max_batch_per_chip(dep: Deployment, kv_len: float) -> int:
     """Largest decode batch per chip whose KV (kv_len tokens each) fits next to the weights."""
     plan = memory_plan(dep)
-    per_rank = int(plan.kv_bytes // (plan.kv_bytes_per_token * max(kv_len, 1)))
-    return per_rank * dep.hardware.ranks_per_chip
+    return int(plan.kv_tokens_per_rank_of_instance / max(kv_len, 1) * dep.hardware.ranks_per_chip)

@@ -119,10 +119,14 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
     h = llm.hidden
     t = np.asarray(w.tokens, float)
     ops = [_mem(dep, "ffn_norm", "norm", "ffn", t * h * 4)]
-    if not moe:
-        i = llm.dense_ffn_intermediate
-        ops += [_gemm(dep, "ffn_gate_up", "ffn", t, 2 * i, h, p), _mem(dep, "ffn_act", "elementwise", "ffn", t * i * 6),
-                _gemm(dep, "ffn_down", "ffn", t, h, i, p)]
+    if not moe:  # dense FFN: sharded like attention (TP over the intermediate dim, all-reduce after)
+        tg, i = t * dep.tp, llm.dense_ffn_intermediate // dep.tp
+        ops += [_gemm(dep, "ffn_gate_up", "ffn", tg, 2 * i, h, p),
+                _mem(dep, "ffn_act", "elementwise", "ffn", tg * i * 6), _gemm(dep, "ffn_down", "ffn", tg, h, i, p)]
+        if dep.tp > 1:
+            nbytes = tg * h * 2
+            ops.append(OpSpec("tp_all_reduce", "all_reduce", "comm",
+                              collective_time_s("all_reduce", nbytes, dep.tp, hw), 0.0, nbytes, nbytes))
         ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t * h * 6))
         return ops
     i, k = llm.expert_intermediate, llm.top_k

@@ -68,8 +68,8 @@ class BackendCosts:
         self.mtp_draft_tokens, self.mtp_accept = d.mtp_draft_tokens, d.mtp_accept
         self.cost_per_chip_hour_usd = hw.cost_per_chip_hour_usd
         self.kv_bytes_per_token = d.llm.kv_bytes_per_token(d.kv_cache_precision)
-        self.decode_kv_capacity_tokens = memory_plan(d).kv_tokens_per_rank * d.ranks
-        self.prefill_kv_capacity_tokens = memory_plan(p).kv_tokens_per_rank * p.ranks
+        self.decode_kv_capacity_tokens = int(memory_plan(d).kv_tokens_per_rank_of_instance * d.ranks)
+        self.prefill_kv_capacity_tokens = int(memory_plan(p).kv_tokens_per_rank_of_instance * p.ranks)
         # the deployment's configured batch is its cap, unless memory at its KV length holds fewer
         self.decode_batch_cap_per_chip = max(min(int(d.batch_per_chip), max_batch_per_chip(d, d.kv_len)), 1)
         pool_nodes = hw.chips // hw.chips_per_node if hw.host_uniform else math.ceil(p.chips / hw.chips_per_node)

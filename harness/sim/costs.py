@@ -47,8 +47,8 @@ class ServingCosts(Protocol):
     def kv_transfer_s(self, tokens: int) -> float:
         """Move one request's KV (`tokens` long) from its prefill instance to its decode instance.
 
-        The simulator queues transfers leaving one prefill instance behind each other, so this is the time with
-        the instance's whole prefill-to-decode plane bandwidth (all its chips' NICs) given to one request."""
+        Over one chip's link of the prefill-to-decode plane: the simulator runs up to `prefill_chips` transfers
+        from one instance at once, and queues the rest."""
         ...
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:

@@ -61,7 +61,7 @@ class _Run:
                              cell_s=max(span / 1000.0, 1e-3))
         self.use_cache = self.cache.enabled and not self.blocks.empty
         self.router = Router(caps.routing)
-        self.prefills = [PrefillInstance(i) for i in range(config.prefill_instances)]
+        self.prefills = [PrefillInstance(i, caps.prefill_chips) for i in range(config.prefill_instances)]
         self.decodes = [DecodeInstance(i, caps.decode_batch_cap, caps.decode_kv_tokens)
                         for i in range(config.decode_instances)]
         self.pending: deque[int] = deque()          # admitted, waiting for decode KV to be reserved
@@ -246,9 +246,10 @@ class _Run:
                 res.finish_s[r] = now
                 res.status[r] = COMPLETED
                 continue
-            start = max(now, inst.transfer_free_s)
-            inst.transfer_free_s = start + float(self.costs.kv_transfer_s(int(self.inp[r])))
-            self._push(inst.transfer_free_s, KV_ARRIVED, int(res.decode_instance[r]), r)
+            links = inst.links_free_s            # a min-heap of when each link is free
+            done = max(now, links[0]) + float(self.costs.kv_transfer_s(int(self.inp[r])))
+            heapq.heapreplace(links, done)
+            self._push(done, KV_ARRIVED, int(res.decode_instance[r]), r)
         inst.batch = []
         res.output_tokens_grid.add_at(now, first_tokens)
         self._kick(idx, KICK_PREFILL, inst)

@@ -9,13 +9,13 @@ import numpy as np
 
 
 class PrefillInstance:
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, chips: int) -> None:
         self.index = index
         self.queue: deque[int] = deque()
         self.load_tokens = 0          # new tokens queued or in the running step (the routers' load measure)
         self.busy = False
         self.kicked = False
-        self.transfer_free_s = 0.0    # KV transfers leaving this instance queue behind each other
+        self.links_free_s = [0.0] * chips   # KV leaves over its chips' links, one request per link at a time
         self.write_free_s = 0.0       # so do its cache write-backs
         self.batch: list[tuple[int, int, bool]] = []   # (request, new tokens, completes the prompt)
 

@@ -13,6 +13,7 @@ Work for a decode step: `decode_work(dep, batch_per_chip, kv_len, mtp_draft_toke
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -142,30 +143,65 @@ def _issue_order(chain: list[tuple[int, OpSpec, str]], microbatches: int) -> lis
                                           for m in range(microbatches))]
 
 
+@functools.lru_cache(maxsize=256)
+def _template(dep: Deployment, has_mtp: bool, eplb: str) -> tuple[list[tuple[int, int, int]], list[str],
+                                                                   list[tuple[int, int]]]:
+    """The step's structure, which does not depend on batch sizes: for each position of one microbatch's
+    chain (layer index, kind number, op number within the kind's chain), the stream names, and the issue order."""
+    probe = decode_work(dep, 1.0, 1.0, 1 if has_mtp else 0) if dep.phase == "decode" else prefill_work(dep, 1.0, 1.0)
+    chain = _chain(dep, probe, eplb)
+    positions, layer = [], 0
+    for k, (kind, count, make) in enumerate(layer_kinds(dep, probe, eplb)):
+        n = len(make())
+        for _ in range(count):
+            index = layer if kind in ("dense", "moe") else (dep.llm.layers if kind == "lm_head" else dep.llm.layers + 1)
+            positions += [(index, k, i) for i in range(n)]
+            layer += kind in ("dense", "moe")
+    return positions, [c[2] for c in chain], _issue_order(chain, dep.microbatches)
+
+
 def _run(dep: Deployment, work: StepWork, eplb: str, record: bool):
     """List-schedule the step: an op starts when its stream is free and its microbatch's previous op ended.
-    Durations may be arrays (many batch compositions scheduled at once)."""
-    chain = _chain(dep, work, eplb)
+    Durations may be arrays (many batch compositions scheduled at once); scalars take a pure-float path."""
+    positions, stream_names, order = _template(dep, work.mtp is not None, eplb)
+    kinds = [make() for _, _, make in layer_kinds(dep, work, eplb)]
     launch = _launch_s(dep, work)
+    per_kind = [[op.duration_s for op in specs] for specs in kinds]
+    scalar = all(np.ndim(d) == 0 for ds in per_kind for d in ds)
+    if scalar:
+        per_kind = [[float(d) for d in ds] for ds in per_kind]
+    durations = [per_kind[k][i] for _, k, i in positions]
+    if not record:
+        names = sorted(set(stream_names))
+        sidx = [names.index(st) for st in stream_names]
+        free = [launch] * len(names)
+        ready = [launch] * dep.microbatches
+        if scalar:
+            for m, j in order:
+                s = sidx[j]
+                start = free[s] if free[s] > ready[m] else ready[m]
+                free[s] = ready[m] = start + durations[j]
+            return [], max(ready)
+        for m, j in order:
+            s = sidx[j]
+            free[s] = ready[m] = np.maximum(free[s], ready[m]) + durations[j]
+        return [], np.maximum.reduce([np.asarray(v, float) for v in ready])
     ops: list[StepOp] = []
-    if record and launch:
+    if launch:
         ops.append(StepOp("graph_launch", "other", "host", -1, -1, 0.0, launch, 0.0, 0.0, 0.0))
-    free: dict[str, object] = {}
-    ready: dict[int, object] = {m: launch for m in range(dep.microbatches)}
+    free_t: dict[str, float] = {}
+    ready_t: dict[int, float] = {m: launch for m in range(dep.microbatches)}
     last: dict[int, int | None] = {m: (0 if ops else None) for m in range(dep.microbatches)}
-    end = launch
-    for m, j in _issue_order(chain, dep.microbatches):
-        index, spec, stream = chain[j]
-        start = np.maximum(free.get(stream, launch), ready[m])
-        end = start + spec.duration_s
-        free[stream] = ready[m] = end
-        if record:
-            ops.append(StepOp(spec.name, spec.category, stream, m, index, float(start), float(spec.duration_s),
-                              float(spec.flops), float(spec.bytes_moved), float(spec.bytes_sent),
-                              [last[m]] if last[m] is not None else []))
-            last[m] = len(ops) - 1
-    makespan = np.maximum.reduce([np.asarray(v, float) for v in ready.values()]) if ready else 0.0
-    return ops, makespan
+    for m, j in order:
+        index, k, i = positions[j]
+        spec, stream = kinds[k][i], stream_names[j]
+        start = max(free_t.get(stream, launch), ready_t[m])
+        d = float(durations[j])
+        free_t[stream] = ready_t[m] = start + d
+        ops.append(StepOp(spec.name, spec.category, stream, m, index, start, d, float(spec.flops),
+                          float(spec.bytes_moved), float(spec.bytes_sent), [last[m]] if last[m] is not None else []))
+        last[m] = len(ops) - 1
+    return ops, max(ready_t.values())
 
 
 def step_time_s(dep: Deployment, work: StepWork, eplb: str | None = None):

@@ -56,20 +56,25 @@ def plan_deployments(trace: dict[str, Any], backends: list[Backend], slo: Slo, o
     """Search each backend; write OUT/points/, plan.parquet, plan.json; return plan.json's content."""
     if objective not in OBJECTIVES:
         raise InputError(f"must be one of {', '.join(OBJECTIVES)}", field="--objective")
+    sets = list(sets)
+    specs = []   # check every backend's specs and overrides before running anything
+    for b in backends:
+        prefill, decode = _deployment(b.prefill, sets), _deployment(b.decode, sets)
+        specs.append((prefill, decode, _touching(sets, (b.backend, b.prefill, b.decode, prefill.llm.name,
+                                                        decode.llm.name))))
+    unused = [s for s in sets if not any(s in mine for _, _, mine in specs)]
+    if unused:
+        raise InputError(f"--set {unused[0]!r}: no backend of this plan uses that spec", field="--set")
     with open_executor(executor, jobs, address) as ex:
-        return _plan(trace, backends, slo, out_dir, ex, objective, bounds, list(sets), seed, block_size, jobs,
+        return _plan(trace, backends, specs, slo, out_dir, ex, objective, bounds, sets, seed, block_size, jobs,
                      show_progress)
 
 
-def _plan(trace, backends, slo, out_dir, ex, objective, bounds, sets, seed, block_size, jobs, show_progress):
-    used = set()
+def _plan(trace, backends, specs, slo, out_dir, ex, objective, bounds, sets, seed, block_size, jobs, show_progress):
     all_points: list[dict[str, Any]] = []
     records: dict[str, dict[str, Any]] = {}
     results = []
-    for b in backends:
-        prefill, decode = _deployment(b.prefill, sets), _deployment(b.decode, sets)
-        mine = _touching(sets, (b.backend, b.prefill, b.decode, prefill.llm.name, decode.llm.name))
-        used |= set(mine)
+    for b, (prefill, decode, mine) in zip(backends, specs):
         base = {item.partition("=")[0].strip(): item.partition("=")[2].strip() for item in mine}
         price = prefill.hardware.cost_per_chip_hour_usd
 
@@ -106,9 +111,6 @@ def _plan(trace, backends, slo, out_dir, ex, objective, bounds, sets, seed, bloc
             "closest_miss": _summary_row(records[by_cell[closest]["id"]], by_cell[closest]) if closest else None,
             "failed_points": [{"point_id": p["id"], "error": records[p["id"]]["error"]} for p in failed],
         })
-    unused = [s for s in sets if s not in used]
-    if unused:
-        raise InputError(f"--set {unused[0]!r}: no backend of this plan uses that spec", field="--set")
     key = "cost_per_hour_usd" if objective == "cost" else "chips"
     found = [r for r in results if r["winner"]]
     best = min(found, key=lambda r: (r["winner"][key], r["label"]))["label"] if found else None

@@ -78,11 +78,25 @@ def trace_ref(text: str, options: dict[str, Any], base_dir: Path | None = None) 
             "options": {k: options[k] for k in TRACE_OPTIONS if options.get(k) is not None}}
 
 
+@functools.cache
+def code_digest() -> str:
+    """sha256 of the harness source and the spec files: a point computed by other code or specs is not reused."""
+    import harness
+
+    h = hashlib.sha256(__version__.encode())
+    for root, patterns in ((Path(harness.__file__).parent, ("*.py", "*.toml")), (models_dir(), ("*.toml", "*.json"))):
+        for f in sorted(p for pattern in patterns for p in root.rglob(pattern)):
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def point_id(point: dict[str, Any]) -> str:
-    """Stable hash of what decides a point's result: trace content and shaping, backend, knobs, seed, SLO, version."""
+    """Stable hash of what decides a point's result: trace content and shaping, backend, knobs, seed, SLO, and the
+    code and specs that compute it (code_digest)."""
     key = {k: v for k, v in point.items() if k not in ("index", "id")}
     key["trace"] = {"sha256": point["trace"]["sha256"], "options": point["trace"]["options"]}
-    key["harness_version"] = __version__
+    key["harness"] = code_digest()
     return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
@@ -117,8 +131,24 @@ def _schema() -> dict[str, Any]:
     return json.loads((models_dir() / "schema" / "sweep.json").read_text(encoding="utf-8"))
 
 
+def _line(text: str, keys: list[Any]) -> int | None:
+    """Line of a key in the sweep file: the first `key =` (bare or quoted, as dotted knob names are) after its
+    table's header, else anywhere, else the spec files' finder."""
+    names = [str(k) for k in keys if not isinstance(k, int)]
+    if names:
+        key = re.compile(rf"""^\s*(?:{re.escape(names[-1])}|"{re.escape(names[-1])}"|'{re.escape(names[-1])}')\s*=""")
+        lines = text.splitlines()
+        header = re.compile(rf"^\s*\[\[?(?:backend\.)?{re.escape(names[0])}\]\]?\s*$") if len(names) > 1 else None
+        starts = [i for i, ln in enumerate(lines) if header and header.match(ln)] + [0]
+        for start in starts:
+            for i in range(start, len(lines)):
+                if key.match(lines[i]):
+                    return i + 1
+    return line_of(text, keys)
+
+
 def _error(msg: str, path: Path, text: str, keys: list[Any]) -> InputError:
-    line = line_of(text, keys)
+    line = _line(text, keys)
     return InputError(msg, path=str(path), where=f"line {line}" if line else None,
                       field=".".join(map(str, keys)) or None)
 

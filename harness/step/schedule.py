@@ -143,65 +143,114 @@ def _issue_order(chain: list[tuple[int, OpSpec, str]], microbatches: int) -> lis
                                           for m in range(microbatches))]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """A step's structure, independent of batch sizes (memoised per deployment)."""
+    positions: list[tuple[int, int, int]]   # chain position -> (layer index, kind number, op number in kind)
+    streams: list[str]                      # chain position -> stream name
+    order: list[tuple[int, int]]            # issue order: (microbatch, chain position)
+    stream_index: list[int]                 # chain position -> stream number
+    n_streams: int
+    flat_index: list[int]                   # chain position -> index into the kinds' concatenated op lists
+    runs: list[tuple[int, int, int, int]]   # see _periodic_runs
+
+
+_WARMUP_LAYERS = 3  # identical layers reach their steady period after a few; then the schedule repeats
+
+
 @functools.lru_cache(maxsize=256)
-def _template(dep: Deployment, has_mtp: bool, eplb: str) -> tuple[list[tuple[int, int, int]], list[str],
-                                                                   list[tuple[int, int]]]:
-    """The step's structure, which does not depend on batch sizes: for each position of one microbatch's
-    chain (layer index, kind number, op number within the kind's chain), the stream names, and the issue order."""
+def _plan(dep: Deployment, has_mtp: bool, eplb: str) -> _Plan:
     probe = decode_work(dep, 1.0, 1.0, 1 if has_mtp else 0) if dep.phase == "decode" else prefill_work(dep, 1.0, 1.0)
     chain = _chain(dep, probe, eplb)
-    positions, layer = [], 0
-    for k, (kind, count, make) in enumerate(layer_kinds(dep, probe, eplb)):
+    kinds = layer_kinds(dep, probe, eplb)
+    positions, offsets, layer, runs = [], [0], 0, []
+    for k, (kind, count, make) in enumerate(kinds):
         n = len(make())
+        offsets.append(offsets[-1] + n)
         for _ in range(count):
             index = layer if kind in ("dense", "moe") else (dep.llm.layers if kind == "lm_head" else dep.llm.layers + 1)
             positions += [(index, k, i) for i in range(n)]
             layer += kind in ("dense", "moe")
-    return positions, [c[2] for c in chain], _issue_order(chain, dep.microbatches)
+    streams = [c[2] for c in chain]
+    order = _issue_order(chain, dep.microbatches)
+    names = sorted(set(streams))
+    return _Plan(positions, streams, order, [names.index(st) for st in streams], len(names),
+                 [offsets[k] + i for _, k, i in positions], _periodic_runs(dep, kinds, positions, order))
+
+
+def _periodic_runs(dep: Deployment, kinds, positions, order) -> list[tuple[int, int, int, int]]:
+    """For each long run of identical layers: (start, end) in the issue order of one layer in its steady state,
+    where to resume after it, and how many identical layers in between are skipped by extrapolation."""
+    first: dict[int, int] = {}
+    for i, (_, j) in enumerate(order):
+        first.setdefault(positions[j][0], i)
+    runs, lo = [], 0
+    for kind, count, _ in kinds:
+        if kind not in ("dense", "moe"):
+            continue
+        hi, w = lo + count, lo + _WARMUP_LAYERS
+        if count >= _WARMUP_LAYERS + 4:
+            runs.append((first[w], first[w + 1], first[hi - 1], hi - 1 - (w + 1)))
+        lo = hi
+    return runs
 
 
 def _run(dep: Deployment, work: StepWork, eplb: str, record: bool):
     """List-schedule the step: an op starts when its stream is free and its microbatch's previous op ended.
-    Durations may be arrays (many batch compositions scheduled at once); scalars take a pure-float path."""
-    positions, stream_names, order = _template(dep, work.mtp is not None, eplb)
+    Durations may be arrays (many batch compositions scheduled at once); scalars take a pure-float path.
+    Without `record`, runs of identical layers are simulated until steady and then extrapolated (exact once
+    the schedule is periodic; tests compare with the full graph)."""
+    plan = _plan(dep, work.mtp is not None, eplb)
     kinds = [make() for _, _, make in layer_kinds(dep, work, eplb)]
     launch = _launch_s(dep, work)
-    per_kind = [[op.duration_s for op in specs] for specs in kinds]
-    scalar = all(np.ndim(d) == 0 for ds in per_kind for d in ds)
+    flat = [op.duration_s for specs in kinds for op in specs]
+    scalar = all(np.ndim(d) == 0 for d in flat)
     if scalar:
-        per_kind = [[float(d) for d in ds] for ds in per_kind]
-    durations = [per_kind[k][i] for _, k, i in positions]
-    if not record:
-        names = sorted(set(stream_names))
-        sidx = [names.index(st) for st in stream_names]
-        free = [launch] * len(names)
-        ready = [launch] * dep.microbatches
-        if scalar:
-            for m, j in order:
-                s = sidx[j]
-                start = free[s] if free[s] > ready[m] else ready[m]
-                free[s] = ready[m] = start + durations[j]
-            return [], max(ready)
-        for m, j in order:
-            s = sidx[j]
-            free[s] = ready[m] = np.maximum(free[s], ready[m]) + durations[j]
-        return [], np.maximum.reduce([np.asarray(v, float) for v in ready])
+        flat = [float(d) for d in flat]
+    if record:
+        return _record(dep, plan, kinds, flat, launch)
+    sidx, fidx, base = plan.stream_index, plan.flat_index, plan.n_streams
+    state = [launch] * (base + dep.microbatches)  # stream free times, then microbatch ready times
+
+    def advance(entries) -> None:
+        for m, j in entries:
+            s, r = sidx[j], base + m
+            if scalar:
+                start = state[s] if state[s] > state[r] else state[r]
+            else:
+                start = np.maximum(state[s], state[r])
+            state[s] = state[r] = start + flat[fidx[j]]
+
+    pos = 0
+    for start, period_end, resume, periods in plan.runs:
+        advance(plan.order[pos:start])
+        before = list(state)
+        advance(plan.order[start:period_end])
+        for i in range(len(state)):  # every clock advances by the same step per identical layer: jump ahead
+            state[i] = state[i] + (state[i] - before[i]) * periods
+        pos = resume
+    advance(plan.order[pos:])
+    ready = state[base:]
+    return [], (max(ready) if scalar else np.maximum.reduce([np.asarray(v, float) for v in ready]))
+
+
+def _record(dep: Deployment, plan: _Plan, kinds, flat, launch: float):
     ops: list[StepOp] = []
     if launch:
         ops.append(StepOp("graph_launch", "other", "host", -1, -1, 0.0, launch, 0.0, 0.0, 0.0))
-    free_t: dict[str, float] = {}
-    ready_t: dict[int, float] = {m: launch for m in range(dep.microbatches)}
+    free: dict[str, float] = {}
+    ready: dict[int, float] = {m: launch for m in range(dep.microbatches)}
     last: dict[int, int | None] = {m: (0 if ops else None) for m in range(dep.microbatches)}
-    for m, j in order:
-        index, k, i = positions[j]
-        spec, stream = kinds[k][i], stream_names[j]
-        start = max(free_t.get(stream, launch), ready_t[m])
-        d = float(durations[j])
-        free_t[stream] = ready_t[m] = start + d
+    for m, j in plan.order:
+        index, k, i = plan.positions[j]
+        spec, stream = kinds[k][i], plan.streams[j]
+        start = max(free.get(stream, launch), ready[m])
+        d = float(flat[plan.flat_index[j]])
+        free[stream] = ready[m] = start + d
         ops.append(StepOp(spec.name, spec.category, stream, m, index, start, d, float(spec.flops),
                           float(spec.bytes_moved), float(spec.bytes_sent), [last[m]] if last[m] is not None else []))
         last[m] = len(ops) - 1
-    return ops, max(ready_t.values())
+    return ops, max(ready.values())
 
 
 def step_time_s(dep: Deployment, work: StepWork, eplb: str | None = None):

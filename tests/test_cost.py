@@ -134,3 +134,4 @@ def test_weight_loading_paper_scenario():
     assert 240 < t_obs < 320
     assert weight_load_time_s(llm, "int8", hw, "object_store", readers=8) == pytest.approx(8 * t_obs)
     assert weight_load_time_s(llm, "int8", hw, "pool") < t_obs / 100
+    assert weight_load_time_s(llm, "int8", hw, "pool", ranks=32) > weight_load_time_s(llm, "int8", hw, "pool")

@@ -184,3 +184,14 @@ def test_tensor_parallel_shards_gqa_kv_and_dense_weights():
     assert max_batch_per_chip(eight, 2048) >= max_batch_per_chip(one, 2048)
     mla = inline_deployment("h100-ib", "deepseek-r1", "decode", 16, tp=2)
     assert memory_plan(mla).kv_split == 1  # MLA's latent KV is replicated on every TP rank
+
+
+@pytest.mark.parametrize("args", [("h100-ib", "llama-3.1-70b", "decode", 8, None, 8),
+                                  ("cloudmatrix384", "qwen3-235b-a22b", "prefill", 16, None, 1),
+                                  ("h200-ib", "qwen3-235b-a22b", "decode", 16, 16, 1)])
+def test_fast_schedule_equals_the_op_graph_on_inline_deployments(args):
+    hw, llm, phase, chips, ep, tp = args
+    dep = inline_deployment(hw, llm, phase, chips, ep=ep, tp=tp)
+    for a, b in ((8, 1024), (64, 4096), (200, 30000)):
+        w = decode_work(dep, a, b) if phase == "decode" else prefill_work(dep, a * 64, b)
+        assert float(step_time_s(dep, w)) == pytest.approx(makespan_s(step_ops(dep, w)), rel=1e-9)

@@ -137,13 +137,18 @@ def transfer_time_s(nbytes, bytes_per_s: float, latency_s: float):
     return np.where(n > 0, latency_s + n / bytes_per_s, 0.0)
 
 
-def weight_load_time_s(llm: LLM, precision: str, hw: Hardware, source: str = "object_store", readers: int = 1):
+def weight_load_time_s(llm: LLM, precision: str, hw: Hardware, source: str = "object_store", readers: int = 1,
+                       ranks: int | None = None):
     """Load a whole model's weights: from the object store (one bucket's bandwidth, shared by `readers` model
-    instances loading at once) or from the DRAM memory pool (each rank pulls its share over the host link)."""
-    total = (llm.layers * (llm.attention_params() + (llm.routed_experts + llm.shared_experts) * llm.expert_params())
-             + llm.dense_layers * llm.dense_ffn_params()) * BYTES[precision] + 2 * llm.vocab * llm.hidden * 2
+    instances loading at once) or from the DRAM memory pool, where each of the instance's `ranks` (default: every
+    rank of the backend) pulls its shard over its own host link."""
+    experts = (llm.routed_experts + llm.shared_experts) * llm.expert_params()
+    total = (llm.layers * llm.attention_params() + llm.moe_layers * experts
+             + (llm.dense_layers if llm.routed_experts else llm.layers) * llm.dense_ffn_params()) * BYTES[precision]
+    total += 2 * llm.vocab * llm.hidden * 2  # embedding and LM head in BF16
     if source == "object_store":
         return total * readers / hw.object_store_bytes_per_s
     if source == "pool":
-        return hw.host_remote_latency_s + total / (hw.host_remote_read_bytes_per_s * hw.chips * hw.ranks_per_chip)
+        n = ranks or hw.chips * hw.ranks_per_chip
+        return hw.host_remote_latency_s + total / (hw.host_remote_read_bytes_per_s * n)
     raise ValueError(f"source must be 'object_store' or 'pool', got {source!r}")

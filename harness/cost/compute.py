@@ -58,24 +58,37 @@ def mla_decode_work(llm: LLM, requests, q_per_request: float, kv_len, kv_precisi
     return flops, nbytes
 
 
-def mla_prefill_work(llm: LLM, new_tokens, cached_tokens, kv_precision: str = "bf16"):
-    """Un-absorbed MLA (MHA-like, 128 heads of 192/128 dims) over one prompt piece: causal over the new tokens,
-    full over the cached prefix."""
+def causal_pairs(new_tokens, cached_tokens):
+    """(query, key) pairs of one prompt piece: causal over its new tokens, full over its cached prefix."""
     new, cached = np.asarray(new_tokens, float), np.asarray(cached_tokens, float)
-    pairs = new * cached + new * (new + 1) / 2
-    flops = 2.0 * llm.heads * (llm.qk_nope_dim + llm.qk_rope_dim + llm.v_head_dim) * pairs
-    d_qk = llm.kv_lora_rank + llm.qk_rope_dim
-    nbytes = (new + cached) * d_qk * BYTES[kv_precision] + new * llm.heads * (
-        llm.qk_nope_dim + llm.qk_rope_dim + llm.v_head_dim) * 2 * 2
-    return flops, nbytes
+    return new * cached + new * (new + 1) / 2
+
+
+def mla_prefill_work(llm: LLM, new_tokens, cached_tokens, kv_precision: str = "bf16"):
+    """Un-absorbed MLA (MHA-like, 128 heads of 192/128 dims) over one prompt piece."""
+    return prefill_attention_work(llm, new_tokens, cached_tokens, causal_pairs(new_tokens, cached_tokens),
+                                  kv_precision)
+
+
+def prefill_attention_work(llm: LLM, new_tokens, cached_tokens, pairs, kv_precision: str = "bf16"):
+    """Attention-core (flops, bytes) of prefill from token totals and (query, key) pair totals: flops follow
+    the pairs, bytes the tokens, so sums over many pieces give the work of all of them."""
+    new, cached, pairs = (np.asarray(x, float) for x in (new_tokens, cached_tokens, pairs))
+    if llm.attention == "mla":
+        flops = 2.0 * llm.heads * (llm.qk_nope_dim + llm.qk_rope_dim + llm.v_head_dim) * pairs
+        d_qk = llm.kv_lora_rank + llm.qk_rope_dim
+        nbytes = (new + cached) * d_qk * BYTES[kv_precision] + new * llm.heads * (
+            llm.qk_nope_dim + llm.qk_rope_dim + llm.v_head_dim) * 2 * 2
+        return flops, nbytes
+    flops = 4.0 * llm.heads * llm.head_dim * pairs
+    return flops, (cached + new) * 2 * llm.kv_heads * llm.head_dim * BYTES[kv_precision]
 
 
 def gqa_work(llm: LLM, new_tokens, context, kv_precision: str = "bf16", decode: bool = False):
     """GQA attention: decode (`new_tokens` requests, one query each, over `context` cached tokens) or prefill
     (one causal piece of `new_tokens` after `context` cached tokens)."""
     new, ctx = np.asarray(new_tokens, float), np.asarray(context, float)
-    pairs = new * ctx if decode else new * ctx + new * (new + 1) / 2
-    flops = 4.0 * llm.heads * llm.head_dim * pairs
-    tokens_read = new * ctx if decode else ctx + new  # decode: every request reads its own cache
-    kv_read = tokens_read * 2 * llm.kv_heads * llm.head_dim * BYTES[kv_precision]
-    return flops, kv_read
+    if not decode:
+        return prefill_attention_work(llm, new, ctx, causal_pairs(new, ctx), kv_precision)
+    flops = 4.0 * llm.heads * llm.head_dim * new * ctx
+    return flops, new * ctx * 2 * llm.kv_heads * llm.head_dim * BYTES[kv_precision]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.cost.compute import gqa_work, mla_prefill_work
+from harness.cost.compute import causal_pairs, gqa_work, mla_prefill_work, prefill_attention_work
 from harness.step.deployment import Deployment
 from harness.step.ops import OpSpec, Work, attention_block, ffn_block, head_block, mtp_proj
 from harness.step.streams import stream_of
@@ -88,14 +88,22 @@ def prefill_work(dep: Deployment, tokens_per_chip, prompt_len, cached_len=0) -> 
 
 def prefill_work_pieces(dep: Deployment, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> StepWork:
     """An instance's batch of prompt pieces, spread evenly over its attention ranks (the scheduler packs)."""
-    mb, ranks = dep.microbatches, dep.ranks
     new, cached = np.asarray(new_tokens, float), np.asarray(cached_tokens, float)
-    f, b = _attn_work(dep, new, cached)
-    t = new.sum() / ranks
-    pieces = len(new) / ranks
-    main = Work(tokens=t / mb, pieces=pieces / mb, attn_flops=f.sum() / ranks / mb, attn_bytes=b.sum() / ranks / mb,
-                kv_tokens=(new.sum() + cached.sum()) / ranks / mb)
-    return StepWork(main, None, pieces / mb, t, pieces)
+    return prefill_work_totals(dep, float(new.sum()), float(cached.sum()),
+                               float(causal_pairs(new, cached).sum()), len(new))
+
+
+def prefill_work_totals(dep: Deployment, new_sum: float, cached_sum: float, pairs_sum: float,
+                        pieces: float) -> StepWork:
+    """The same from totals over the batch: new and cached tokens, attention (query, key) pairs, pieces."""
+    mb, ranks = dep.microbatches, dep.ranks
+    f, b = prefill_attention_work(dep.llm, new_sum, cached_sum, pairs_sum, dep.kv_cache_precision)
+    if dep.llm.attention == "gqa":
+        f, b = f / dep.tp, b / dep.tp
+    t, p = new_sum / ranks, pieces / ranks
+    main = Work(tokens=t / mb, pieces=p / mb, attn_flops=float(f) / ranks / mb, attn_bytes=float(b) / ranks / mb,
+                kv_tokens=(new_sum + cached_sum) / ranks / mb)
+    return StepWork(main, None, p / mb, t, p)
 
 
 def layer_kinds(dep: Deployment, work: StepWork, eplb: str) -> list[tuple[str, int, Callable[[], list[OpSpec]]]]:

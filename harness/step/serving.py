@@ -8,7 +8,7 @@ build_serving_costs(hardware, prefill_deployment=None, decode_deployment=None, o
 decode_step_s is a bilinear interpolation in a table of full step-model evaluations over (batch per chip, mean KV
 length) built once, vectorised (bilinear is exact for the batch x KV attention term; the table is dense enough
 that the rest is within a fraction of a percent). prefill_step_s evaluates the step model, memoised on the batch's
-summary (tokens, attention work, pieces) rounded to 0.2%.
+totals (new tokens, cached tokens, attention pairs: rounded to 1%, well inside the model error; pieces).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from harness.cost.comm import transfer_time_s
 from harness.errors import InputError
 from harness.step.deployment import Deployment, load_deployment, standard_deployment
 from harness.step.memory import max_batch_per_chip, memory_plan
-from harness.step.schedule import decode_work, prefill_work_pieces, step_time_s
+from harness.cost.compute import causal_pairs
+from harness.step.schedule import decode_work, prefill_work_totals, step_time_s
 
 _BATCH_POINTS = 48
 _KV_POINTS = 40
@@ -104,25 +105,21 @@ class BackendCosts:
     # ---- prefill
     def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
         new = np.asarray(new_tokens, float)
-        cached = np.asarray(cached_tokens, float)
-        if new.size == 0 or new.sum() <= 0:
+        if new.size == 0:
             return 0.0
-        w = prefill_work_pieces(self.prefill, new, cached)
-        key = tuple(_round(float(np.asarray(x))) for x in (w.main.tokens, w.main.attn_flops, w.main.attn_bytes,
-                                                             w.main.kv_tokens, w.main.pieces))
-        return self._prefill_cached(key)
+        cached = np.asarray(cached_tokens, float)
+        n = float(new.sum())
+        if n <= 0:
+            return 0.0
+        return self._prefill_cached(_round(n), _round(float(cached.sum())),
+                                    _round(float(causal_pairs(new, cached).sum())), int(new.size))
 
     def __hash__(self) -> int:
         return id(self)
 
-    @functools.lru_cache(maxsize=65536)  # noqa: B019
-    def _prefill_cached(self, key: tuple[float, ...]) -> float:
-        from harness.step.ops import Work
-        from harness.step.schedule import StepWork
-        t, f, b, kv, pieces = key
-        mb = self.prefill.microbatches
-        work = StepWork(Work(tokens=t, pieces=pieces, attn_flops=f, attn_bytes=b, kv_tokens=kv), None, pieces,
-                        t * mb, pieces * mb)
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per backend, lives as long as the replay
+    def _prefill_cached(self, new_sum: float, cached_sum: float, pairs_sum: float, pieces: int) -> float:
+        work = prefill_work_totals(self.prefill, new_sum, cached_sum, pairs_sum, pieces)
         return float(step_time_s(self.prefill, work, self.eplb))
 
     # ---- data movement
@@ -144,7 +141,7 @@ class BackendCosts:
         return float(transfer_time_s(tokens * self.kv_bytes_per_token, bw, lat))
 
 
-def _round(x: float, rel: float = 0.002) -> float:
+def _round(x: float, rel: float = 0.01) -> float:
     if x <= 0:
         return 0.0
     step = math.log1p(rel)

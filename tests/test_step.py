@@ -195,3 +195,24 @@ def test_fast_schedule_equals_the_op_graph_on_inline_deployments(args):
     for a, b in ((8, 1024), (64, 4096), (200, 30000)):
         w = decode_work(dep, a, b) if phase == "decode" else prefill_work(dep, a * 64, b)
         assert float(step_time_s(dep, w)) == pytest.approx(makespan_s(step_ops(dep, w)), rel=1e-9)
+
+
+@given(st.sampled_from(DECODE + PREFILL), st.floats(1.0, 4.0), st.sampled_from(["compute", "memory", "fabric"]))
+def test_step_never_slower_on_better_hardware(name, factor, what):
+    """Fixed issue order and dependencies make the makespan a max-plus (monotone) function of op durations."""
+    import dataclasses
+    dep = load_deployment(name)
+    hw = dep.hardware
+    if what == "compute":
+        better = dataclasses.replace(hw, peak_flops=tuple((p, v * factor) for p, v in hw.peak_flops))
+    elif what == "memory":
+        better = dataclasses.replace(hw, hbm_bytes_per_s=hw.hbm_bytes_per_s * factor)
+    else:
+        better = dataclasses.replace(
+            hw, scale_up=dataclasses.replace(hw.scale_up, bandwidth_bytes_per_s=hw.scale_up.bandwidth_bytes_per_s * factor),
+            scale_out=dataclasses.replace(hw.scale_out,
+                                          bandwidth_bytes_per_s=hw.scale_out.bandwidth_bytes_per_s * factor),
+            moe_bulk_bytes_per_s=hw.moe_bulk_bytes_per_s * factor)
+    fast = dep.replace(hardware=better)
+    args = (48, 4096) if dep.phase == "decode" else (8192, 4096)
+    assert float(step_time_s(fast, _work(fast, *args))) <= float(step_time_s(dep, _work(dep, *args))) * (1 + 1e-9)

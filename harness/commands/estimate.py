@@ -88,6 +88,8 @@ def _print(r: dict) -> None:
     if r["phase"] == "decode":
         con.print(f"TPOT             {r['tpot_ms']:10.2f} ms   ({r['tokens_per_step']:.2f} tokens per step)")
         con.print(f"max batch/chip   {r['max_batch_per_chip_at_kv_len']:10d}      (memory, at this KV length)")
+        if not r["fits_in_memory"]:
+            con.print("[yellow]warning: this batch's KV cache does not fit in HBM next to the weights[/]")
     else:
         con.print(f"TTFT             {r['ttft_ms']:10.2f} ms")
     con.print(f"throughput/chip  {r['throughput_per_chip']:10.1f} tokens/s")

@@ -43,6 +43,7 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         out["tpot_ms"] = tpot_s * 1e3
         out["throughput_per_chip"] = point["batch_per_chip"] / tpot_s
         out["max_batch_per_chip_at_kv_len"] = max_batch_per_chip(dep, point["kv_len"])
+        out["fits_in_memory"] = point["batch_per_chip"] <= out["max_batch_per_chip_at_kv_len"]
     else:
         out["ttft_ms"] = step_s * 1e3  # a prompt of this batch: its step, no queueing
         out["throughput_per_chip"] = point["tokens_per_chip"] / step_s

@@ -101,3 +101,20 @@ def test_bad_options_fail_in_one_line_and_write_nothing(tmp_path, args, field) -
     assert len(lines) == 1 and lines[0].startswith("error:") and field in lines[0], result.output
     assert not out.exists()
     assert "Traceback" not in result.output
+
+
+def test_report_option_writes_the_html_report(tmp_path) -> None:
+    html = tmp_path / "r.html"
+    result = run(*SMALL, "--backend", "cloudmatrix384", "--out", str(tmp_path / "o"), "--report", str(html))
+    assert result.exit_code == 0, result.output
+    text = html.read_text(encoding="utf-8")
+    assert text.lstrip().lower().startswith("<!doctype html") and "cloudmatrix384" in text
+
+
+def test_equal_cost_buys_the_same_spend(tmp_path) -> None:
+    out = tmp_path / "o"
+    assert run(*SMALL, "--compare", "equal-cost", "--out", str(out)).exit_code == 0
+    cm, gpu = (json.loads((out / b / "summary.json").read_text()) for b in ("cloudmatrix384", "h800-ib"))
+    spend = [s["chips"] * s["cost_per_chip_hour_usd"] for s in (cm, gpu)]
+    # Whole instances: the GPU side lands within one decode instance's cost of the reference spend.
+    assert abs(spend[1] - spend[0]) <= gpu["deployment"]["decode"]["chips_per_instance"] * gpu["cost_per_chip_hour_usd"]

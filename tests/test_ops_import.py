@@ -10,14 +10,14 @@ import pytest
 
 from harness.ops.classify import unclassified
 from harness.ops.load import load_op_trace
-from harness.ops.replay import predecessors, recorded_gaps_s, replay
+from harness.ops.replay import fallback_gaps_s, predecessors, release_times_s, replay
 
 FIXTURE = Path(__file__).parent / "fixtures" / "ops" / "two_streams.json"
 
 
 def _identity_error(graph) -> float:
     preds = predecessors(graph)
-    tl = replay(graph, None, recorded_gaps_s(graph, preds), preds)
+    tl = replay(graph, None, release_times_s(graph), fallback_gaps_s(graph, preds), preds)
     rec = graph.recorded_span_s()
     return (tl.span_s - rec) / rec
 
@@ -40,8 +40,15 @@ def test_fixture_unclassified_kernels_are_listed_not_dropped():
     assert len(g.ops) == 6  # still replayed
 
 
-def test_fixture_identity_replay_is_exact():
-    assert abs(_identity_error(load_op_trace(FIXTURE))) < 1e-9
+def test_fixture_identity_within_launch_latency():
+    g = load_op_trace(FIXTURE)
+    # Every op but the launch-less custom kernel is released at the end of its cudaLaunchKernel call.
+    assert [op.release_s is None for op in g.ops] == [False] * 5 + [True]
+    assert g.ops[0].release_s == pytest.approx(-90e-6)  # launch ended at 1010 us, first kernel at 1100 us
+    gaps = fallback_gaps_s(g)
+    assert gaps[5] == pytest.approx(3e-6) and not gaps[:5].any()
+    # What stays unexplained is the few-microsecond GPU-side launch latency between back-to-back kernels.
+    assert -0.01 < _identity_error(g) < 0
 
 
 def test_dropping_the_sync_edge_lets_dispatch_start_early():
@@ -56,10 +63,29 @@ def _real_kineto(shared_data: Path) -> list[Path]:
             *sorted((shared_data / "hta-kineto-samples").glob("*.json.gz"))]
 
 
-def test_identity_on_every_real_kineto_trace(shared_data):
+def test_identity_from_mechanisms_on_real_kineto_traces(shared_data):
+    """Launch release times, stream order, sync and SM-capacity edges reproduce every capture whose ops all have
+    a recorded launch; a capture with launch-less ops is flagged (its fallback gaps are counted), not hidden."""
     for path in _real_kineto(shared_data):
         g = load_op_trace(path)
-        assert abs(_identity_error(g)) <= 0.01, path.name
+        launchless = sum(op.release_s is None for op in g.ops)
+        if launchless == 0:
+            assert abs(_identity_error(g)) <= 0.01, path.name
+            assert not fallback_gaps_s(g).any(), path.name
+        else:
+            assert fallback_gaps_s(g).sum() > 0, path.name
+
+
+def test_train_capture_idle_time_is_explained_by_launches_and_waits(shared_data):
+    g = load_op_trace(shared_data / "deepseek-profile-data" / "train.json.gz")
+    assert all(op.release_s is not None for op in g.ops)
+    assert g.meta["sm_edges"] > 0 and g.meta["sync_edges"] > 0
+    preds = predecessors(g)
+    dense = replay(g, None, None, None, preds).span_s
+    rec = g.recorded_span_s()
+    # Without launch release times the DAG runs ahead of the recording; with them it matches within 1%.
+    assert dense < rec * 0.99
+    assert abs(_identity_error(g)) <= 0.01
 
 
 def test_train_capture_structure_and_classification(shared_data):

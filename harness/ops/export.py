@@ -25,3 +25,27 @@ def graph_from_step_ops(step_ops: Sequence[Any], meta: dict | None = None) -> Op
                       bytes_sent=float(s.bytes_sent or 0), layer=int(s.layer if s.layer is not None else -1),
                       annotation=f"mb{s.microbatch}" if getattr(s, "microbatch", None) is not None else ""))
     return OpGraph(ops, {"format": "native", **(meta or {})})
+
+
+def export_step(deployment: str, batch: float | None = None, kv_len: int | None = None, tokens: int | None = None,
+                prompt_len: int | None = None, overrides: Sequence[str] = ()) -> tuple[OpGraph, float]:
+    """The step op graph of a deployment at an operating point (missing values: the deployment's own), and the
+    step model's step time for it. Decode: `batch` requests per chip at `kv_len`; prefill: `tokens` per chip of
+    prompts of `prompt_len`."""
+    from harness.errors import InputError
+    from harness.step import decode_work, load_deployment, prefill_work, step_ops, step_time_s
+
+    dep = load_deployment(deployment, overrides)
+    if dep.phase == "decode":
+        if tokens is not None or prompt_len is not None:
+            raise InputError(f"'{deployment}' is a decode deployment: use --batch / --kv-len", field="--tokens")
+        point = {"batch_per_chip": batch or dep.batch_per_chip, "kv_len": kv_len or dep.kv_len}
+        work = decode_work(dep, point["batch_per_chip"], point["kv_len"])
+    else:
+        if batch is not None or kv_len is not None:
+            raise InputError(f"'{deployment}' is a prefill deployment: use --tokens / --prompt-len", field="--batch")
+        point = {"tokens_per_chip": tokens or dep.tokens_per_chip, "prompt_len": prompt_len or dep.prompt_len}
+        work = prefill_work(dep, point["tokens_per_chip"], point["prompt_len"])
+    meta = {"deployment": dep.name, "hardware": dep.hardware.name, "llm": dep.llm.name, "phase": dep.phase,
+            **point, "step_time_s": float(step_time_s(dep, work))}
+    return graph_from_step_ops(step_ops(dep, work), meta), meta["step_time_s"]

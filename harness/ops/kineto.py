@@ -11,7 +11,9 @@ Dependencies built:
 - where a trace has no `cuda_sync` events, `cudaStreamWaitEvent` runtime calls: the next op launched after
   the call waits on the last op launched before it on another stream. Kineto does not record which event
   or stream the call names, so an edge that contradicts the recorded timeline (the dependency ending after
-  the waiter started) cannot be real and is dropped; the count is kept in `meta["sync_edges_dropped"]`.
+  the waiter started) cannot be real and is dropped; the count is kept in `meta["sync_edges_dropped"]`;
+- SM capacity: kernels that each fill the device's SMs run one at a time across streams (`_sm_capacity_edges`).
+Each op's release time is the end of its CPU launch call (`Op.release_s`): the GPU cannot start it earlier.
 Launches are tied to GPU ops by `args.correlation` (the id the `ac2g` / `async_gpu` flow events carry).
 """
 
@@ -28,6 +30,11 @@ import ijson
 from harness.errors import InputError
 from harness.ops.graph import Op, OpGraph
 
+# A kernel with at least this many blocks per SM (grid / SM count) fills the SMs it is given (see
+# _sm_capacity_edges).
+SM_FILL_BLOCKS_PER_SM = 0.5
+INFERRED_WAIT_MIN_S = 10e-6  # idle beyond a kernel launch latency (a few microseconds) that needs a cause
+SM_TAIL_SHARE = 0.1  # longest overlap of two such kernels still read as one draining while the next fills in
 # Every phase of the Chrome Trace Event format; anything else is rejected.
 PHASES = frozenset("BEXiIbneCstfPNODMVvRc()")
 GPU_CATS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
@@ -83,6 +90,7 @@ def load_kineto(path: str | Path) -> OpGraph:
     path = Path(path)
     gpu: list[tuple] = []  # (ts_us, dur_us, stream, name, correlation, kind, args-subset)
     launch_ts: dict[int, float] = {}  # correlation -> CPU launch time (us)
+    launch_end: dict[int, float] = {}  # correlation -> end of the CPU launch call (us)
     launch_tid: dict[int, object] = {}  # correlation -> launching CPU thread
     waits: list[tuple[int, object]] = []  # cudaStreamWaitEvent: (correlation, CPU thread)
     syncs: list[tuple[float, str, str, int]] = []  # cuda_sync stream waits: (ts, stream, wait_on_stream, record corr)
@@ -113,12 +121,13 @@ def load_kineto(path: str | Path) -> OpGraph:
             stream = args.get("stream", event.get("tid"))
             corr = args.get("correlation", -1)
             extra = {k: args[k] for k in ("Collective name", "In msg nelems", "dtype", "Group size", "bytes",
-                                          "External id") if k in args}
+                                          "External id", "blocks per SM") if k in args}
             gpu.append((ts, dur, str(stream), str(event.get("name", "")), int(corr), GPU_CATS[cat], extra))
         elif cat in RUNTIME_CATS:
             corr = args.get("correlation")
             if corr is not None:
                 launch_ts[int(corr)] = ts
+                launch_end[int(corr)] = ts + _num(event, "dur", path, index)
                 launch_tid[int(corr)] = event.get("tid")
                 if event.get("name") == "cudaStreamWaitEvent":
                     waits.append((int(corr), event.get("tid")))
@@ -139,23 +148,30 @@ def load_kineto(path: str | Path) -> OpGraph:
     if not gpu:
         raise InputError("no GPU kernels in this trace (no events with cat 'kernel', 'gpu_memcpy' or 'gpu_memset')",
                          path=str(path))
-    return _build(path, gpu, launch_ts, launch_tid, waits, syncs, annotations, gpu_annotations, shapes)
+    return _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotations, gpu_annotations, shapes)
 
 
-def _build(path, gpu, launch_ts, launch_tid, waits, syncs, annotations, gpu_annotations, shapes) -> OpGraph:
+def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotations, gpu_annotations,
+           shapes) -> OpGraph:
     gpu.sort(key=lambda g: (g[0], g[4]))
     t0 = gpu[0][0]
     ops: list[Op] = []
-    for ts, dur, stream, name, _corr, _kind, extra in gpu:
+    for ts, dur, stream, name, corr, _kind, extra in gpu:
         op = Op(name=name, stream=stream, duration_s=dur * 1e-6, start_s=(ts - t0) * 1e-6)
+        if corr in launch_end:
+            # Integer-microsecond timestamps: a kernel seen to start just before its launch call returned
+            # (rounding) is released at its start, never later.
+            op.release_s = (min(launch_end[corr], ts) - t0) * 1e-6
         _work_from_args(op, extra, shapes)
         ops.append(op)
     corr = [g[4] for g in gpu]
     _annotate(ops, gpu, launch_ts, annotations, gpu_annotations)
     dropped = _sync_from_cuda_sync(ops, gpu, corr, syncs) if syncs else _sync_from_wait_calls(ops, corr, waits, launch_tid)
     sync_edges = sum(len(o.deps) for o in ops)
+    fills = [float(g[6].get("blocks per SM") or 0.0) >= SM_FILL_BLOCKS_PER_SM for g in gpu]
     meta = {"format": "kineto", "source": str(path), "sync_edges": sync_edges, "sync_edges_dropped": dropped,
-            "idle_anchor_edges": _anchor_idle_ops(ops)}
+            "sm_edges": _sm_capacity_edges(ops, fills), "inferred_wait_edges": _inferred_waits(ops),
+            "launch_release_ops": sum(op.release_s is not None for op in ops)}
     return OpGraph(ops, meta)
 
 
@@ -272,7 +288,12 @@ def _sync_from_cuda_sync(ops, gpu, corr, syncs) -> int:
 
 
 def _sync_from_wait_calls(ops, corr, waits, launch_tid) -> int:
-    """cudaStreamWaitEvent without GPU-side sync records: infer the edge from launch order on the same thread."""
+    """cudaStreamWaitEvent without GPU-side sync records: infer the edge from launch order on the same thread.
+    Kineto does not say which stream waits or which event, so two readings are tried, each kept only where the
+    recorded timeline agrees with it: (a) the next op launched waits for the last op launched before the call
+    on another stream (event recorded earlier, wait issued on the stream launched next); (b) the next op
+    launched on another stream than the last one waits for that last op (event recorded right after it, wait
+    issued on the other stream)."""
     threads: dict[object, list[int]] = {}
     for i in sorted(range(len(ops)), key=lambda i: corr[i]):
         threads.setdefault(launch_tid.get(corr[i]), []).append(i)
@@ -283,43 +304,76 @@ def _sync_from_wait_calls(ops, corr, waits, launch_tid) -> int:
         k = bisect.bisect_right(corrs.get(tid, []), wait_corr)
         if k == len(order) or k == 0:
             continue
-        waiter = order[k]
-        # The stream waited on: that of the last op this thread launched before the wait on another stream.
-        m = k - 1
-        while m >= 0 and ops[order[m]].stream == ops[waiter].stream:
-            m -= 1
-        if m < 0:
-            continue
-        # The event may have been recorded earlier than the wait call: walk back on that stream to the
-        # latest op consistent with the recorded timeline.
-        stream = ops[order[m]].stream
-        while m >= 0 and (ops[order[m]].stream != stream or not _consistent(ops, order[m], waiter)):
-            m -= 1
-        if m < 0:
-            dropped += 1
-            continue
-        _add_dep(ops, order[m], waiter)
+        found = False
+        for dep, waiter in (_reading_a(ops, order, k), _reading_b(ops, order, k)):
+            if dep is not None and waiter is not None:
+                found |= _add_dep(ops, dep, waiter)
+        dropped += not found
     return dropped
 
 
-def _anchor_idle_ops(ops: list[Op]) -> int:
-    """An op that sat idle after it was ready (stream predecessor and deps done) waited for something the
-    trace does not name. If an op on another stream ended during that idle window, the latest such op is
-    taken as what it waited for (the usual cause: an event recorded after it); otherwise the wait stays
-    unexplained (CPU launch, host sync) and is replayed as fixed idle time."""
+def _reading_a(ops, order, k):
+    waiter = order[k]
+    m = k - 1
+    while m >= 0 and ops[order[m]].stream == ops[waiter].stream:
+        m -= 1
+    if m < 0:
+        return None, None
+    # The event may have been recorded earlier than the wait call: walk back on that stream to the
+    # latest op consistent with the recorded timeline.
+    stream = ops[order[m]].stream
+    while m >= 0 and (ops[order[m]].stream != stream or not _consistent(ops, order[m], waiter)):
+        m -= 1
+    return (order[m], waiter) if m >= 0 else (None, None)
+
+
+def _reading_b(ops, order, k):
+    dep = order[k - 1]
+    w = k
+    while w < len(order) and ops[order[w]].stream == ops[dep].stream:
+        w += 1
+    return (dep, order[w]) if w < len(order) else (None, None)
+
+
+def _sm_capacity_edges(ops: list[Op], fills: list[bool]) -> int:
+    """Kernels whose grid has at least half a block per SM (Kineto's `blocks per SM` = grid blocks / SMs) may
+    take every SM they can get: then the next such kernel, on another stream, can only start as the first one's
+    blocks drain. Each such kernel gets the previous one (in recorded start order) as a dependency when the
+    recording shows exactly that: the two overlapped by at most the drain tail (SM_TAIL_SHARE of the shorter
+    one). Pairs that ran side by side for longer evidently fit on the device together and get no edge. The
+    replay ignores the tail overlap. Returns the edges added."""
+    added = 0
+    prev = -1
+    for i in sorted((i for i, f in enumerate(fills) if f), key=lambda i: ops[i].start_s):
+        if prev >= 0 and ops[prev].stream != ops[i].stream and prev not in ops[i].deps:
+            overlap = ops[prev].start_s + ops[prev].duration_s - ops[i].start_s
+            if overlap <= max(1e-6, SM_TAIL_SHARE * min(ops[prev].duration_s, ops[i].duration_s)):
+                ops[i].deps.append(prev)
+                added += 1
+        prev = i
+    return added
+
+
+def _inferred_waits(ops: list[Op]) -> int:
+    """A cross-stream event wait Kineto did not tie to its streams (e.g. the wait was issued from another CPU
+    thread than the launch): an op that sat idle for more than INFERRED_WAIT_MIN_S after it was ready (stream
+    predecessor and deps ended, launch returned) while an op on another stream ended in that window is taken
+    to have waited for the latest such op. Evidence is timing only, so these edges are counted apart
+    (`meta["inferred_wait_edges"]`). Returns the edges added."""
     ends = sorted((op.start_s + op.duration_s, i) for i, op in enumerate(ops))
     keys = [e for e, _ in ends]
     last_end: dict[str, float] = {}
-    anchored = 0
+    added = 0
     for i, op in enumerate(ops):
-        ready = max([last_end.get(op.stream, 0.0)] + [ops[d].start_s + ops[d].duration_s for d in op.deps])
+        ready = max([last_end.get(op.stream, 0.0), op.release_s if op.release_s is not None else 0.0]
+                    + [ops[d].start_s + ops[d].duration_s for d in op.deps])
         last_end[op.stream] = op.start_s + op.duration_s
-        if op.start_s - ready <= 1e-6:
+        if op.start_s - ready <= INFERRED_WAIT_MIN_S:
             continue
         k = bisect.bisect_right(keys, op.start_s + 1e-6) - 1
         while k >= 0 and keys[k] > ready and ops[ends[k][1]].stream == op.stream:
             k -= 1
         if k >= 0 and keys[k] > ready and ends[k][1] not in op.deps:
             op.deps.append(ends[k][1])
-            anchored += 1
-    return anchored
+            added += 1
+    return added

@@ -38,7 +38,11 @@ def to_dict(graph: OpGraph) -> dict:
             if value != getattr(defaults, key):
                 row[key] = value
         ops.append(row)
-    return {"format": FORMAT, "version": 1, "meta": graph.meta, "ops": ops}
+    meta = dict(graph.meta)
+    if any(op.release_s is not None for op in graph.ops):
+        # CPU launch release times ride in meta (the op schema has no field for them): one per op, null if none.
+        meta["release_us"] = [None if op.release_s is None else op.release_s * 1e6 for op in graph.ops]
+    return {"format": FORMAT, "version": 1, "meta": meta, "ops": ops}
 
 
 def save_native(graph: OpGraph, path: str | Path) -> None:
@@ -72,6 +76,16 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
         ops.append(op)
     meta = dict(data.get("meta") or {})
     meta["source"] = source
+    release = meta.pop("release_us", None)
+    if release is not None:
+        if not isinstance(release, list) or len(release) != n:
+            raise InputError(f"must be a list of {n} numbers or nulls (one per op)", path=source, where="meta",
+                             field="release_us")
+        for i, r in enumerate(release):
+            if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float))):
+                raise InputError(f"must be a number or null, got {r!r}", path=source, where=f"meta release_us {i}",
+                                 field="release_us")
+            ops[i].release_s = None if r is None else r * 1e-6
     return OpGraph(ops, meta)
 
 

@@ -1,9 +1,10 @@
-"""Replay an op graph as a DAG: each op starts when its stream predecessor and its deps have ended.
+"""Replay an op graph as a DAG: each op starts when its stream predecessor and its deps have ended, and not
+before its release time (the end of its CPU launch call, where the trace records one).
 
-A measured trace also has idle time the DAG does not explain (waiting for the CPU to launch, host syncs):
-`recorded_gaps_s` measures it per op, as the recorded start minus the time the op became ready in the
-recorded timeline. Replaying with those gaps and the recorded durations reproduces the recorded timeline
-(the identity check); replaying without them gives the span the device work alone would take.
+Those are the mechanisms the replay explains a timeline with. An op of a measured trace that has no recorded
+launch may still have sat idle for a reason the trace does not name (host sync, a missing launch event):
+`fallback_gaps_s` measures that idle time for those ops only (recorded start minus the time the op became ready)
+so that the identity check can still run; the result reports how many ops needed it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 from harness.errors import InputError
 from harness.ops.graph import COMM_CATEGORIES, OpGraph
 
+HOST = -2  # binding marker: the op waited for its CPU launch, not for another op
+
 
 @dataclass(frozen=True, slots=True)
 class Timeline:
@@ -23,7 +26,11 @@ class Timeline:
     end_s: np.ndarray
     span_s: float
     critical_path: list[int]  # op indices, first to last
-    critical_wait_s: float  # gap (unexplained idle) time on the critical path
+    critical_wait_s: float  # fallback (unexplained) idle time on the critical path
+    # Where the critical path begins: at the trace start, or at a CPU launch the GPU had to wait for
+    # (the op index whose launch it was; -1 if none) -- then everything before it is host-bound.
+    host_bound_op: int = -1
+    host_release_s: float = 0.0
 
 
 def predecessors(graph: OpGraph) -> list[list[int]]:
@@ -65,25 +72,41 @@ def topological_order(preds: list[list[int]], source: str = "op graph") -> list[
     return order
 
 
-def recorded_gaps_s(graph: OpGraph, preds: list[list[int]] | None = None) -> np.ndarray:
-    """Per op: recorded start minus when it became ready in the recorded timeline (never negative)."""
+def release_times_s(graph: OpGraph) -> np.ndarray | None:
+    """Per op: end of its CPU launch (-inf where none is recorded); None when no op has one."""
+    if not any(op.release_s is not None for op in graph.ops):
+        return None
+    return np.array([-np.inf if op.release_s is None else op.release_s for op in graph.ops])
+
+
+def fallback_gaps_s(graph: OpGraph, preds: list[list[int]] | None = None) -> np.ndarray:
+    """Per op without a recorded launch: recorded start minus when it became ready in the recorded timeline
+    (never negative). Zero for ops with a launch (their idle time is explained by it) and for graphs without
+    recorded starts."""
+    n = len(graph.ops)
+    if n == 0 or any(op.start_s is None for op in graph.ops):
+        return np.zeros(n)
     preds = preds if preds is not None else predecessors(graph)
     t0 = min(op.start_s for op in graph.ops)
     end = np.array([op.start_s + op.duration_s for op in graph.ops])
-    gaps = np.empty(len(graph.ops))
+    gaps = np.zeros(n)
     for i, op in enumerate(graph.ops):
-        ready = max((end[p] for p in preds[i]), default=t0)
-        gaps[i] = max(0.0, op.start_s - ready)
+        if op.release_s is None:
+            ready = max((end[p] for p in preds[i]), default=t0)
+            gaps[i] = max(0.0, op.start_s - ready)
     return gaps
 
 
-def replay(graph: OpGraph, durations_s: np.ndarray | None = None, gaps_s: np.ndarray | None = None,
-           preds: list[list[int]] | None = None, order: list[int] | None = None) -> Timeline:
+def replay(graph: OpGraph, durations_s: np.ndarray | None = None, release_s: np.ndarray | None = None,
+           gaps_s: np.ndarray | None = None, preds: list[list[int]] | None = None,
+           order: list[int] | None = None) -> Timeline:
+    """Start each op at max(its predecessors' ends, its release time) plus its fallback gap."""
     preds = preds if preds is not None else predecessors(graph)
     order = order if order is not None else topological_order(preds, graph.meta.get("source", "op graph"))
     n = len(graph.ops)
     dur = durations_s if durations_s is not None else np.array([op.duration_s for op in graph.ops])
     gaps = gaps_s if gaps_s is not None else np.zeros(n)
+    rel = release_s if release_s is not None else np.full(n, -np.inf)
     start = np.zeros(n)
     end = np.zeros(n)
     binding = np.full(n, -1)
@@ -92,6 +115,8 @@ def replay(graph: OpGraph, durations_s: np.ndarray | None = None, gaps_s: np.nda
         for p in preds[i]:
             if end[p] > ready or who < 0:
                 ready, who = max(ready, end[p]), p
+        if rel[i] > ready:
+            ready, who = rel[i], HOST
         start[i] = ready + gaps[i]
         end[i] = start[i] + dur[i]
         binding[i] = who
@@ -100,12 +125,16 @@ def replay(graph: OpGraph, durations_s: np.ndarray | None = None, gaps_s: np.nda
     last = int(np.argmax(end))
     path, wait = [], 0.0
     i = last
+    host_op, host_t = -1, 0.0
     while i >= 0:
         path.append(i)
         wait += gaps[i]
+        if binding[i] == HOST:
+            host_op, host_t = i, float(rel[i])
         i = int(binding[i])
     path.reverse()
-    return Timeline(start, end, float(end.max() - start.min()), path, float(wait))
+    # Times are measured from the trace origin (release times are absolute), so the span is the last end.
+    return Timeline(start, end, float(end.max()), path, float(wait), host_op, host_t)
 
 
 def busy_union_s(start: np.ndarray, end: np.ndarray) -> float:
@@ -138,6 +167,7 @@ def summarize(graph: OpGraph, timeline: Timeline, durations_s: np.ndarray | None
     path_cats: dict[str, float] = {}
     for i in timeline.critical_path:
         path_cats[graph.ops[i].category] = path_cats.get(graph.ops[i].category, 0.0) + float(dur[i])
+    first = timeline.critical_path[0] if timeline.critical_path else -1
     return {
         "span_s": timeline.span_s,
         "sum_op_time_s": total,
@@ -150,5 +180,8 @@ def summarize(graph: OpGraph, timeline: Timeline, durations_s: np.ndarray | None
         "per_stream_busy_s": {s: busy_union_s(timeline.start_s[streams == s], timeline.end_s[streams == s])
                               for s in graph.streams()},
         "critical_path": {"ops": len(timeline.critical_path), "wait_s": timeline.critical_wait_s,
-                          "per_category_s": path_cats},
+                          "per_category_s": path_cats,
+                          # The path starts at a CPU launch (host-bound before it) or at the first op.
+                          "starts_at": ("cpu_launch" if timeline.host_bound_op >= 0 else "trace_start"),
+                          "start_s": float(timeline.start_s[first]) if first >= 0 else 0.0},
     }

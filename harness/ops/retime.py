@@ -1,26 +1,29 @@
 """Re-time an op graph on a backend: each op's work, then its time from the backend's cost model.
 
-Work per op, best source first (the per-op source is reported in `work_sources`):
+Work per op, best source first (the per-op source is counted in `work_sources`):
 1. `trace`: what the trace states (matmul shapes of the launching CPU op, NCCL message sizes, copy bytes);
-2. `source-rate`: the work the source backend's cost model needs to take the recorded time (the cost
+2. `annotations+llm`: a work table (harness.ops.worktable, models/kernels/work/) derives it from the op's
+   annotation, its kernel name and the LLM spec;
+3. `source-rate`: the work the source backend's cost model needs to take the recorded time (the cost
    functions are monotone in work, so it is found by bisection); the op is then timed on the target with
    that work. On the source this reproduces the recorded time, so these ops are left out of MAPE;
-3. `recorded`: ops with no cost model (category "other", unclassified kernels) keep their recorded time.
-(Annotation-plus-LLM-spec estimates are not implemented yet; see the module report.)
+4. `recorded`: ops with no cost model (category "other", unclassified kernels) keep their recorded time.
 
 All hardware numbers come from the cost model and its spec files (harness.cost / harness.hardware): this
-module holds none. `_CostAdapter` is the only place that knows the cost model's function names.
+module holds none. `CostAdapter` is the only place that calls the cost model.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.errors import InputError
+from harness.cost import attention_time_s, bulk_all_to_all_time_s, collective_time_s, gemm_time_s, memory_time_s
+from harness.hardware import Hardware, load_hardware
+from harness.llm import BYTES, LLM
 from harness.ops.graph import COMM_CATEGORIES, Op, OpGraph
+from harness.ops.worktable import SOURCE_RATE, OpWork, WorkTable, assign
 
 COMPUTE = frozenset({"gemm", "grouped_gemm", "attention"})
 MEMORY = frozenset({"norm", "elementwise", "copy"})
@@ -32,43 +35,55 @@ class Work:
     bytes_moved: float = 0.0
     bytes_sent: float = 0.0
     ranks: int = 0
+    shape: tuple[float, float, float, float] | None = None  # GEMM (m, n, k, groups)
+    precision: str | None = None
+    moe: tuple[str, float, int] | None = None  # (dispatch | combine, tokens per rank, ep)
 
 
-class _CostAdapter:
-    """Maps an op category and its work to the cost model's pure functions."""
+class CostAdapter:
+    """Maps an op category and its work to the cost model's pure functions (harness.cost)."""
 
-    def __init__(self) -> None:
-        try:
-            self.cost = importlib.import_module("harness.cost")
-            self.hardware = importlib.import_module("harness.hardware")
-        except ImportError as exc:  # pragma: no cover - both packages ship with the harness
-            raise InputError(f"the cost model is not available: {exc}") from None
-        for module, name in ((self.hardware, "load_hardware"), (self.cost, "gemm_time_s"),
-                             (self.cost, "collective_time_s"), (self.cost, "memory_time_s"),
-                             (self.cost, "attention_time_s")):
-            if not hasattr(module, name):
-                raise InputError(f"re-timing needs {module.__name__}.{name}, which this build of the cost "
-                                 f"model does not provide yet")
+    def __init__(self, llm: LLM | None = None) -> None:
+        self.llm = llm
 
-    def load(self, name: str):
-        return self.hardware.load_hardware(name)
+    def load(self, name: str) -> Hardware:
+        return load_hardware(name)
 
-    def time_s(self, category: str, work: Work, hw) -> float:
+    def time_s(self, category: str, work: Work, hw: Hardware) -> float:
         if category in ("gemm", "grouped_gemm"):
-            edge = max(work.flops / 2.0, 1.0) ** (1.0 / 3.0)  # shape unknown beyond FLOPs: a cube
-            return float(self.cost.gemm_time_s(edge, edge, edge, None, hw))
+            if work.shape is not None:
+                m, n, k, g = work.shape
+                return float(gemm_time_s(m, n, k, precision_on(hw, work.precision), hw, int(g)))
+            # Only FLOPs known (a matmul's shape reduced to its work, or a source-rate inversion): a cube.
+            edge = max(work.flops / 2.0, 1.0) ** (1.0 / 3.0)
+            return float(gemm_time_s(edge, edge, edge, precision_on(hw, work.precision), hw))
         if category == "attention":
-            return float(self.cost.attention_time_s(work.flops, work.bytes_moved, hw))
+            return float(attention_time_s(work.flops, work.bytes_moved, hw, precision_on(hw, work.precision or "bf16")))
         if category in MEMORY:
-            return float(self.cost.memory_time_s(work.bytes_moved, hw))
+            return float(memory_time_s(work.bytes_moved, hw))
         if category in COMM_CATEGORIES:
-            return float(self.cost.collective_time_s(category, work.bytes_sent, max(work.ranks, 2), hw))
+            if work.moe is not None and self.llm is not None:
+                op, tokens, ep = work.moe
+                return float(bulk_all_to_all_time_s(tokens, ep, hw, self.llm, op, work.precision or "bf16")[0])
+            kind = "all_to_all" if category in ("moe_dispatch", "moe_combine") else category
+            return float(collective_time_s(kind, work.bytes_sent, max(work.ranks, 2), hw))
         raise KeyError(category)
 
 
-def _axis_work(category: str, x: float, ranks: int) -> Work:
+def precision_on(hw: Hardware, precision: str | None) -> str:
+    """The precision a GEMM runs at on `hw`: as recorded where the chip has it, else the chip's default
+    precision of the same width (FP8 runs as INT8 on a chip without FP8, e.g. Ascend 910C), else BF16."""
+    have = {p for p, _ in hw.peak_flops}
+    if precision is None or precision in have:
+        return precision or hw.default_precision
+    if BYTES.get(hw.default_precision) == BYTES.get(precision):
+        return hw.default_precision
+    return "bf16" if "bf16" in have else hw.default_precision
+
+
+def _axis_work(category: str, x: float, ranks: int, precision: str | None) -> Work:
     if category in COMPUTE:
-        return Work(flops=x)
+        return Work(flops=x, precision=precision)
     if category in MEMORY:
         return Work(bytes_moved=x)
     return Work(bytes_sent=x, ranks=ranks)
@@ -98,9 +113,11 @@ class Retimed:
     independent: np.ndarray  # ops whose work did not come from their recorded time
     categories: list[str]
     work_sources: dict[str, dict[str, int]] = field(default_factory=dict)
+    fallback_reasons: dict[str, int] = field(default_factory=dict)  # why table ops fell back to source-rate
 
     def mape_per_category(self, recorded_s: np.ndarray) -> dict[str, dict]:
-        """Mean |predicted - recorded| / recorded on the source, per category, over independent ops."""
+        """Mean |predicted - recorded| / recorded on the source, per category, over independent ops; with the
+        summed predicted and recorded time of those ops (a bias the mean of absolute errors hides)."""
         if self.source_s is None:
             return {}
         out = {}
@@ -110,12 +127,14 @@ class Retimed:
             m = ok & (cats == cat)
             if m.any():
                 err = np.abs(self.source_s[m] - recorded_s[m]) / recorded_s[m]
-                out[cat] = {"mape": float(err.mean()), "ops": int(m.sum())}
+                out[cat] = {"mape": float(err.mean()), "ops": int(m.sum()),
+                            "predicted_s": float(self.source_s[m].sum()), "recorded_s": float(recorded_s[m].sum())}
         return out
 
 
-def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter=None) -> Retimed:
-    adapter = adapter or _CostAdapter()
+def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter=None,
+           table: WorkTable | None = None) -> Retimed:
+    adapter = adapter or CostAdapter(table.llm if table else None)
     src = adapter.load(source_hw) if source_hw else None
     tgt = adapter.load(target_hw) if target_hw else None
     n = len(graph.ops)
@@ -124,30 +143,43 @@ def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter
     target_s = recorded.copy() if tgt is not None else None
     independent = np.zeros(n, dtype=bool)
     sources: dict[str, dict[str, int]] = {}
+    reasons: dict[str, int] = {}
+    table_work = assign(table, graph) if table is not None else [None] * n
     for i, op in enumerate(graph.ops):
-        kind = _work_source(op, src is not None)
+        kind, work = _work_of(op, table_work[i], src is not None)
+        if table_work[i] is not None and table_work[i].kind == SOURCE_RATE:
+            reasons[table_work[i].reason] = reasons.get(table_work[i].reason, 0) + 1
         sources.setdefault(op.category, {}).setdefault(kind, 0)
         sources[op.category][kind] += 1
         if kind == "recorded":
             continue
-        if kind == "trace":
-            work = Work(op.flops, op.bytes_moved, op.bytes_sent, op.group_ranks)
+        if kind == SOURCE_RATE:
+            precision = table_work[i].precision if table_work[i] is not None else None
+            x = invert(lambda w, op=op: adapter.time_s(op.category, _axis_work(op.category, w, op.group_ranks,
+                                                                                  precision), src), op.duration_s)
+            work = _axis_work(op.category, x, op.group_ranks, precision)
+        else:
             independent[i] = True
             if src is not None:
                 source_s[i] = adapter.time_s(op.category, work, src)
-        else:
-            x = invert(lambda w, op=op: adapter.time_s(op.category, _axis_work(op.category, w, op.group_ranks), src),
-                       op.duration_s)
-            work = _axis_work(op.category, x, op.group_ranks)
         if tgt is not None:
             target_s[i] = adapter.time_s(op.category, work, tgt)
-    return Retimed(source_s, target_s, independent, [op.category for op in graph.ops], sources)
+    return Retimed(source_s, target_s, independent, [op.category for op in graph.ops], sources, reasons)
 
 
-def _work_source(op: Op, have_source: bool) -> str:
+def _work_of(op: Op, tw: OpWork | None, have_source: bool) -> tuple[str, Work | None]:
     if op.category == "other" or not op.classified:
-        return "recorded"
+        return "recorded", None
     known = (op.flops if op.category in COMPUTE else op.bytes_moved if op.category in MEMORY else op.bytes_sent)
     if known > 0:
-        return "trace"
-    return "source-rate" if have_source else "recorded"
+        return "trace", Work(op.flops, op.bytes_moved, op.bytes_sent, op.group_ranks)
+    if tw is not None and tw.kind != SOURCE_RATE and _fits(op.category, tw.kind):
+        return "annotations+llm", Work(flops=tw.flops, bytes_moved=tw.bytes_moved, shape=tw.gemm,
+                                       precision=tw.precision, moe=tw.moe)
+    return (SOURCE_RATE, None) if have_source else ("recorded", None)
+
+
+def _fits(category: str, kind: str) -> bool:
+    """A table's work kind must suit the op's category (a rule matching the wrong kernel is not used)."""
+    return {"gemm": category in ("gemm", "grouped_gemm"), "attention": category == "attention",
+            "memory": category in MEMORY, "moe": category in ("moe_dispatch", "moe_combine")}.get(kind, False)

@@ -145,6 +145,7 @@ def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter
     sources: dict[str, dict[str, int]] = {}
     reasons: dict[str, int] = {}
     table_work = assign(table, graph) if table is not None else [None] * n
+    inverted: dict[tuple, float] = {}  # recorded durations repeat (integer microseconds): invert each once
     for i, op in enumerate(graph.ops):
         kind, work = _work_of(op, table_work[i], src is not None)
         if table_work[i] is not None and table_work[i].kind == SOURCE_RATE:
@@ -155,8 +156,11 @@ def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter
             continue
         if kind == SOURCE_RATE:
             precision = table_work[i].precision if table_work[i] is not None else None
-            x = invert(lambda w, op=op: adapter.time_s(op.category, _axis_work(op.category, w, op.group_ranks,
-                                                                                  precision), src), op.duration_s)
+            key = (op.category, op.duration_s, op.group_ranks, precision)
+            if key not in inverted:
+                inverted[key] = invert(lambda w, op=op: adapter.time_s(
+                    op.category, _axis_work(op.category, w, op.group_ranks, precision), src), op.duration_s)
+            x = inverted[key]
             work = _axis_work(op.category, x, op.group_ranks, precision)
         else:
             independent[i] = True

@@ -1,18 +1,22 @@
 """The result of `bench ops replay`, as a JSON-ready dict (also written by `--out FILE.json`).
 
 Keys:
-- `trace`: {path, format, ops, streams, sync_edges, sync_edges_dropped, idle_anchor_edges}
+- `trace`: {path, format, ops, streams, sync_edges, sync_edges_dropped, sm_edges, inferred_wait_edges,
+  launch_release_ops}
 - `classification`: {unclassified_share (of recorded op time), unclassified: [{name, count, time_s}]}
 - `recorded`: summary of the recorded timeline, or null when the trace has no timestamps (Chakra)
-- `identity`: {recorded_span_s, replayed_span_s, error, within_1pct, dense_span_s} or null
-  (`dense_span_s`: the DAG replayed without the recorded idle gaps)
+- `identity`: {recorded_span_s, replayed_span_s, error, within_1pct, mechanisms, dense_span_s, fallback_gap_ops,
+  fallback_gap_total_s} or null (`dense_span_s`: the DAG alone, without launch release times or fallback gaps;
+  `fallback_gap_*`: ops without a recorded CPU launch, whose recorded idle time is replayed unexplained)
 - `source_predicted`, `target_predicted`: summaries of re-timed replays, present with --source / --target
 - each summary: {span_s, sum_op_time_s, busy_s, overlap_ratio, comm_overlap_ratio, per_category_s,
-  per_stream_busy_s, critical_path: {ops, wait_s, per_category_s, op_list: [{op, name, category, stream,
-  start_s, end_s}]}}
-- `mape_per_category`: {category: {mape, ops}} predicted-vs-recorded duration error on the source, over ops
+  per_stream_busy_s, critical_path: {ops, wait_s, per_category_s, starts_at ("cpu_launch": host-bound before
+  it, or "trace_start"), start_s, op_list: [{op, name, category, stream, start_s, end_s}]}}
+- `mape_per_category`: {category: {mape, ops, predicted_s, recorded_s}} predicted-vs-recorded duration error on the source, over ops
   whose work was estimated independently of their recorded time (absent when nothing qualifies)
-- `work_sources`: {category: {source_of_work: count}} how each op's work was estimated
+- `work_sources`: {category: {source_of_work: count}} how each op's work was estimated (trace,
+  annotations+llm, source-rate, recorded); `work_table`: {name, path, llm, source_rate_reasons} or null;
+  `assumptions`: the replay assumptions in words (launch times, carried-over edges)
 - `timelines`: {recorded | source_predicted | target_predicted: {op, stream, category, start_s, end_s} column lists};
   `timelines_downsampled` is true when only the longest ops were kept (see MAX_TIMELINE_OPS)
 """

@@ -216,3 +216,10 @@ def test_step_never_slower_on_better_hardware(name, factor, what):
     fast = dep.replace(hardware=better)
     args = (48, 4096) if dep.phase == "decode" else (8192, 4096)
     assert float(step_time_s(fast, _work(fast, *args))) <= float(step_time_s(dep, _work(dep, *args))) * (1 + 1e-9)
+
+
+@given(st.floats(1, 200_000), st.floats(0, 150_000))
+def test_single_piece_prefill_table_matches_the_model(n, c):
+    costs = _cm()
+    exact = costs._prefill_cached(float(n), float(c), n * c + n * (n + 1) / 2, 1)
+    assert costs.prefill_step_s(np.array([n]), np.array([c])) == pytest.approx(exact, rel=0.01)

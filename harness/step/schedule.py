@@ -101,7 +101,7 @@ def prefill_work_totals(dep: Deployment, new_sum: float, cached_sum: float, pair
     if dep.llm.attention == "gqa":
         f, b = f / dep.tp, b / dep.tp
     t, p = new_sum / ranks, pieces / ranks
-    main = Work(tokens=t / mb, pieces=p / mb, attn_flops=float(f) / ranks / mb, attn_bytes=float(b) / ranks / mb,
+    main = Work(tokens=t / mb, pieces=p / mb, attn_flops=f / ranks / mb, attn_bytes=b / ranks / mb,
                 kv_tokens=(new_sum + cached_sum) / ranks / mb)
     return StepWork(main, None, p / mb, t, p)
 

@@ -7,8 +7,9 @@ build_serving_costs(hardware, prefill_deployment=None, decode_deployment=None, o
 
 decode_step_s is a bilinear interpolation in a table of full step-model evaluations over (batch per chip, mean KV
 length) built once, vectorised (bilinear is exact for the batch x KV attention term; the table is dense enough
-that the rest is within a fraction of a percent). prefill_step_s evaluates the step model, memoised on the batch's
-totals (new tokens, cached tokens, attention pairs: rounded to 1%, well inside the model error; pieces).
+that the rest is within a fraction of a percent). prefill_step_s of one prompt piece interpolates the same way in
+a table over (new tokens, cached tokens); a batch of several pieces evaluates the step model, memoised on the
+batch's totals (new tokens, cached tokens, attention pairs: rounded to 1%, well inside the model error; pieces).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.cost.comm import transfer_time_s
 from harness.errors import InputError
 from harness.step.deployment import Deployment, load_deployment, standard_deployment
 from harness.step.memory import max_batch_per_chip, memory_plan
@@ -29,6 +29,7 @@ from harness.step.schedule import decode_work, prefill_work_totals, step_time_s
 
 _BATCH_POINTS = 48
 _KV_POINTS = 40
+_PIECE_POINTS = 96  # prompt-piece lengths: dense enough that the quadratic attention term interpolates within 0.3%
 
 
 def _grid(hi: float, n: int, first: float) -> np.ndarray:
@@ -60,6 +61,9 @@ class BackendCosts:
     _batch_grid: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     _kv_grid: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     _table: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _piece_new: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _piece_cached: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _piece_table: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         p, d, hw = self.prefill, self.decode, self.decode.hardware
@@ -84,15 +88,8 @@ class BackendCosts:
 
     # ---- decode
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
-        bg, kg, tab = self._batch_grid, self._kv_grid, self._table
-        if not (0.0 <= batch_per_chip <= bg[-1] and 0.0 <= mean_kv_len <= kg[-1]):
-            return self._direct_decode(float(batch_per_chip), float(mean_kv_len))
-        i = min(int(np.searchsorted(bg, batch_per_chip, side="right")) - 1, len(bg) - 2)
-        j = min(int(np.searchsorted(kg, mean_kv_len, side="right")) - 1, len(kg) - 2)
-        u = (batch_per_chip - bg[i]) / (bg[i + 1] - bg[i])
-        v = (mean_kv_len - kg[j]) / (kg[j + 1] - kg[j])
-        return float((1 - u) * (1 - v) * tab[i, j] + u * (1 - v) * tab[i + 1, j]
-                     + (1 - u) * v * tab[i, j + 1] + u * v * tab[i + 1, j + 1])
+        got = _bilinear(self._batch_grid, self._kv_grid, self._table, batch_per_chip, mean_kv_len)
+        return got if got is not None else self._direct_decode(float(batch_per_chip), float(mean_kv_len))
 
     def decode_step_exact_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
         return self._direct_decode(float(batch_per_chip), float(mean_kv_len))
@@ -104,15 +101,32 @@ class BackendCosts:
 
     # ---- prefill
     def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
-        new = np.asarray(new_tokens, float)
-        if new.size == 0:
-            return 0.0
-        cached = np.asarray(cached_tokens, float)
-        n = float(new.sum())
+        new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
+        if new.size == 1:  # one prompt piece: interpolate in a table of exact step times
+            n, c = float(new[0]), float(cached[0])
+            if n <= 0:
+                return 0.0
+            if self._piece_table is None:
+                self._build_piece_table()
+            got = _bilinear(self._piece_new, self._piece_cached, self._piece_table, n, c)
+            if got is not None:
+                return got
+            pairs = n * c + n * (n + 1) / 2
+        else:
+            n, c = float(new.sum()), float(cached.sum())
+            pairs = float(causal_pairs(new, cached).sum())
         if n <= 0:
             return 0.0
-        return self._prefill_cached(_round(n), _round(float(cached.sum())),
-                                    _round(float(causal_pairs(new, cached).sum())), int(new.size))
+        return self._prefill_cached(_round(n), _round(c), _round(pairs), int(new.size))
+
+    def _build_piece_table(self) -> None:
+        p = self.prefill
+        top = float(max(p.prefill_token_budget_per_chip * p.chips, self.max_context_tokens))
+        self._piece_new = np.geomspace(1.0, top, _PIECE_POINTS)
+        self._piece_cached = _grid(float(self.max_context_tokens), _KV_POINTS, 16.0)
+        n, c = np.meshgrid(self._piece_new, self._piece_cached, indexing="ij")
+        work = prefill_work_totals(p, n, c, n * c + n * (n + 1) / 2, 1)
+        self._piece_table = np.asarray(step_time_s(p, work, self.eplb), float)
 
     def __hash__(self) -> int:
         return id(self)
@@ -126,19 +140,36 @@ class BackendCosts:
     def kv_transfer_s(self, tokens: int) -> float:
         """Prefill rank to decode rank over the RDMA plane (CloudMatrix keeps it off UB; GPUs use their NIC)."""
         f = self.decode.hardware.scale_out
-        return float(transfer_time_s(tokens * self.kv_bytes_per_token, f.bandwidth_bytes_per_s, f.latency_s))
+        return _copy_s(tokens * self.kv_bytes_per_token, f.bandwidth_bytes_per_s, f.latency_s)
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:
         hw = self.prefill.hardware
         bw = hw.host_remote_read_bytes_per_s if remote else hw.host_read_bytes_per_s
         lat = hw.host_remote_latency_s if remote else hw.host_latency_s
-        return float(transfer_time_s(tokens * self.kv_bytes_per_token, bw, lat))
+        return _copy_s(tokens * self.kv_bytes_per_token, bw, lat)
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         hw = self.prefill.hardware
         bw = hw.host_remote_write_bytes_per_s if remote else hw.host_write_bytes_per_s
         lat = hw.host_remote_latency_s if remote else hw.host_latency_s
-        return float(transfer_time_s(tokens * self.kv_bytes_per_token, bw, lat))
+        return _copy_s(tokens * self.kv_bytes_per_token, bw, lat)
+
+
+def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x: float, y: float) -> float | None:
+    """Bilinear interpolation in a table over grids xs x ys; None outside it."""
+    if not (xs[0] <= x <= xs[-1] and ys[0] <= y <= ys[-1]):
+        return None
+    i = min(int(np.searchsorted(xs, x, side="right")) - 1, len(xs) - 2)
+    j = min(int(np.searchsorted(ys, y, side="right")) - 1, len(ys) - 2)
+    u = (x - xs[i]) / (xs[i + 1] - xs[i])
+    v = (y - ys[j]) / (ys[j + 1] - ys[j])
+    return float((1 - u) * (1 - v) * table[i, j] + u * (1 - v) * table[i + 1, j]
+                 + (1 - u) * v * table[i, j + 1] + u * v * table[i + 1, j + 1])
+
+
+def _copy_s(nbytes: float, bytes_per_s: float, latency_s: float) -> float:
+    """transfer_time_s for one scalar, in plain floats (called per request by the simulator)."""
+    return latency_s + nbytes / bytes_per_s if nbytes > 0 else 0.0
 
 
 def _round(x: float, rel: float = 0.01) -> float:

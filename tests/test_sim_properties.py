@@ -292,8 +292,8 @@ def test_cache_aware_routing_follows_locality_on_sharded_cache() -> None:
 
 
 @given(traces(), setups())
-def test_inline_decode_blocks_equal_step_by_step(w: Workload, setup) -> None:
-    # The fast path runs decode steps in blocks when nothing else can happen; it must change nothing at all.
+def test_planned_decode_steps_equal_step_by_step(w: Workload, setup) -> None:
+    # Decode instances plan many steps per event (cut short when a request joins); that must change nothing.
     import harness.sim.engine as engine
     costs, config = setup
     fast = simulate(w, costs, config)
@@ -305,7 +305,9 @@ def test_inline_decode_blocks_equal_step_by_step(w: Workload, setup) -> None:
         engine.BLOCK_STEPS = saved
     for name in ("status", "finish_s", "first_token_s", "decode_start_s", "cached_tokens", "decode_instance"):
         np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
-    assert fast.steps == slow.steps
-    assert (fast.decode_steps, fast.decode_busy_s, fast.decode_kv_sum) == (slow.decode_steps, slow.decode_busy_s,
-                                                                          slow.decode_kv_sum)
+    assert sorted(fast.steps) == sorted(slow.steps)     # recorded when committed, so in another order
+    assert fast.decode_steps == slow.decode_steps
+    # Totals over instances add up in commit order, so only to rounding.
+    assert fast.decode_busy_s == pytest.approx(slow.decode_busy_s, rel=1e-12)
+    assert fast.decode_kv_sum == pytest.approx(slow.decode_kv_sum, rel=1e-12)
     np.testing.assert_array_equal(fast.output_tokens_grid.values, slow.output_tokens_grid.values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,9 +40,29 @@ def tokens_per_step(u: np.ndarray, n: int, draft: int, accept: float) -> np.ndar
     return 1 + accepted.astype(np.int64)
 
 
+@dataclass
+class Plan:
+    """The next steps of a decode instance, planned at start_s: step j ends at ends[j]; only the first m run."""
+
+    start_s: float
+    k: int                  # steps drawn for
+    n: int                  # batch
+    ends: list[float]
+    durs: list[float]
+    mean_kv: list[float]
+    held: list[int]         # KV tokens held at each step's start
+    per_step: list[int]     # tokens emitted per step (uncapped)
+    emitted: np.ndarray     # (k, n) cumulative tokens per request
+    m: int
+
+
 class DecodeInstance:
-    def __init__(self, index: int, batch_cap: int, kv_tokens: int) -> None:
+    def __init__(self, index: int, batch_cap: int, kv_tokens: int, uniforms: Uniforms) -> None:
         self.index = index
+        self.uniforms = uniforms
+        self.plan: Plan | None = None
+        self.gen = 0                    # identifies the one live end-of-plan event
+        self.next_plan_steps = 1
         self.batch_cap = batch_cap
         self.kv_tokens = kv_tokens
         self.reserved_tokens = 0        # KV reserved for requests routed here (input + output each)

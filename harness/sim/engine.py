@@ -6,6 +6,7 @@ instance-step completions (not tokens) on one heap with sequence-number tie-brea
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from harness.sim.blocks import prefix_blocks
 from harness.sim.cache import ContextCache
 from harness.sim.config import SimConfig, resolve
 from harness.sim.costs import ServingCosts
-from harness.sim.decode import DecodeInstance, Uniforms, tokens_per_step
+from harness.sim.decode import DecodeInstance, Plan, Uniforms, tokens_per_step
 from harness.sim.prefill import PrefillInstance, form_batch
 from harness.sim.result import COMPLETED, REASONS, REJECTED, SimResult
 from harness.sim.routing import Router
@@ -28,7 +29,7 @@ PREFILL_DONE, DECODE_DONE, KV_ARRIVED, CACHE_WRITTEN, KICK_PREFILL, KICK_DECODE 
 # length moves a decode step's time by far less than 0.1%, and the memo makes long replays loop-bound.
 KV_QUANTUM_TOKENS = 16
 
-# Decode steps that end before anything else can happen run inline in blocks of up to this many (1: off).
+# A decode instance plans up to this many steps at once (1: step by step); see _plan.
 BLOCK_STEPS = 32
 
 
@@ -62,14 +63,17 @@ class _Run:
         self.use_cache = self.cache.enabled and not self.blocks.empty
         self.router = Router(caps.routing)
         self.prefills = [PrefillInstance(i, caps.prefill_chips) for i in range(config.prefill_instances)]
-        self.decodes = [DecodeInstance(i, caps.decode_batch_cap, caps.decode_kv_tokens)
+        # Each decode instance draws its MTP acceptances from its own stream, spawned from the run's seed, so its
+        # draws do not depend on how its steps interleave with other instances' (see _plan).
+        streams = np.random.SeedSequence(config.seed).spawn(config.decode_instances)
+        self.decodes = [DecodeInstance(i, caps.decode_batch_cap, caps.decode_kv_tokens,
+                                       Uniforms(np.random.default_rng(streams[i])))
                         for i in range(config.decode_instances)]
         self.pending: deque[int] = deque()          # admitted, waiting for decode KV to be reserved
         self.remaining = self.inp.copy()            # prompt tokens still to compute
         self.done = np.zeros(n, dtype=np.int64)     # prompt tokens already in KV (cache hits, earlier chunks)
         self.looked_up = np.zeros(n, dtype=bool)
         self.hit_blocks = np.zeros(n, dtype=np.int64)
-        self.uniforms = Uniforms(np.random.default_rng(config.seed))
         self.heap: list[tuple] = []
         self.seq = 0
         self.now = 0.0
@@ -80,7 +84,6 @@ class _Run:
     def run(self) -> SimResult:
         heap, arrival, order = self.heap, self.arrival, self.order
         n = self.n
-        self.next_arrival_s = float(arrival[order[0]]) if n else np.inf
         handlers = {PREFILL_DONE: self._prefill_done, DECODE_DONE: self._decode_done, KV_ARRIVED: self._kv_arrived,
                     CACHE_WRITTEN: self._cache_written, KICK_PREFILL: self._kick_prefill,
                     KICK_DECODE: self._kick_decode}
@@ -91,7 +94,6 @@ class _Run:
                 r = int(order[i])
                 self.now = float(arrival[r])
                 i += 1
-                self.next_arrival_s = float(arrival[order[i]]) if i < n else np.inf
                 self._arrive(r)
                 if self.progress is not None and (i & 4095) == 0:
                     self.progress(i)
@@ -272,10 +274,23 @@ class _Run:
         self.cache.insert(blocks, idx)
 
     # ---- decode ---------------------------------------------------------------------------------------------
+    # A decode instance plans its next steps at once (their MTP draws, who finishes, their durations) up to the
+    # first step in which a request finishes, and schedules one event at the end of the plan. Nothing outside can
+    # change a running batch except a request joining, which cuts the plan at the step boundary after its KV
+    # arrives. The result is exactly that of one event per step (BLOCK_STEPS = 1), with far fewer events.
+
     def _kv_arrived(self, idx: int, r: int) -> None:
         inst = self.decodes[idx]
         inst.waiting.append(r)
-        self._kick(idx, KICK_DECODE, inst)
+        plan = inst.plan
+        if plan is None:
+            self._kick(idx, KICK_DECODE, inst)
+            return
+        j = bisect.bisect_left(plan.ends, self.now)     # the step under way: the request joins after it
+        if j < plan.m - 1:
+            plan.m = j + 1
+            inst.gen += 1
+            self._push(plan.ends[j], DECODE_DONE, idx, inst.gen)
 
     def _kick_decode(self, idx: int, _payload) -> None:
         inst = self.decodes[idx]
@@ -293,90 +308,68 @@ class _Run:
             self._decode_memo[key] = dur
         return dur, mean_kv
 
-    def _account_step(self, inst: DecodeInstance, n: int, start: float, dur: float, mean_kv: float) -> None:
-        res = self.res
-        res.decode_steps += 1
-        res.decode_batch_sum += n
-        res.decode_kv_sum += mean_kv
-        res.decode_busy_s += dur
-        res.decode_busy_grid.add_interval(start, start + dur)
-        if self.config.record_steps:
-            res.steps.append((1, inst.index, start, start + dur, inst.reserved_tokens, n, mean_kv))
-
     def _start_decode(self, inst: DecodeInstance) -> None:
-        while True:
-            joined = inst.join(self.inp, self.out)
-            n = inst.running
-            if n == 0:
-                return
-            if joined.size:
-                self.res.decode_start_s[joined] = self.now
-            if BLOCK_STEPS > 1 and self._run_block(inst):
-                continue
-            dur, mean_kv = self._step_s(n, inst.kv_sum)
-            self._account_step(inst, n, self.now, dur, mean_kv)
-            inst.busy = True
-            self._push(self.now + dur, DECODE_DONE, inst.index)
+        joined = inst.join(self.inp, self.out)
+        n = inst.running
+        if n == 0:
             return
-
-    def _run_block(self, inst: DecodeInstance) -> bool:
-        """Run inline, at once, the steps that end before any other pending event (arrival or heap event).
-
-        Nothing else can happen meanwhile (no KV can arrive, nothing can join), so this is exactly the step-by-
-        step result, draws included: steps take their uniforms in the same order and unused ones are given back.
-        Returns False when even the next step ends after the horizon."""
-        horizon = min(self.heap[0][0] if self.heap else np.inf, self.next_arrival_s)
-        n, draft, caps = inst.running, self.caps.mtp_draft_tokens, self.caps
-        dur0, _ = self._step_s(n, inst.kv_sum)
-        if self.now + dur0 >= horizon:
-            return False
-        k = BLOCK_STEPS if horizon == np.inf else int(min(BLOCK_STEPS, (horizon - self.now) / dur0 + 1))
-        u = self.uniforms.take(k * n * draft)
-        tokens = tokens_per_step(u, k * n, draft, caps.mtp_accept).reshape(k, n)
+        if joined.size:
+            self.res.decode_start_s[joined] = self.now
+        draft = self.caps.mtp_draft_tokens
+        k = inst.next_plan_steps
+        u = inst.uniforms.take(k * n * draft)
+        tokens = tokens_per_step(u, k * n, draft, self.caps.mtp_accept).reshape(k, n)
         emitted = np.cumsum(tokens, axis=0)
         reach = (emitted >= inst.remaining).any(axis=1)
         last = int(reach.argmax()) if reach.any() else k - 1     # nobody finishes before this step
-        per_step = tokens[:last].sum(axis=1).tolist()
-        t, kv_sum, m = self.now, inst.kv_sum, 0
+        per_step = tokens[:last + 1].sum(axis=1).tolist()
+        t, kv_sum = self.now, inst.kv_sum
+        ends, durs, kvs, held = [], [], [], []
         for j in range(last + 1):
             dur, mean_kv = self._step_s(n, kv_sum)
-            if t + dur >= horizon:
-                break
-            self._account_step(inst, n, t, dur, mean_kv)
             t += dur
-            m += 1
-            if j < last:
-                kv_sum += per_step[j]
-                self.res.output_tokens_grid.add_at(t, per_step[j])
-        self.uniforms.give_back((k - m) * n * draft)
-        if m == 0:
-            return False
-        self.now = t
-        total, finished = inst.advance(emitted[m - 1])
-        if m - 1 == last:           # the last step's tokens are capped at what each request still needed
-            self.res.output_tokens_grid.add_at(t, total - sum(per_step[:m - 1]))
-        self._finish(inst, finished)
-        return True
+            ends.append(t)
+            durs.append(dur)
+            kvs.append(mean_kv)
+            held.append(kv_sum)
+            kv_sum += per_step[j]
+        inst.plan = Plan(self.now, k, n, ends, durs, kvs, held, per_step, emitted, last + 1)
+        inst.busy = True
+        inst.gen += 1
+        self._push(ends[-1], DECODE_DONE, inst.index, inst.gen)
 
-    def _decode_done(self, idx: int, _payload) -> None:
-        inst, caps = self.decodes[idx], self.caps
-        inst.busy = False
-        n, draft = inst.running, caps.mtp_draft_tokens
-        u = self.uniforms.take(n * draft)
-        emitted, finished = inst.advance(tokens_per_step(u, n, draft, caps.mtp_accept))
-        self.res.output_tokens_grid.add_at(self.now, emitted)
-        self._finish(inst, finished)
-        self._start_decode(inst)
-
-    def _finish(self, inst: DecodeInstance, finished: np.ndarray) -> None:
-        if not finished.size:
+    def _decode_done(self, idx: int, gen: int) -> None:
+        inst = self.decodes[idx]
+        if gen != inst.gen:         # a plan cut short by a joining request left this event behind
             return
-        res = self.res
-        res.finish_s[finished] = self.now
-        res.status[finished] = COMPLETED
-        inst.reserved_tokens -= int((self.inp[finished] + self.out[finished]).sum())
-        inst.reserved_requests -= int(finished.size)
-        self._retry_pending()
+        plan, res, m = inst.plan, self.res, inst.plan.m
+        inst.plan = None
+        inst.busy = False
+        start = plan.start_s
+        for j in range(m):
+            res.decode_steps += 1
+            res.decode_batch_sum += plan.n
+            res.decode_kv_sum += plan.mean_kv[j]
+            res.decode_busy_s += plan.durs[j]
+            res.decode_busy_grid.add_interval(start, plan.ends[j])
+            if self.config.record_steps:
+                res.steps.append((1, idx, start, plan.ends[j], plan.held[j], plan.n, plan.mean_kv[j]))
+            if j < m - 1:
+                res.output_tokens_grid.add_at(plan.ends[j], plan.per_step[j])
+            start = plan.ends[j]
+        total, finished = inst.advance(plan.emitted[m - 1])
+        # The last step's tokens are capped at what each request still needed.
+        res.output_tokens_grid.add_at(self.now, total - sum(plan.per_step[:m - 1]))
+        inst.uniforms.give_back((plan.k - m) * plan.n * self.caps.mtp_draft_tokens)
+        # Plan about twice as far as the last plan got: long when nothing joins, short when joins are frequent.
+        inst.next_plan_steps = min(BLOCK_STEPS, 2 * m)
+        if finished.size:
+            res.finish_s[finished] = self.now
+            res.status[finished] = COMPLETED
+            inst.reserved_tokens -= int((self.inp[finished] + self.out[finished]).sum())
+            inst.reserved_requests -= int(finished.size)
+            self._retry_pending()
+        self._start_decode(inst)
 
 
 __all__ = ["simulate", "REASONS"]

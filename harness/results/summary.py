@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 
 from harness.results.slo import Slo
-from harness.sim.result import REASONS, SimResult
+from harness.sim.result import SimResult
 
 PERCENTILES = (50, 90, 99)
 
@@ -102,5 +102,3 @@ def summarize(table: pl.DataFrame, result: SimResult, *, backend: str, label: st
         }
     return summary
 
-
-__all__ = ["summarize", "distribution", "slo_mask", "REASONS"]

@@ -19,7 +19,7 @@ from harness.sim.config import SimConfig, resolve
 from harness.sim.costs import ServingCosts
 from harness.sim.decode import DecodeInstance, Plan, Uniforms, tokens_per_step
 from harness.sim.prefill import PrefillInstance, form_batch
-from harness.sim.result import COMPLETED, REASONS, REJECTED, SimResult
+from harness.sim.result import COMPLETED, DECODE_KV, EMPTY, PREFILL_KV, REJECTED, TOO_LONG, SimResult
 from harness.sim.routing import Router
 from harness.trace.workload import Workload
 
@@ -118,13 +118,13 @@ class _Run:
         caps, inp, out = self.caps, int(self.inp[r]), int(self.out[r])
         reason = 0
         if inp <= 0 or out <= 0:
-            reason = 1
+            reason = EMPTY
         elif inp + out > caps.max_context_tokens:
-            reason = 2
+            reason = TOO_LONG
         elif inp > caps.prefill_kv_tokens:
-            reason = 3
+            reason = PREFILL_KV
         elif out > 1 and inp + out > caps.decode_kv_tokens:
-            reason = 4
+            reason = DECODE_KV
         if reason:
             self.res.status[r] = REJECTED
             self.res.reason[r] = reason
@@ -372,4 +372,4 @@ class _Run:
         self._start_decode(inst)
 
 
-__all__ = ["simulate", "REASONS"]
+__all__ = ["simulate", "BLOCK_STEPS", "KV_QUANTUM_TOKENS"]

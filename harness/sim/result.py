@@ -18,6 +18,7 @@ REASONS = (
     "exceeds_prefill_kv",          # the prompt's KV does not fit in one prefill instance
     "exceeds_decode_kv",           # the request's KV does not fit in one decode instance
 )
+EMPTY, TOO_LONG, PREFILL_KV, DECODE_KV = range(1, len(REASONS))
 
 # The fields of SimResult.steps records.
 STEP_COLUMNS = ("kind", "instance", "start_s", "end_s", "kv_tokens", "batch", "mean_kv_len")

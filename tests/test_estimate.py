@@ -83,3 +83,25 @@ def test_models_list():
     assert "cloudmatrix384" in {x["name"] for x in found["hardware"]}
     assert {"deepseek-r1", "qwen3-235b-a22b", "llama-3.1-70b"} <= {x["name"] for x in found["llm"]}
     assert run("models", "list").exit_code == 0
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PATHS = ["cloudmatrix384.scale_up.bandwidth", "cloudmatrix384.chip.peak.int8", "cloudmatrix384.chips_per_node",
+         "cloudmatrix384.chip.hbm_bandwidth", "cloudmatrix384.scale_up.latency", "cloudmatrix384.chip.hbm_capacity",
+         "cm384-decode.mtp_accept", "cm384-decode.ep", "cloudmatrix384.moe_comm.low_latency",
+         "cloudmatrix384.chip.efficiency.memory", "deepseek-r1.layers"]
+
+
+@settings(max_examples=60)
+@given(st.sampled_from(PATHS), st.one_of(st.text(max_size=10), st.sampled_from(["0", "-3", "1e9", "98GB/s", "0 us",
+                                                                                 "nan", "2", "0.5", "7 TB", "0 GB/s", "0 TFLOPS",
+                                                                                 "0 GB", "0 us"])))
+def test_hostile_set_values_never_crash(path, value):
+    r = run("estimate", "-d", "cm384-decode", "--json", "--set", f"{path}={value}")
+    assert r.exit_code in (0, 2), r.output
+    if r.exit_code == 2:
+        assert r.output.startswith("error: ") and "Traceback" not in r.output
+    else:
+        assert json.loads(r.output)["step_time_ms"] > 0

@@ -76,6 +76,8 @@ BROKEN_HARDWARE = [
      "not of type 'integer'"),
     ("unknown field", lambda t: t.replace("chips_per_node = 8", "chips_per_node = 8\nchip_per_nod = 8"),
      "chip_per_nod", "unknown field"),
+    ("zero rate", lambda t: t.replace("int8 = \"752 TFLOPS\"", "int8 = \"0 TFLOPS\""), "chip.peak.int8",
+     "greater than zero"),
     ("efficiency above 1", lambda t: t.replace("attention_compute = 0.654", "attention_compute = 1.5"),
      "chip.efficiency.attention_compute", "greater than the maximum"),
 ]
@@ -172,3 +174,12 @@ def test_hostile_quantity_text_never_crashes_otherwise(text):
         parse_quantity(text, "bandwidth")
     except ValueError as exc:
         assert "expected a bandwidth" in str(exc)
+
+
+def test_non_finite_numbers_are_rejected(models_copy):
+    name = _broken(models_copy, "hardware", "cloudmatrix384",
+                   lambda t: t.replace("attention_memory = 0.841", "attention_memory = nan"))
+    with pytest.raises(InputError, match=r"line \d+: field 'chip.efficiency.attention_memory': not a finite number"):
+        load_spec("hardware", name)
+    with pytest.raises(InputError, match="not a finite number"):
+        load_hardware("cloudmatrix384", [("chip.efficiency.memory", "inf")])

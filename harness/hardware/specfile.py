@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import re
 import tomllib
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Any
 import jsonschema
 
 from harness.errors import InputError
-from harness.hardware.units import PATTERNS, quantity_kind
+from harness.hardware.units import PATTERNS, parse_quantity, quantity_kind
 from harness.paths import models_dir
 
 KINDS = {"hardware": "hardware", "llm": "llm", "deployment": "deployments", "calibration": "calibration",
@@ -64,7 +65,7 @@ def line_of(text: str, dotted: Sequence[str | int]) -> int | None:
     for i, line in enumerate(text.splitlines(), 1):
         s = line.strip()
         if s.startswith("["):
-            current = s.strip("[]").strip()
+            current = s.split("#")[0].strip().strip("[]").strip()
             if current == ".".join(keys):
                 best = best or i
             continue
@@ -120,6 +121,13 @@ def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -
     """Read, override, validate. Returns the raw (unit-bearing) dict and its path; InputError on any problem."""
     path, text, data = _read(kind, name)
     data = apply_overrides(data, overrides, path)
+    for check, message in ((_non_finite, "not a finite number"),
+                           (_zero_rate, "a bandwidth or compute rate must be greater than zero")):
+        bad = check(data, [])
+        if bad is not None:
+            line = line_of(text, bad)
+            raise InputError(message, path=str(path), where=f"line {line}" if line else None,
+                             field=".".join(map(str, bad)))
     validator = jsonschema.Draft202012Validator(_schema(kind))
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
@@ -144,6 +152,31 @@ def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -
         raise InputError(f"name {data.get('name')!r} does not match the file name '{name}'", path=str(path),
                          where=f"line {line_of(text, ['name'])}", field="name")
     return data, path
+
+
+def _first(node: Any, at: list, bad) -> list | None:
+    """Path of the first leaf for which bad(leaf) holds."""
+    if bad(node):
+        return at
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        found = _first(v, at + [k], bad)
+        if found is not None:
+            return found
+    return None
+
+
+def _non_finite(node: Any, at: list) -> list | None:
+    """NaN or infinity: TOML allows them, no spec value may be one."""
+    return _first(node, at, lambda v: isinstance(v, float) and not math.isfinite(v))
+
+
+def _zero_rate(node: Any, at: list) -> list | None:
+    """A zero bandwidth or compute peak would divide by zero; sizes and latencies may be zero."""
+    def bad(v: Any) -> bool:
+        kind = quantity_kind(v) if isinstance(v, str) else None
+        return kind in ("bandwidth", "compute") and parse_quantity(v) <= 0
+    return _first(node, at, bad)
 
 
 def _unit_kind(pattern: str) -> str:

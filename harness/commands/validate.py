@@ -36,15 +36,17 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
     if as_json:
         click.echo(json.dumps([{k: v for k, v in r.items() if k != "explain"} for r in rows], indent=2))
     else:
-        t = Table(title="bench validate: published vs predicted")
-        for c in ("id", "what", "conditions", "published", "predicted", "unit", "error %", "kind", "tol %"):
+        con = Console()
+        con.width = max(con.width, 150)  # keep one row per line when piped
+        t = Table(title="bench validate: published vs predicted (what and conditions: --json or --explain ID)")
+        for c in ("id", "published", "predicted", "unit", "error %", "tol %", "kind"):
             t.add_column(c, justify="right" if c in ("published", "predicted", "error %", "tol %") else "left",
-                         overflow="fold")
+                         no_wrap=True)
         for r in rows:
             err = f"{r['error_pct']:+.1f}"
-            t.add_row(r["id"], r["what"], r["conditions"], f"{r['published']:,.4g}", f"{r['predicted']:,.4g}",
-                      r["unit"], err if r["ok"] else f"[red]{err}[/]", r["kind"], f"{r['tolerance_pct']:g}")
-        Console().print(t)
+            t.add_row(r["id"], f"{r['published']:,.4g}", f"{r['predicted']:,.4g}", r["unit"],
+                      err if r["ok"] else f"[red]{err}[/]", f"{r['tolerance_pct']:g}", r["kind"])
+        con.print(t)
         bad = [r for r in rows if not r["ok"]]
         click.echo(f"{len(rows)} rows, {len(rows) - len(bad)} within tolerance, {len(bad)} outside")
     if strict and any(not r["ok"] for r in rows):

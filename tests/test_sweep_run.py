@@ -162,3 +162,10 @@ def test_bundled_example_sweep_files_load():
     for f in files:
         assert expand(load_sweep(f))
     assert os.path.getsize(files[0]) > 0
+
+
+def test_a_worker_running_other_code_refuses_the_point(sweep_file):
+    from harness.sweep.worker import run_point
+    point = dict(expand(load_sweep(sweep_file))[0], harness="digest of some other checkout")
+    record = run_point(point)
+    assert record["status"] == "failed" and "changed since this sweep started" in record["error"]

@@ -79,6 +79,7 @@ def test_point_ids_depend_on_what_decides_the_result_only(tmp_path):
     moved = dict(a[0], index=7, trace=dict(a[0]["trace"], path="/elsewhere/trace.csv.gz"))
     assert point_id(moved) == a[0]["id"]
     assert point_id(dict(a[0], seed=4)) != a[0]["id"]
+    assert point_id(dict(a[0], harness="other code")) != a[0]["id"]   # other code or specs: not reused
     assert point_id(dict(a[0], trace=dict(a[0]["trace"], sha256="0" * 64))) != a[0]["id"]
     assert point_id(dict(a[0], trace=dict(a[0]["trace"], options={"limit": 51, "rate": 20.0}))) != a[0]["id"]
 

@@ -26,6 +26,15 @@ _executor_options = [
 ]
 
 
+def _num(x, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _check_address(executor: str, address: str | None) -> None:
+    if address and executor != "ray":
+        raise InputError("--address names a Ray cluster; add --executor ray", field="--address")
+
+
 def _with(options):
     def wrap(command):
         for option in reversed(options):
@@ -48,6 +57,7 @@ def sweep(sweep_file: str, out_dir: str | None, retry_failed: bool, no_report: b
     from harness.sweep.run import run_sweep
     from harness.sweep.spec import load_sweep
 
+    _check_address(executor, address)
     spec = load_sweep(sweep_file)
     out = Path(out_dir or Path("out/sweep") / spec.name)
     table, meta = run_sweep(spec, out, executor=executor, jobs=jobs, address=address, retry_failed=retry_failed,
@@ -67,8 +77,9 @@ def sweep(sweep_file: str, out_dir: str | None, retry_failed: bool, no_report: b
         knobs = ", ".join(f"{c.removeprefix('knob:')}={r[c]}" for c in table.columns
                           if c.startswith("knob:") and r[c] is not None)
         click.echo(f"  {b['label']}: best point {r['point']} ({knobs or 'defaults'}): {r['chips']} chips, "
-                   f"{r['output_tokens_per_s_per_chip']:,.1f} output tok/s/chip, p99 TPOT {r['tpot_ms_p99']:.1f} ms, "
-                   f"${r['cost_per_million_output_tokens']:.3f} per 1M output tokens")
+                   f"{_num(r['output_tokens_per_s_per_chip'], ',.1f')} output tok/s/chip, p99 TPOT "
+                   f"{_num(r['tpot_ms_p99'], '.1f')} ms, ${_num(r['cost_per_million_output_tokens'], '.3f')} per 1M "
+                   "output tokens")
     click.echo(f"wrote {out}/sweep.parquet, sweep.json" + ("" if no_report else ", report.html"))
 
 
@@ -122,6 +133,7 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
     from harness.sweep.spec import Backend, trace_ref
     from harness.trace import load_trace, shape
 
+    _check_address(executor, address)
     slo = parse_slo(slo_text)
     backends = backends or tuple(defaults()["backends"])
     labels = labels_for(backends)
@@ -163,13 +175,14 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
                        (f" ({len(b['failed_points'])} points failed; see plan.json)" if b["failed_points"] else ""))
             continue
         click.echo(f"    winner: {w['prefill_instances']} prefill + {w['decode_instances']} decode instances = "
-                   f"{w['chips']} chips, ${w['cost_per_hour_usd']:,.2f}/hour; p99 TTFT {w['slo_ttft_s']:.3f} s, "
-                   f"TPOT {w['slo_tpot_ms']:.1f} ms (margin {w['slo_margin']:.0%}); "
-                   f"{w['output_tokens_per_s_per_chip']:,.1f} output tok/s/chip")
+                   f"{w['chips']} chips, ${w['cost_per_hour_usd']:,.2f}/hour; "
+                   f"p99 TTFT {_num(w['slo_ttft_s'], '.3f')} s, "
+                   f"TPOT {_num(w['slo_tpot_ms'], '.1f')} ms (margin {_num(w['slo_margin'], '.0%')}); "
+                   f"{_num(w['output_tokens_per_s_per_chip'], ',.1f')} output tok/s/chip")
         c = b["closest_miss"]
         if c:
             why = (f"failed: {c['error']}" if c["status"] != "ok" else
-                   f"p99 TTFT {c['slo_ttft_s'] or float('nan'):.3f} s, TPOT {c['slo_tpot_ms'] or float('nan'):.1f} ms, "
+                   f"p99 TTFT {_num(c['slo_ttft_s'], '.3f')} s, TPOT {_num(c['slo_tpot_ms'], '.1f')} ms, "
                    f"{c['requests_rejected']} rejected")
             click.echo(f"    next cheaper evaluated ({c['prefill_instances']} + {c['decode_instances']}) misses: {why}")
     click.echo(f"best: {result['best'] or 'none'}")

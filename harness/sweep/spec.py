@@ -93,10 +93,9 @@ def code_digest() -> str:
 
 def point_id(point: dict[str, Any]) -> str:
     """Stable hash of what decides a point's result: trace content and shaping, backend, knobs, seed, SLO, and the
-    code and specs that compute it (code_digest)."""
+    code and specs that compute it (the point's "harness": code_digest())."""
     key = {k: v for k, v in point.items() if k not in ("index", "id")}
     key["trace"] = {"sha256": point["trace"]["sha256"], "options": point["trace"]["options"]}
-    key["harness"] = code_digest()
     return hashlib.sha256(json.dumps(key, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
@@ -105,7 +104,7 @@ def make_point(index: int, trace: dict[str, Any], backend: Backend, knobs: dict[
     point = {"index": index, "trace": trace, "label": backend.label, "backend": backend.backend,
              "prefill": knobs.get("prefill", backend.prefill), "decode": knobs.get("decode", backend.decode),
              "instances": backend.instances, "knobs": dict(knobs), "seed": knobs.get("seed", seed),
-             "block_size": block_size, "slo": judged_slo(slo).as_json()}
+             "block_size": block_size, "slo": judged_slo(slo).as_json(), "harness": code_digest()}
     point["id"] = point_id(point)
     return point
 
@@ -171,6 +170,14 @@ def _check_knob(name: str, values: list[Any], b: Backend, llm: str, err) -> None
                 check_value(name, v)
             except ValueError as exc:
                 raise err(f"{v!r}: {exc}") from None
+            if name in ("prefill", "decode"):
+                try:
+                    spec, _ = load_spec("deployment", v)
+                except InputError as exc:
+                    raise err(exc.detail) from None
+                if (spec["hardware"], spec["phase"]) != (b.backend, name):
+                    raise err(f"'{v}' is a {spec['phase']} deployment on {spec['hardware']}, not a {name} "
+                              f"deployment on {b.backend}")
         return
     head, _, rest = name.partition(".")
     aliases = {"prefill": ("deployment", b.prefill), "decode": ("deployment", b.decode),

@@ -37,7 +37,8 @@ METRICS: dict[str, str] = {
     "utilisation_decode": "utilisation.decode",
     "utilisation_cache": "utilisation.cache",
 }
-FLOAT_METRICS = {k for k in METRICS if not k.endswith(("instances", "instance", "chips")) and not k.startswith("requests")}
+FLOAT_METRICS = {k for k in METRICS
+                 if not k.endswith(("instances", "instance", "chips")) and not k.startswith("requests")}
 
 
 def _get(d: dict[str, Any] | None, dotted: str) -> Any:

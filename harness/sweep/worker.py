@@ -14,7 +14,7 @@ from harness.errors import InputError
 from harness.results.slo import Slo
 from harness.sim.replay import BackendPlan, build_costs, run_backend
 from harness.sweep.knobs import spec_overrides, to_plan
-from harness.sweep.spec import file_sha256
+from harness.sweep.spec import code_digest, file_sha256
 from harness.trace import Workload, load_trace, shape
 
 
@@ -60,6 +60,8 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {"id": point["id"], "index": point["index"], "status": "ok", "error": None,
                               "summary": None}
     try:
+        if point["harness"] != code_digest():
+            raise InputError("the harness code or spec files changed since this sweep started; run it again")
         workload = load_point_trace(point["trace"])
         plan, sets = point_plan(point)
         costs = _costs(plan.backend, plan.prefill_deployment, plan.decode_deployment, tuple(sets))

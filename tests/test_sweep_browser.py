@@ -1,0 +1,77 @@
+"""The sweep and plan reports in headless chromium: every plot draws offline, a hostile backend label stays text."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.sweep.run import run_sweep
+from harness.sweep.spec import load_sweep
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = "/usr/bin/chromedriver"
+HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if CHROMIUM is None or not Path(CHROMEDRIVER).exists():
+        pytest.skip("headless chromium and /usr/bin/chromedriver are not installed (apt-get install chromium "
+                    "chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1366,900",
+                "--disable-background-networking", f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _open(driver, page: Path, shot: Path) -> None:
+    driver.get(page.as_uri())
+    deadline, state = time.monotonic() + 60, ""
+    while time.monotonic() < deadline and not state:
+        state = driver.execute_script("return document.body.dataset.plots || ''")
+        time.sleep(0.1)
+    assert state == "ready", f"plots did not draw (state {state!r})"
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1366, min(int(height) + 100, 12000))
+    time.sleep(0.3)
+    driver.save_screenshot(str(shot))
+    driver.set_window_size(1366, 900)
+    ids = driver.execute_script("return JSON.parse(document.getElementById('figures').textContent).map(f => f.id)")
+    assert ids
+    for fid in ids:
+        assert driver.execute_script("return !!document.getElementById(arguments[0]).querySelector('svg.main-svg')",
+                                     fid), f"plot {fid} did not draw"
+    assert driver.execute_script("return window.__pwned === undefined")
+
+
+def test_sweep_report_draws_and_escapes(browser, tmp_path):
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(f"""
+[trace]
+path = "azure-conv"
+limit = 80
+rate = 50.0
+[grid]
+prefill_instances = [1, 2]
+batch_cap = [8, 64]
+[[backend]]
+backend = "cloudmatrix384"
+label = '{HOSTILE}'
+[[backend]]
+backend = "h800-ib"
+""", encoding="utf-8")
+    run_sweep(load_sweep(sweep), tmp_path / "out", show_progress=False)
+    _open(browser, tmp_path / "out" / "report.html", tmp_path / "sweep.png")
+    assert HOSTILE in browser.find_element("css selector", "table.best").text

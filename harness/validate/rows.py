@@ -44,7 +44,8 @@ def ub_rows() -> list[dict[str, Any]]:
             lat = hw.host_latency_s if op == "read" else hw.host_remote_latency_s
             used = f"host {op} bandwidth/latency (pooled DRAM over UB)"
         exact = (path, op, scope) in (("npu", "write", "inter"), ("cpu", "read", "inter"), ("cpu", "write", "inter"))
-        kind = "spec input" if exact else "uniform-fabric assumption"
+        kind = ("spec input" if exact else "not modelled (model uses UB writes)" if (path, op) == ("npu", "read")
+                else "uniform-fabric assumption")
         cond = f"NPU to {path.upper()} {op}, {scope}-node, one die"
         rows.append(_row(f"ub.{path}.{op}.{scope}.bandwidth", "UB bandwidth", cond, gbps, bw / 1e9, "GB/s", kind,
                          {"model": used, "source": t["source"]}))

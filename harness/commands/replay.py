@@ -97,9 +97,9 @@ _PER = "[LABEL=]"
 @click.option("--batch-cap", multiple=True, metavar=f"{_PER}N", help="Decode batch cap per chip.")
 @click.option("--token-budget", multiple=True, metavar=f"{_PER}N", help="Prefill new tokens per chip per step.")
 @click.option("--chunk", multiple=True, metavar=f"{_PER}N", help="Chunk prompts into N-token pieces (0: never).")
-@click.option("--cache-capacity", multiple=True, metavar=f"{_PER}SIZE", help="DRAM context cache, whole pool "
-              "(e.g. 2TB; 0 disables).")
-@click.option("--cache-ssd", multiple=True, metavar=f"{_PER}SIZE", help="SSD cache tier, whole pool (0: none).")
+@click.option("--cache-capacity", multiple=True, metavar=f"{_PER}SIZE", help="DRAM context cache (e.g. 2TB; 0 disables): "
+              "the whole pool where access is uniform, else per prefill instance.")
+@click.option("--cache-ssd", multiple=True, metavar=f"{_PER}SIZE", help="SSD cache tier, counted like --cache-capacity (0: none).")
 @click.option("--cache-scope", multiple=True, metavar=f"{_PER}SCOPE",
               help=f"Cache reach: {', '.join(CACHE_SCOPES)} (default: pool where access is uniform, else sharded).")
 @click.option("--routing", multiple=True, metavar=f"{_PER}POLICY",

@@ -208,9 +208,8 @@ def test_single_request_on_idle_system_takes_exactly_the_step_times() -> None:
 
 
 def test_mtp_tokens_per_step_average_one_plus_acceptance() -> None:
-    res = simulate(workload([0.0], [100], [20_001]), ToyCosts(mtp_draft_tokens=1, mtp_accept=0.7,
-                                                               max_context_tokens=10**6, decode_kv_capacity_tokens=10**6),
-                   SimConfig(seed=7))
+    costs = ToyCosts(mtp_draft_tokens=1, mtp_accept=0.7, max_context_tokens=10**6, decode_kv_capacity_tokens=10**6)
+    res = simulate(workload([0.0], [100], [20_001]), costs, SimConfig(seed=7))
     assert 20_000 / res.decode_steps == pytest.approx(1.7, rel=0.02)
 
 

@@ -97,9 +97,11 @@ _PER = "[LABEL=]"
 @click.option("--batch-cap", multiple=True, metavar=f"{_PER}N", help="Decode batch cap per chip.")
 @click.option("--token-budget", multiple=True, metavar=f"{_PER}N", help="Prefill new tokens per chip per step.")
 @click.option("--chunk", multiple=True, metavar=f"{_PER}N", help="Chunk prompts into N-token pieces (0: never).")
-@click.option("--cache-capacity", multiple=True, metavar=f"{_PER}SIZE", help="DRAM context cache (e.g. 2TB; 0 disables): "
-              "the whole pool where access is uniform, else per prefill instance.")
-@click.option("--cache-ssd", multiple=True, metavar=f"{_PER}SIZE", help="SSD cache tier, counted like --cache-capacity (0: none).")
+@click.option("--cache-capacity", multiple=True, metavar=f"{_PER}SIZE",
+              help="DRAM context cache (e.g. 2TB; 0 disables): the whole pool where access is uniform, else per "
+                   "prefill instance.")
+@click.option("--cache-ssd", multiple=True, metavar=f"{_PER}SIZE",
+              help="SSD cache tier, counted like --cache-capacity (0: none).")
 @click.option("--cache-scope", multiple=True, metavar=f"{_PER}SCOPE",
               help=f"Cache reach: {', '.join(CACHE_SCOPES)} (default: pool where access is uniform, else sharded).")
 @click.option("--routing", multiple=True, metavar=f"{_PER}POLICY",
@@ -149,7 +151,8 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
                            routing=per["routing"].get(label), cache_scope=per["cache_scope"].get(label),
                            token_budget_per_chip=per["token_budget"].get(label), chunk_tokens=per["chunk"].get(label),
                            batch_cap_per_chip=per["batch_cap"].get(label),
-                           cache_pool_bytes=per["cache_capacity"].get(label), cache_ssd_bytes=per["cache_ssd"].get(label),
+                           cache_pool_bytes=per["cache_capacity"].get(label),
+                           cache_ssd_bytes=per["cache_ssd"].get(label),
                            block_size=block_size, seed=seed)
         plans.append(BackendPlan(label, backend, prefill_dep, decode_dep, config, per["price"].get(label),
                                  frozenset(fixed)))
@@ -198,6 +201,11 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
         click.echo(f"wrote {report_path}")
 
 
+def _chips_cell(s: dict) -> str:
+    p, d = s["deployment"]["prefill"], s["deployment"]["decode"]
+    return f"{s['chips']} ({p['chips_per_instance']}x{p['instances']} + {d['chips_per_instance']}x{d['instances']})"
+
+
 def _print_table(outputs) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -210,9 +218,7 @@ def _print_table(outputs) -> None:
     for o in outputs:
         table.add_column(o.label, justify="right")
     rows = [
-        ("chips (prefill x n + decode x n)", lambda s: f"{s['chips']} ({s['deployment']['prefill']['chips_per_instance']}"
-         f"x{s['deployment']['prefill']['instances']} + {s['deployment']['decode']['chips_per_instance']}"
-         f"x{s['deployment']['decode']['instances']})"),
+        ("chips (prefill x n + decode x n)", _chips_cell),
         ("requests completed / rejected", lambda s: f"{s['requests_completed']:,} / {s['requests_rejected']:,}"),
         ("input tokens/s per chip", lambda s: fmt(s["input_tokens_per_s_per_chip"])),
         ("output tokens/s per chip", lambda s: fmt(s["output_tokens_per_s_per_chip"])),

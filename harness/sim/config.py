@@ -82,7 +82,8 @@ def resolve(costs: ServingCosts, config: SimConfig) -> Capacities:
         * int(costs.prefill_chips),
         chunk_tokens=int(chunk) if chunk else None,
         prefill_kv_tokens=int(costs.prefill_kv_capacity_tokens),
-        decode_batch_cap=int(pick(config.batch_cap_per_chip, costs.decode_batch_cap_per_chip)) * int(costs.decode_chips),
+        decode_batch_cap=int(pick(config.batch_cap_per_chip, costs.decode_batch_cap_per_chip))
+        * int(costs.decode_chips),
         decode_kv_tokens=int(costs.decode_kv_capacity_tokens),
         max_context_tokens=int(costs.max_context_tokens),
         mtp_draft_tokens=int(costs.mtp_draft_tokens),

@@ -95,7 +95,8 @@ def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comp
     out = [ref]
     for plan, c in zip(plans[1:], costs[1:]):
         target = ref_chips if comparison == "equal-chips" else ref_chips * _price(ref, ref_costs) / _price(plan, c)
-        p = plan.config.prefill_instances if "prefill" in plan.sized else max(1, round(target * share / c.prefill_chips))
+        p = (plan.config.prefill_instances if "prefill" in plan.sized
+             else max(1, round(target * share / c.prefill_chips)))
         d = (plan.config.decode_instances if "decode" in plan.sized
              else max(1, round((target - p * c.prefill_chips) / c.decode_chips)))
         out.append(dataclasses.replace(plan, config=dataclasses.replace(plan.config, prefill_instances=p,

@@ -7,8 +7,11 @@ import json
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.cli import main
+from harness.errors import InputError
 from harness.report.inputs import load_replay
 from test_sim_results import REQUEST_COLUMNS, TIMESERIES_COLUMNS
 
@@ -118,3 +121,23 @@ def test_equal_cost_buys_the_same_spend(tmp_path) -> None:
     spend = [s["chips"] * s["cost_per_chip_hour_usd"] for s in (cm, gpu)]
     # Whole instances: the GPU side lands within one decode instance's cost of the reference spend.
     assert abs(spend[1] - spend[0]) <= gpu["deployment"]["decode"]["chips_per_instance"] * gpu["cost_per_chip_hour_usd"]
+
+
+@given(st.lists(st.text(max_size=20), max_size=4))
+def test_per_backend_options_reject_garbage_cleanly(values) -> None:
+    from harness.commands.replay import _count, _per_label, _size_bytes
+    for parse in (_count, _size_bytes):
+        try:
+            out = _per_label(tuple(values), "--x", ["cloudmatrix384", "h800-ib"], parse)
+        except InputError as exc:
+            assert "--x" in str(exc) and "\n" not in str(exc)
+        else:
+            assert set(out) <= {"cloudmatrix384", "h800-ib"}
+
+
+def test_help_lists_the_options() -> None:
+    result = CliRunner().invoke(main, ["replay", "--help"])
+    assert result.exit_code == 0
+    for option in ("--backend", "--deployment", "--compare", "--slo", "--seed", "--out", "--json", "--report",
+                   "--time-scale", "--rate", "--routing", "--cache-capacity", "--quiet"):
+        assert option in result.output

@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.errors import InputError
 from harness.gate import golden, speed
 from harness.gate.probes import collect_results
 
@@ -31,9 +32,11 @@ def _fmt(x: float | None, spec: str = ".6g") -> str:
 @click.option("--margin", type=click.FloatRange(1.0, None, min_open=True), default=speed.DEFAULT_MARGIN,
               show_default=True, help="Allowed normalised slowdown before the speed gate fails.")
 @click.option("-k", "keyword", default=None, help="Only benchmarks matching this pytest -k expression.")
+@click.option("--set", "overrides", multiple=True, metavar="SPEC.PATH=VALUE",
+              help="What-if: apply a spec override to the estimate and replay probes and show what would move.")
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
 def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_path: Path | None, update: bool,
-         reason: str, margin: float, keyword: str | None, as_json: bool) -> None:
+         reason: str, margin: float, keyword: str | None, overrides: tuple[str, ...], as_json: bool) -> None:
     """Fail when predictions move beyond their tolerance or the harness gets slower."""
     root = Path(__file__).resolve().parents[2]
     golden_path = golden_path or root / "tests" / "golden" / "results.json"
@@ -43,8 +46,12 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
     console = Console()
 
     if do_results:
-        current = collect_results()
+        if update and overrides:
+            raise InputError("--set is a what-if; it cannot be combined with --update", field="--set")
+        current = collect_results(overrides)
         old = golden.load_golden(golden_path)
+        if overrides:  # compare only what the probes with overrides produced
+            old = {**old, "values": {k: v for k, v in old["values"].items() if k in current}}
         if update:
             moved = golden.update_golden(golden_path, old, current, reason)
             report["results_updated"] = [m.__dict__ for m in moved]

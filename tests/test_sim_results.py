@@ -133,6 +133,8 @@ def test_equal_chips_and_equal_cost_sizing() -> None:
     fixed = size_plans([plans[0], _plan("gpu", 5, 2, fixed=frozenset({"prefill", "decode"}))], [cm, gpu],
                        "equal-chips")[1].config
     assert (fixed.prefill_instances, fixed.decode_instances) == (5, 2)
+    prefill_heavy = size_plans(plans, [cm, gpu], "equal-chips", prefill_share=0.5)[1].config
+    assert (prefill_heavy.prefill_instances, prefill_heavy.decode_instances) == (4, 1)   # 128 + 144
     cheap = size_plans([plans[0], _plan("gpu", price=0.9)], [cm, gpu], "equal-cost")[1].config
     assert cheap.prefill_instances * 32 + cheap.decode_instances * 144 > 256       # a cheaper chip buys more
 

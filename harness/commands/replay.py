@@ -112,6 +112,9 @@ _PER = "[LABEL=]"
               help="Tokens per cache block when blocks are derived from sessions.")
 @click.option("--compare", "comparison", type=click.Choice(COMPARISONS), default=None,
               help="Size backends after the first: equal chips, equal cost, or as given (default: equal-chips).")
+@click.option("--prefill-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="With equal-chips/equal-cost: the share of each resized backend's chips in prefill "
+                   "(default: the first backend's).")
 @click.option("--slo", "slo_text", default="ttft=2s,tpot=50ms", show_default=True,
               help="Objectives for goodput and attainment; add percentile=P to judge the run at a percentile.")
 @click.option("--set", "sets", multiple=True, metavar="SPEC.PATH=VALUE", help="Override a spec file value.")
@@ -124,7 +127,7 @@ _PER = "[LABEL=]"
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], prefill_instances, decode_instances,
            batch_cap, token_budget, chunk, cache_capacity, cache_ssd, cache_scope, routing, price, block_size,
-           comparison, slo_text, sets, seed, out_dir, as_json, report_path, quiet, **trace_opts) -> None:
+           comparison, prefill_share, slo_text, sets, seed, out_dir, as_json, report_path, quiet, **trace_opts) -> None:
     """Replay TRACE (a file or a bundled trace name) on each backend with prefill/decode disaggregation and a
     context cache; write per-request results, time series and summaries to --out, and compare the backends."""
     slo = parse_slo(slo_text)
@@ -161,7 +164,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
     if len(workload) == 0:
         raise InputError("no requests left after loading and shaping", path=trace)
     costs = [build_costs(p, sets) for p in plans]
-    plans = size_plans(plans, costs, comparison)
+    plans = size_plans(plans, costs, comparison, prefill_share)
 
     started = time.perf_counter()
     outputs = []
@@ -184,7 +187,8 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
                                      "decode": p.decode_deployment, "price_usd": p.price_usd,
                                      **{k: v for k, v in dataclasses.asdict(p.config).items() if k != "record_steps"}}
                                     for p in plans],
-                       "set": list(sets), "trace_options": {k: v for k, v in trace_opts.items() if v is not None}},
+                       "prefill_share": prefill_share, "set": list(sets),
+                       "trace_options": {k: v for k, v in trace_opts.items() if v is not None}},
            "backends": [p.label for p in plans]}
     path = write_replay(out_dir, run, outputs)
     if report_path:

@@ -82,21 +82,23 @@ def _price(plan: BackendPlan, costs: ServingCosts) -> float:
     return float(plan.price_usd if plan.price_usd is not None else costs.cost_per_chip_hour_usd)
 
 
-def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comparison: str) -> list[BackendPlan]:
-    """Resize every backend after the first to the first's chip count (equal-chips) or spend (equal-cost),
-    keeping the first's share of chips in prefill. Instance counts the user fixed are kept."""
+def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comparison: str,
+               prefill_share: float | None = None) -> list[BackendPlan]:
+    """Resize every backend after the first to the first's chip count (equal-chips) or spend (equal-cost), with
+    `prefill_share` of the chips in prefill (default: the first's share). Instance counts the user fixed are kept."""
     if comparison not in COMPARISONS:
         raise InputError(f"must be one of {', '.join(COMPARISONS)}", field="--compare")
     if comparison == "as-given" or len(plans) < 2:
         return list(plans)
     ref, ref_costs = plans[0], costs[0]
     ref_chips = _chips(ref, ref_costs)
-    share = ref.config.prefill_instances * ref_costs.prefill_chips / ref_chips
+    if prefill_share is None:
+        prefill_share = ref.config.prefill_instances * ref_costs.prefill_chips / ref_chips
     out = [ref]
     for plan, c in zip(plans[1:], costs[1:]):
         target = ref_chips if comparison == "equal-chips" else ref_chips * _price(ref, ref_costs) / _price(plan, c)
         p = (plan.config.prefill_instances if "prefill" in plan.sized
-             else max(1, round(target * share / c.prefill_chips)))
+             else max(1, round(target * prefill_share / c.prefill_chips)))
         d = (plan.config.decode_instances if "decode" in plan.sized
              else max(1, round((target - p * c.prefill_chips) / c.decode_chips)))
         out.append(dataclasses.replace(plan, config=dataclasses.replace(plan.config, prefill_instances=p,

@@ -63,8 +63,9 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
             report["results_checked"] = len(rows)
         if not as_json:
             table = Table(title=f"Results gate ({len(current)} results; showing those that moved)")
-            for col in ("result", "golden", "now", "change", "tolerance", ""):
-                table.add_column(col, justify="right" if col not in ("result", "") else "left")
+            table.add_column("result", overflow="fold", min_width=36)
+            for col in ("golden", "now", "change", "tolerance", ""):
+                table.add_column(col, justify="right" if col else "left", no_wrap=True)
             for m in moved:
                 verdict = "updated" if update else ("FAIL" if m.failed else "ok")
                 table.add_row(m.id, _fmt(m.old), _fmt(m.new),
@@ -89,8 +90,9 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
             report["speed"] = [dict(r.__dict__, slowdown=r.slowdown, failed=r.failed) for r in rows]
         if not as_json and not update:
             table = Table(title=f"Speed gate (median / calibration median; fails above {margin:g}x)")
-            for col in ("benchmark", "baseline", "now", "slowdown", ""):
-                table.add_column(col, justify="left" if col in ("benchmark", "") else "right")
+            table.add_column("benchmark", overflow="fold", min_width=36)
+            for col in ("baseline", "now", "slowdown", ""):
+                table.add_column(col, justify="right" if col else "left", no_wrap=True)
             for r in rows:
                 table.add_row(r.name, _fmt(r.baseline_ratio, ".4g"), _fmt(r.current_ratio, ".4g"),
                               "-" if r.slowdown is None else f"{r.slowdown:.2f}x",

@@ -18,7 +18,7 @@ from harness.results.slo import parse_slo
 from harness.results.write import dumps, write_replay
 from harness.sim.config import CACHE_SCOPES, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import (COMPARISONS, BackendPlan, build_costs, default_deployment, defaults, labels_for,
-                                run_backend, simulated_seconds, size_plans, trace_meta)
+                                overrides_per_plan, run_backend, simulated_seconds, size_plans, trace_meta)
 
 
 def _per_label(values: tuple[str, ...], option: str, labels: list[str], parse) -> dict[str, object]:
@@ -163,7 +163,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
     workload = load_shaped(trace, **trace_opts)
     if len(workload) == 0:
         raise InputError("no requests left after loading and shaping", path=trace)
-    costs = [build_costs(p, sets) for p in plans]
+    costs = [build_costs(p, own) for p, own in zip(plans, overrides_per_plan(plans, sets))]
     plans = size_plans(plans, costs, comparison, prefill_share)
 
     started = time.perf_counter()

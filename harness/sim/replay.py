@@ -68,6 +68,27 @@ def default_deployment(backend: str) -> dict:
     return known[backend]
 
 
+def specs_used(plan: BackendPlan) -> set[str]:
+    """Names of every spec file a backend plan reads: hardware, both deployments and their LLMs."""
+    from harness.step import load_deployment
+
+    llms = {load_deployment(name).llm.name for name in (plan.prefill_deployment, plan.decode_deployment)}
+    return {plan.backend, plan.prefill_deployment, plan.decode_deployment, *llms}
+
+
+def overrides_per_plan(plans: Sequence[BackendPlan], overrides: Sequence[str]) -> list[list[str]]:
+    """Each plan's share of the run's --set overrides: those naming one of its specs. An override that no backend
+    reads is an error, so a misspelt spec name never passes silently."""
+    used = [specs_used(p) for p in plans]
+    for item in overrides:
+        spec = item.split("=", 1)[0].split(".", 1)[0].strip()
+        if not any(spec in u for u in used):
+            names = ", ".join(sorted(set().union(*used)))
+            raise InputError(f"--set {item!r}: '{spec}' is not a spec any backend of this run uses ({names})",
+                             field="--set")
+    return [[o for o in overrides if o.split("=", 1)[0].split(".", 1)[0].strip() in u] for u in used]
+
+
 def build_costs(plan: BackendPlan, overrides: Sequence[str] = ()) -> ServingCosts:
     from harness.step.serving import build_serving_costs   # the cost model; imported here so the loop stays free of it
     return build_serving_costs(plan.backend, prefill_deployment=plan.prefill_deployment,

@@ -5,6 +5,7 @@ end-to-end result. Fits are deterministic closed forms (least squares or two-poi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +83,23 @@ def gemm_fit(table_id: str) -> GemmFit:
     """Least squares in relative error over the table's rows; parameters given in params are held fixed."""
     t = table("gemm", table_id)
     return _fit_gemm(t, dict(t.params))
+
+
+_SHAPE_FIT_MIN_ROWS = 3  # three free parameters: a shape needs at least three measurements of its own
+
+
+@functools.lru_cache(maxsize=None)
+def gemm_shape_fits(table_id: str) -> dict[tuple[int, int], GemmFit]:
+    """One fit per (n, k) shape that has at least three rows: how a shape's output tiles fill the chip's cores
+    (tile and wave quantisation) depends on N and K, so each measured shape keeps its own efficiencies."""
+    t = table("gemm", table_id)
+    n, k = t.col("n").astype(int), t.col("k").astype(int)
+    out = {}
+    for shape in sorted(set(zip(n.tolist(), k.tolist()))):
+        sel = [r for r, nn, kk in zip(t.rows, n, k) if (nn, kk) == shape]
+        if len(sel) >= _SHAPE_FIT_MIN_ROWS:
+            out[shape] = _fit_gemm(dataclasses.replace(t, rows=tuple(sel)), dict(t.params))
+    return out
 
 
 def _fit_gemm(t: Table, p: dict[str, Any]) -> GemmFit:

@@ -2,7 +2,9 @@
 
 gemm_time_s(m, n, k, precision, hw, groups=1, compute_share=1.0) -> seconds
     m: rows (tokens) per group, n: output columns, k: inner dim. Model fitted per chip from its GEMM table
-    (models/calibration/gemm.toml): overhead + flops / (peak * eta_c) + bytes / (hbm_bw * eta_m).
+    (models/calibration/gemm.toml): overhead + flops / (peak * eta_c) + bytes / (hbm_bw * eta_m); shapes the
+    table measured at three or more sizes have their own fit, and a GEMM is never faster than one of them that
+    is no larger (calibration.gemm_shape_fits).
 attention_time_s(flops, bytes_moved, hw, precision="bf16", compute_share=1.0) -> seconds
     roofline with the chip's measured MLA utilisation in each regime.
 mla_decode_work / mla_prefill_work / gqa_work -> (flops, bytes_moved) of the attention core.
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.cost.calibration import gemm_fit
+from harness.cost.calibration import GemmFit, gemm_fit, gemm_shape_fits
 from harness.hardware import Hardware
 from harness.llm import BYTES, LLM
 
@@ -21,16 +23,26 @@ from harness.llm import BYTES, LLM
 def gemm_time_s(m, n, k, precision: str | None, hw: Hardware, groups: int = 1,
                 compute_share: float = 1.0, out_bytes: int = 2):
     """One (grouped) GEMM of `groups` x [m x k] @ [k x n]; m may be an array. m = 0 costs nothing.
-    precision None: the chip's default inference precision."""
+    precision None: the chip's default inference precision.
+
+    The fit over all rows of the chip's table, raised to the fit of every measured shape no larger than this one
+    (its own included): a shape that fills the cores badly (few output tiles) is slow as measured, and more work
+    is never faster than a smaller measured shape."""
     precision = precision or hw.default_precision
-    fit = gemm_fit(hw.gemm_table(precision))
-    b = BYTES[precision]
+    table_id = hw.gemm_table(precision)
     m = np.asarray(m, dtype=float)
-    flops = 2.0 * m * n * k * groups
-    nbytes = groups * ((m * k + k * n) * b + m * n * out_bytes)
-    t = (fit.overhead_s + flops / (hw.peak(precision) * compute_share * fit.eta_compute)
-         + nbytes / (hw.hbm_bytes_per_s * fit.eta_memory))
+    peak, bw, b = hw.peak(precision) * compute_share, hw.hbm_bytes_per_s, BYTES[precision]
+    t = _fit_time_s(gemm_fit(table_id), m, n, k, groups, peak, bw, b, out_bytes)
+    for (n0, k0), fit in gemm_shape_fits(table_id).items():
+        if n0 <= n and k0 <= k:
+            t = np.maximum(t, _fit_time_s(fit, m, n0, k0, groups, peak, bw, b, out_bytes))
     return np.where(m > 0, t, 0.0)
+
+
+def _fit_time_s(fit: GemmFit, m, n, k, groups, peak: float, bw: float, in_bytes: int, out_bytes: int):
+    flops = 2.0 * m * n * k * groups
+    nbytes = groups * ((m * k + k * n) * in_bytes + m * n * out_bytes)
+    return fit.overhead_s + flops / (peak * fit.eta_compute) + nbytes / (bw * fit.eta_memory)
 
 
 def gemm_work(m, n: int, k: int, precision: str, groups: int = 1, out_bytes: int = 2):

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.cost.calibration import dispatch_fit, distinct_ranks, gemm_fit, gemm_rows, nccl_curve, table
+from harness.cost.calibration import dispatch_fit, distinct_ranks, gemm_fit, gemm_rows, gemm_shape_fits, nccl_curve, table
 from harness.cost.comm import collective_time_s, dispatch_time_s, interp_loglog, transfer_time_s
 from harness.cost.compute import gemm_time_s
 from harness.hardware import load_hardware
@@ -97,14 +97,17 @@ def gemm_rows_validate() -> list[dict[str, Any]]:
                                          ("deepgemm-fp8-h800", "h800-ib", "fp8")):
         t = table("gemm", table_id)
         hw = load_hardware(hw_name)
-        fit = gemm_fit(table_id)
         flops, _, secs = gemm_rows(t)
         m, n, k, g = (t.col(c) for c in ("m", "n", "k", "groups"))
         for i in range(len(t.rows)):
             pred_s = float(gemm_time_s(m[i], int(n[i]), int(k[i]), precision, hw, int(g[i])))
-            expl = {"model": "overhead + flops / (peak x eta_compute) + bytes / (hbm_bw x eta_memory)",
+            shapes = gemm_shape_fits(table_id)
+            fit = shapes.get((int(n[i]), int(k[i]))) or gemm_fit(table_id)
+            expl = {"model": "overhead + flops / (peak x eta_compute) + bytes / (hbm_bw x eta_memory); the slowest "
+                             "of the all-rows fit and the fits of measured shapes no larger than this one",
+                    "own_shape_fit": (int(n[i]), int(k[i])) in shapes,
                     "overhead_us": fit.overhead_s * 1e6, "eta_compute": fit.eta_compute,
-                    "eta_memory": fit.eta_memory, "source": t.source}
+                    "eta_memory": fit.eta_memory, "all_rows_fit": vars(gemm_fit(table_id)), "source": t.source}
             cond = f"{g[i]} x M{m[i]} N{n[i]} K{k[i]}"
             if "tflops" in t.columns:
                 rows.append(_row(f"gemm.{table_id}.{i + 1}", "DeepGEMM FP8 throughput on H800", cond,

@@ -55,14 +55,22 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
 
 def _print_explain(row: dict) -> None:
     con = Console()
+    con.width = max(con.width, 150)
     con.print(f"[bold]{row['id']}[/]: {row['what']} ({row['conditions']})")
     con.print(f"published {row['published']:,.4g} {row['unit']}, predicted {row['predicted']:,.4g} {row['unit']}, "
               f"error {row['error_pct']:+.1f}% [{row['kind']}]")
     ex = row["explain"]
     est = ex.get("estimate")
     for k, v in ex.items():
-        if k != "estimate":
+        if k not in ("estimate", "mechanisms"):
             con.print(f"  {k}: {v}")
+    if ex.get("mechanisms"):
+        t = Table(title="mechanisms: the prediction with each switched off")
+        for c in ("mechanism", "switched off", "prediction without", "effect %"):
+            t.add_column(c, justify="right" if c in ("prediction without", "effect %") else "left")
+        for m in ex["mechanisms"]:
+            t.add_row(m["mechanism"], m["switched_off"], f"{m['prediction_without']:,.4g}", f"{m['effect_pct']:+.1f}")
+        con.print(t)
     if est:
         from harness.commands.estimate import _print
         _print(est)

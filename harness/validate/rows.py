@@ -160,6 +160,61 @@ def headline_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _switches(dep) -> list[tuple[str, str, dict[str, Any], str | None]]:
+    """(mechanism, what switching it off means, deployment changes, eplb) for the mechanisms this deployment uses."""
+    out = []
+    if dep.microbatches > 1:
+        out.append(("two-microbatch overlap", "one microbatch, everything in order", {"microbatches": 1}, None))
+    if dep.mtp_draft_tokens:
+        out.append(("MTP draft token", "no MTP module, 1 token per step", {"mtp_draft_tokens": 0, "mtp_accept": 0.0},
+                    None))
+    if dep.overlap == "split-cores" and dep.microbatches > 1:
+        out.append(("cube-core split between the streams", "each stream gets the whole die",
+                    {"stream_share_attention": 1.0, "stream_share_moe": 1.0}, None))
+    if dep.comm_compute_share > 0:
+        out.append(("SMs held by communication kernels", "compute keeps every SM", {"comm_compute_share": 0.0}, None))
+    if dep.launch_overlapped:
+        out.append(("graph launches overlapped", "naive launches: CPU gap per graph", {"launch_overlapped": False},
+                    None))
+    return out
+
+
+def mechanisms(h: dict[str, Any]) -> list[dict[str, Any]]:
+    """How each modelled mechanism moves one headline: the prediction with that mechanism switched off."""
+    dep = load_deployment(h["deployment"])
+    eplb = h.get("eplb", "default")
+    args = (h.get("batch_per_chip"), h.get("kv_len"), h.get("tokens_per_chip"), h.get("prompt_len"))
+    base = estimate(dep, *args, eplb)[h["metric"]]
+    switches = _switches(dep)
+    if eplb == "default":
+        switches.append(("expert-load imbalance (routing noise after EPLB)", "perfectly balanced experts", {},
+                         "perfect"))
+    out = []
+    for name, off, changes, eplb_off in switches:
+        other = estimate(dep.replace(**changes), *args, eplb_off or eplb)[h["metric"]]
+        out.append({"mechanism": name, "switched_off": off, "prediction_without": other,
+                    "effect_pct": 100.0 * (base / other - 1.0)})
+    return out
+
+
+def hbm_overlap_excess_s(ops, hw) -> float:
+    """Not in the schedule: streams that overlap each get the whole HBM bandwidth. This sums, over every pair of
+    overlapping ops on different streams, the bytes their joint demand asks beyond the bandwidth, in seconds: an
+    upper bound on what sharing HBM could add to the step."""
+    bw = hw.hbm_bytes_per_s * hw.memory_eff
+    mem = [o for o in ops if o.duration_s > 0 and o.bytes_moved > 0 and o.category not in ("moe_dispatch",
+                                                                                            "moe_combine")]
+    extra = 0.0
+    for i, a in enumerate(mem):
+        for b in mem[i + 1:]:
+            if a.stream == b.stream:
+                continue
+            t = min(a.end_s, b.end_s) - max(a.start_s, b.start_s)
+            if t > 0:
+                extra += max(a.bytes_moved / a.duration_s + b.bytes_moved / b.duration_s - bw, 0.0) * t / bw
+    return extra
+
+
 def validation_rows() -> list[dict[str, Any]]:
     rows = ub_rows() + dispatch_rows() + mla_rows() + gemm_rows_validate() + nccl_rows() + headline_rows()
     tg = _targets()
@@ -173,8 +228,18 @@ def validation_rows() -> list[dict[str, Any]]:
 
 
 def explain(row_id: str) -> dict[str, Any]:
+    """One row with its breakdown; a headline row also lists how each mechanism moves it."""
     for r in validation_rows():
         if r["id"] == row_id:
+            for h in _targets().get("headline", []):
+                if h["id"] == row_id:
+                    r["explain"]["mechanisms"] = mechanisms(h)
+                    dep = load_deployment(h["deployment"])
+                    if dep.microbatches > 1 and dep.overlap == "split-cores":
+                        from harness.step.schedule import decode_work, step_ops
+                        ops = step_ops(dep, decode_work(dep, h.get("batch_per_chip") or dep.batch_per_chip,
+                                                        h.get("kv_len") or dep.kv_len), h.get("eplb"))
+                        r["explain"]["hbm_sharing_bound_ms"] = hbm_overlap_excess_s(ops, dep.hardware) * 1e3
             return r
     from harness.errors import InputError
     raise InputError(f"no validation row '{row_id}' (see `bench validate` for the ids)", field="--explain")

@@ -74,10 +74,16 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
             console.print(table)
 
     if do_speed:
-        with tempfile.TemporaryDirectory() as tmp:
-            run = speed.run_benchmarks(Path(tmp) / "bench.json", keyword=keyword)
-        ratios = speed.normalised(speed.medians(run))
         base = speed.load_baseline(baseline_path)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                run = speed.run_benchmarks(Path(tmp) / "bench.json", keyword=keyword)
+                ratios = speed.normalised(speed.medians(run))
+                if not update:
+                    ratios = speed.confirmed_ratios(ratios, base, margin, Path(tmp))
+            except RuntimeError as exc:
+                click.echo(f"error: speed gate: {exc}", err=True)
+                raise SystemExit(1) from None
         if update:
             new = {"ratios": {**base.get("ratios", {}), **ratios}, "margins": base.get("margins", {}),
                    "calibration": speed.CALIBRATION, "machine": run.get("machine_info", {}).get("cpu", {}).get("brand_raw")}

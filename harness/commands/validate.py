@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -19,7 +21,12 @@ from harness.validate import validation_rows
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
               help="One tolerance in percent for every row, instead of the recorded ones.")
 @click.option("--explain", "explain_id", metavar="ID", help="Show the breakdown behind one row.")
-def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: str | None) -> None:
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save the rows as JSON here (what `bench report` reads).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the HTML validation report here.")
+def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: str | None, out_path: Path | None,
+             report_path: Path | None) -> None:
     """Reproduce published operator tables and end-to-end results; print the error of each prediction."""
     if explain_id:
         row = explain_row(explain_id)
@@ -33,8 +40,18 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
         for r in rows:
             r["tolerance_pct"] = tolerance
             r["ok"] = bool(abs(r["error_pct"]) <= tolerance)
+    saved = [{k: v for k, v in r.items() if k != "explain"} for r in rows]
+    if out_path or report_path:
+        from harness.outputs import write_text_atomic
+        from harness.report import render_report
+
+        with tempfile.TemporaryDirectory() as tmp:
+            rows_path = out_path or Path(tmp) / "validation.json"
+            write_text_atomic(rows_path, json.dumps(saved, indent=2) + "\n")
+            if report_path:
+                render_report([rows_path], report_path)
     if as_json:
-        click.echo(json.dumps([{k: v for k, v in r.items() if k != "explain"} for r in rows], indent=2))
+        click.echo(json.dumps(saved, indent=2))
     else:
         con = Console()
         con.width = max(con.width, 150)  # keep one row per line when piped
@@ -48,7 +65,10 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
                       err if r["ok"] else f"[red]{err}[/]", f"{r['tolerance_pct']:g}", r["kind"])
         con.print(t)
         bad = [r for r in rows if not r["ok"]]
-        click.echo(f"{len(rows)} rows, {len(rows) - len(bad)} within tolerance, {len(bad)} outside")
+        far = [r for r in rows if abs(r["error_pct"]) > 10]
+        click.echo(f"{len(rows)} rows, {len(rows) - len(bad)} within their recorded tolerance, {len(bad)} outside; "
+                   f"{len(far)} more than 10% from the published value"
+                   + (f" ({', '.join(r['id'] for r in far if r['kind'] != 'in-sample operator')})" if far else ""))
     if strict and any(not r["ok"] for r in rows):
         raise SystemExit(1)
 

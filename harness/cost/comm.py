@@ -8,7 +8,10 @@ bulk_all_to_all_time_s(tokens, ep, hw, llm, op, precision) -> seconds
 collective_time_s(kind, bytes_per_rank, ranks, hw) -> seconds
     kind in all_reduce, all_gather, all_to_all, reduce_scatter. Inside a GPU node: NCCL table interpolation;
     CM384 UB (and anything across nodes): alpha-beta from the fabric's measured bandwidth and latency.
+    Alpha-beta fabrics use their write figures, same-node ones when every rank is in one node.
 transfer_time_s(nbytes, bytes_per_s, latency_s) -> seconds for one point-to-point copy.
+host_path(hw, op, remote) -> (bytes/s, latency s) to the context-cache DRAM ("read" / "write").
+ssd_read_s(nbytes, hw) -> seconds from the SSD tier into a rank.
 """
 
 from __future__ import annotations
@@ -98,16 +101,17 @@ def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
     b = np.asarray(bytes_per_rank, float)
     if ranks <= 1:
         return np.zeros_like(b)
-    inside = ranks <= hw.ranks_per_node or hw.kind == "supernode"
-    fabric = hw.scale_up if inside else hw.scale_out
+    same_node = ranks <= hw.ranks_per_node
+    fabric = hw.scale_up if same_node or hw.kind == "supernode" else hw.scale_out
+    # collectives write into peers' buffers; a group spanning nodes is paced by its slowest (other-node) peers
+    bw, lat = fabric.path("write", same_node)
     if kind == "send_recv":
-        return transfer_time_s(b, fabric.bandwidth_bytes_per_s, fabric.latency_s)
+        return transfer_time_s(b, bw, lat)
     if kind in ("moe_dispatch", "moe_combine"):
         kind = "all_to_all"
     if fabric.collectives == "alpha-beta":
         steps = 2.0 if kind == "all_reduce" else 1.0
-        return steps * fabric.latency_s + _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / (
-            fabric.bandwidth_bytes_per_s)
+        return steps * lat + _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / bw
     return _nccl_time_s(kind, b, ranks, fabric)
 
 
@@ -132,6 +136,31 @@ def interp_loglog(xs: np.ndarray, ys: np.ndarray, x):
     return np.where(x < xs[0], ys[0], y)
 
 
+def host_path(hw: Hardware, op: str, remote: bool) -> tuple[float, float]:
+    """(bytes/s, latency s) of one rank reading ("read") or writing ("write") host DRAM of the cache pool.
+    A uniform pool (EMS over UB) stripes blocks over every node, so 1 of `nodes` bytes is in the reader's node:
+    the bytes share one link (harmonic mix of the two bandwidths) and the latency is the expected one. Otherwise
+    `remote` says whether the DRAM is in the reader's node (PCIe) or another (RDMA)."""
+    read = op == "read"
+    local = (hw.host_read_bytes_per_s if read else hw.host_write_bytes_per_s,
+             hw.host_latency_s if read else hw.host_write_latency_s)
+    far = (hw.host_remote_read_bytes_per_s if read else hw.host_remote_write_bytes_per_s,
+           hw.host_remote_latency_s if read else hw.host_remote_write_latency_s)
+    if not hw.host_uniform:
+        return far if remote else local
+    f = 1.0 / max(hw.chips // hw.chips_per_node, 1)
+    return 1.0 / (f / local[0] + (1.0 - f) / far[0]), f * local[1] + (1.0 - f) * far[1]
+
+
+def ssd_read_s(nbytes: float, hw: Hardware) -> float:
+    """Cached KV from the SSD tier into a rank: the drives (or the volume's network path) stream into host memory
+    while the host path carries it on, so the slower of the two paces the copy; the latencies add."""
+    if nbytes <= 0:
+        return 0.0
+    bw, lat = host_path(hw, "read", False)
+    return hw.ssd_latency_s + lat + nbytes / min(hw.ssd_read_bytes_per_s, bw)
+
+
 def transfer_time_s(nbytes, bytes_per_s: float, latency_s: float):
     n = np.asarray(nbytes, float)
     return np.where(n > 0, latency_s + n / bytes_per_s, 0.0)
@@ -150,5 +179,6 @@ def weight_load_time_s(llm: LLM, precision: str, hw: Hardware, source: str = "ob
         return total * readers / hw.object_store_bytes_per_s
     if source == "pool":
         n = ranks or hw.chips * hw.ranks_per_chip
-        return hw.host_remote_latency_s + total / (hw.host_remote_read_bytes_per_s * n)
+        bw, lat = host_path(hw, "read", True)
+        return lat + total / (bw * n)
     raise ValueError(f"source must be 'object_store' or 'pool', got {source!r}")

@@ -23,6 +23,30 @@ class Fabric:
     bandwidth_bytes_per_s: float     # per rank, each way
     latency_s: float
     collectives: str                 # "alpha-beta" or a NCCL table id in models/calibration/nccl.toml
+    # Where the fabric is measured per path (CloudMatrix384 UB, Table 1): reads and same-node peers apart from the
+    # figure above (writes to a peer in another node). None: the figure above holds for that path too.
+    read_bandwidth_bytes_per_s: float | None = None
+    read_latency_s: float | None = None
+    intra_node_bandwidth_bytes_per_s: float | None = None
+    intra_node_latency_s: float | None = None
+    intra_node_read_bandwidth_bytes_per_s: float | None = None
+    intra_node_read_latency_s: float | None = None
+
+    def path(self, op: str, same_node: bool) -> tuple[float, float]:
+        """(bytes/s, latency s) of one rank's `op` ("read" or "write") with a peer in the same node or another."""
+        bw, lat = self.bandwidth_bytes_per_s, self.latency_s
+        if op == "read":
+            bw, lat = _or(self.read_bandwidth_bytes_per_s, bw), _or(self.read_latency_s, lat)
+            if same_node:
+                bw = _or(self.intra_node_read_bandwidth_bytes_per_s, bw)
+                lat = _or(self.intra_node_read_latency_s, lat)
+        elif same_node:
+            bw, lat = _or(self.intra_node_bandwidth_bytes_per_s, bw), _or(self.intra_node_latency_s, lat)
+        return bw, lat
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 @dataclass(frozen=True)
@@ -50,17 +74,21 @@ class Hardware:
     host_uniform: bool
     host_read_bytes_per_s: float
     host_write_bytes_per_s: float
-    host_latency_s: float
+    host_latency_s: float            # reads (and writes, unless host_write_latency_s differs) in the same node
     host_remote_read_bytes_per_s: float
     host_remote_write_bytes_per_s: float
     host_remote_latency_s: float
     dram_per_node_bytes: float
     ssd_per_node_bytes: float
+    ssd_read_bytes_per_s: float      # SSD tier: one fetch's path from the drives (or volume) to host memory
+    ssd_latency_s: float
     object_store_bytes_per_s: float
     moe_low_latency_table: str
     moe_bulk_bytes_per_s: float
     moe_bulk_scope: str
     graph_launch_s: float
+    host_write_latency_s: float = 0.0
+    host_remote_write_latency_s: float = 0.0
 
     def peak(self, precision: str) -> float:
         """Dense peak flop/s per rank at `precision`; a precision the chip lacks is an error, not a silent fallback."""
@@ -84,8 +112,14 @@ class Hardware:
 
 
 def _fabric(d: dict[str, Any]) -> Fabric:
+    def opt(key: str, kind: str) -> float | None:
+        return parse_quantity(d[key], kind) if key in d else None
+
     return Fabric(d["name"], d["domain_chips"], parse_quantity(d["bandwidth"], "bandwidth"),
-                  parse_quantity(d["latency"], "time"), d["collectives"])
+                  parse_quantity(d["latency"], "time"), d["collectives"],
+                  opt("read_bandwidth", "bandwidth"), opt("read_latency", "time"),
+                  opt("intra_node_bandwidth", "bandwidth"), opt("intra_node_latency", "time"),
+                  opt("intra_node_read_bandwidth", "bandwidth"), opt("intra_node_read_latency", "time"))
 
 
 @functools.lru_cache(maxsize=256)
@@ -108,7 +142,10 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
         host_remote_read_bytes_per_s=q(h["remote_read_bandwidth"], "bandwidth"),
         host_remote_write_bytes_per_s=q(h["remote_write_bandwidth"], "bandwidth"),
         host_remote_latency_s=q(h["remote_latency"], "time"), dram_per_node_bytes=q(h["dram_per_node"], "size"),
-        ssd_per_node_bytes=q(h["ssd_per_node"], "size"),
+        ssd_per_node_bytes=q(h["ssd_per_node"], "size"), ssd_read_bytes_per_s=q(h["ssd_read_bandwidth"], "bandwidth"),
+        ssd_latency_s=q(h["ssd_latency"], "time"),
+        host_write_latency_s=q(h.get("write_latency", h["latency"]), "time"),
+        host_remote_write_latency_s=q(h.get("remote_write_latency", h["remote_latency"]), "time"),
         object_store_bytes_per_s=q(d["storage"]["object_store_bandwidth"], "bandwidth"),
         moe_low_latency_table=d["moe_comm"]["low_latency"],
         moe_bulk_bytes_per_s=q(d["moe_comm"]["bulk_bandwidth"], "bandwidth"), moe_bulk_scope=d["moe_comm"]["bulk_scope"],

@@ -143,8 +143,6 @@ def step_breakdown(result: SimResult, costs: ServingCosts) -> dict:
     """Per-category seconds of a representative step of each phase: the run's mean prefill step (mean piece,
     mean pieces per step) and its mean decode step (mean batch per chip, mean KV length)."""
     out: dict[str, dict[str, float]] = {}
-    if not hasattr(costs, "step_breakdown"):
-        return out
     if result.prefill_steps:
         pieces = result.prefill_pieces / result.prefill_steps
         out["prefill"] = costs.step_breakdown(
@@ -180,21 +178,8 @@ def trace_meta(workload: Workload) -> dict:
             "output_tokens": distribution(req.get_column("output_tokens").cast(float))}
 
 
-def _unpriced(plan: BackendPlan, costs: ServingCosts) -> tuple[BackendPlan, list[str]]:
-    """Parts of the protocol a cost model may not implement yet: say so in the summary rather than guess a time."""
-    notes = []
-    if not hasattr(costs, "step_breakdown"):
-        notes.append("step_breakdown: the cost model gives no per-category step times")
-    ssd = plan.config.cache_ssd_bytes if plan.config.cache_ssd_bytes is not None else costs.cache_ssd_bytes
-    if ssd and not hasattr(costs, "cache_ssd_read_s"):
-        notes.append("SSD cache tier not modelled: the cost model gives no SSD read time")
-        plan = dataclasses.replace(plan, config=dataclasses.replace(plan.config, cache_ssd_bytes=0))
-    return plan, notes
-
-
 def run_backend(workload: Workload, plan: BackendPlan, costs: ServingCosts, slo: Slo,
                 progress: Callable[[int], None] | None = None) -> BackendOutput:
-    plan, notes = _unpriced(plan, costs)
     result = simulate(workload, costs, plan.config, progress)
     table = request_table(result, workload)
     summary = summarize(table, result, backend=plan.backend, label=plan.label,
@@ -202,7 +187,7 @@ def run_backend(workload: Workload, plan: BackendPlan, costs: ServingCosts, slo:
                         slo=slo, trace_duration_s=trace_duration_s(workload),
                         step_breakdown=step_breakdown(result, costs))
     summary["seed"] = plan.config.seed
-    summary["notes"] = notes
+    summary["notes"] = []
     return BackendOutput(plan.label, summary, table, timeseries(result, workload))
 
 

@@ -24,8 +24,9 @@ import numpy as np
 from harness.errors import InputError
 from harness.step.deployment import Deployment, load_deployment, standard_deployment
 from harness.step.memory import max_batch_per_chip, memory_plan
+from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
-from harness.step.schedule import decode_work, prefill_work_totals, step_time_s
+from harness.step.schedule import CATEGORIES, decode_work, prefill_work_totals, step_ops, step_time_s
 
 _BATCH_POINTS = 48
 _KV_POINTS = 40
@@ -143,16 +144,44 @@ class BackendCosts:
         return _copy_s(tokens * self.kv_bytes_per_token, f.bandwidth_bytes_per_s, f.latency_s)
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:
-        hw = self.prefill.hardware
-        bw = hw.host_remote_read_bytes_per_s if remote else hw.host_read_bytes_per_s
-        lat = hw.host_remote_latency_s if remote else hw.host_latency_s
-        return _copy_s(tokens * self.kv_bytes_per_token, bw, lat)
+        """NPU/GPU reads the pool's DRAM: over UB (CM384, striped over all nodes) or PCIe / RDMA (GPU hosts)."""
+        return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "read", remote))
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
-        hw = self.prefill.hardware
-        bw = hw.host_remote_write_bytes_per_s if remote else hw.host_write_bytes_per_s
-        lat = hw.host_remote_latency_s if remote else hw.host_latency_s
-        return _copy_s(tokens * self.kv_bytes_per_token, bw, lat)
+        return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "write", remote))
+
+    def cache_ssd_read_s(self, tokens: int) -> float:
+        """SSD tier (EVS volumes over the VPC plane on CM384; the node's NVMe drives on GPU clusters) into a
+        prefill instance. Writes to SSD go with every DRAM write-back and are asynchronous: not on any path."""
+        return ssd_read_s(tokens * self.kv_bytes_per_token, self.prefill.hardware)
+
+    # ---- report
+    def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:
+        """Busy seconds per op category (harness.step.CATEGORIES) of one representative step: every op's duration
+        summed over layers and microbatches, as `bench estimate`'s breakdown counts it, plus graph launches
+        ("other"). Categories on overlapping streams run at once, so the sum can exceed the step time.
+        prefill: step=dict(tokens=, cached_tokens=, requests=) (`requests` equal pieces, each `tokens` new after
+        `cached_tokens` cached); decode: step=dict(batch_per_chip=, mean_kv_len=)."""
+        if phase == "prefill":
+            key = (_round(step["tokens"]), _round(step["cached_tokens"]), max(round(step["requests"]), 1))
+        elif phase == "decode":
+            key = (_round(step["batch_per_chip"]), _round(step["mean_kv_len"]), 0)
+        else:
+            raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
+        return dict(self._breakdown(phase, *key))
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per backend, lives as long as the replay
+    def _breakdown(self, phase: str, a: float, b: float, pieces: int) -> tuple[tuple[str, float], ...]:
+        if phase == "prefill":
+            dep, k = self.prefill, pieces
+            work = prefill_work_totals(dep, a * k, b * k, k * (a * b + a * (a + 1) / 2), k)
+        else:
+            dep = self.decode
+            work = decode_work(dep, max(a, 1e-9), b)
+        busy = dict.fromkeys(CATEGORIES, 0.0)
+        for op in step_ops(dep, work, self.eplb):
+            busy[op.category] += op.duration_s
+        return tuple((c, s) for c, s in busy.items() if s > 0)
 
 
 def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x: float, y: float) -> float | None:

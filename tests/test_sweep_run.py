@@ -169,3 +169,4 @@ def test_a_worker_running_other_code_refuses_the_point(sweep_file):
     point = dict(expand(load_sweep(sweep_file))[0], harness="digest of some other checkout")
     record = run_point(point)
     assert record["status"] == "failed" and "changed since this sweep started" in record["error"]
+    assert record["transient"]   # never saved to the store, so the point runs again next time

@@ -35,14 +35,18 @@ def run_points(points: list[dict[str, Any]], out_dir: str | Path, executor: Loca
     store = PointStore(out_dir)
     todo = store.pending(points, retry_failed)
     started = time.perf_counter()
+    unsaved: dict[str, dict[str, Any]] = {}
     with sweep_progress(len(todo), title, show_progress) as advance:
         def on_record(point: dict[str, Any], record: dict[str, Any]) -> None:
-            store.put(point, record)
+            if record.get("transient"):
+                unsaved[point["id"]] = record
+            else:
+                store.put(point, record)
             advance(record["status"] == "ok")
         executor.run(todo, on_record)
     records = {}
     for p in points:
-        r = store.get(p["id"])
+        r = unsaved.get(p["id"]) or store.get(p["id"])
         if r is None:  # cannot happen unless the folder is changed under us
             raise RuntimeError(f"point {p['id']} has no record after running")
         records[p["id"]] = r

@@ -55,12 +55,14 @@ def _llm_of(deployment: str) -> str:
 
 
 def run_point(point: dict[str, Any]) -> dict[str, Any]:
-    """Replay one point; never raises. Record: id, index, status ("ok" | "failed"), error, summary, wall_s."""
+    """Replay one point; never raises. Record: id, index, status ("ok" | "failed"), error, summary, wall_s, and
+    transient=True on a failure that must not be saved (the worker runs other code than the sweep planned)."""
     started = time.perf_counter()
     record: dict[str, Any] = {"id": point["id"], "index": point["index"], "status": "ok", "error": None,
                               "summary": None}
     try:
         if point["harness"] != code_digest():
+            record["transient"] = True   # not saved: a rerun on settled code computes it
             raise InputError("the harness code or spec files changed since this sweep started; run it again")
         workload = load_point_trace(point["trace"])
         plan, sets = point_plan(point)

@@ -78,3 +78,13 @@ def test_table_is_readable_when_piped():
     r = CliRunner().invoke(main, ["validate"])  # CliRunner's stdout is not a terminal
     line = next(l for l in r.output.splitlines() if "e2e.cm384.decode.tpot" in l)
     assert "49.4" in line and "end-to-end prediction" in line  # one row per line, not wrapped
+
+
+def test_ub_rows_read_each_path_from_its_own_spec_figure():
+    """Table 1's read/write x same-node/other-node figures are spec inputs: every UB row reproduces its figure (the
+    512-byte latency adds 512 B / bandwidth, under 0.5%)."""
+    ub = [r for r in rows() if r["id"].startswith("ub.")]
+    assert len(ub) == 16
+    for r in ub:
+        assert r["kind"] == "spec input"
+        assert abs(r["error_pct"]) < (1e-9 if r["id"].endswith("bandwidth") else 0.5), r

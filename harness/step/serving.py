@@ -179,15 +179,15 @@ class BackendCosts:
         prefill: step=dict(tokens=, cached_tokens=, requests=) (`requests` equal pieces, each `tokens` new after
         `cached_tokens` cached); decode: step=dict(batch_per_chip=, mean_kv_len=)."""
         if phase == "prefill":
-            key = (_round(step["tokens"]), _round(step["cached_tokens"]), max(round(step["requests"]), 1))
+            key = (float(step["tokens"]), float(step["cached_tokens"]), max(float(step["requests"]), 1.0))
         elif phase == "decode":
-            key = (_round(step["batch_per_chip"]), _round(step["mean_kv_len"]), 0)
+            key = (float(step["batch_per_chip"]), float(step["mean_kv_len"]), 0.0)
         else:
             raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
         return dict(self._breakdown(phase, *key))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per backend, lives as long as the replay
-    def _breakdown(self, phase: str, a: float, b: float, pieces: int) -> tuple[tuple[str, float], ...]:
+    def _breakdown(self, phase: str, a: float, b: float, pieces: float) -> tuple[tuple[str, float], ...]:
         if phase == "prefill":
             dep, k = self.prefill, pieces
             work = prefill_work_totals(dep, a * k, b * k, k * (a * b + a * (a + 1) / 2), k)

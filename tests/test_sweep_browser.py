@@ -75,3 +75,18 @@ backend = "h800-ib"
     run_sweep(load_sweep(sweep), tmp_path / "out", show_progress=False)
     _open(browser, tmp_path / "out" / "report.html", tmp_path / "sweep.png")
     assert HOSTILE in browser.find_element("css selector", "table.best").text
+
+
+def test_plan_report_draws(browser, tmp_path):
+    from harness.results.slo import parse_slo
+    from harness.sweep.plan import Bounds, plan_deployments
+    from harness.sweep.report import render_sweep_report
+    from harness.sweep.spec import Backend, trace_ref
+
+    backends = [Backend("cloudmatrix384", "cloudmatrix384", "cm384-prefill", "cm384-decode", {}),
+                Backend("h800-ib", "h800-ib", "h800-prefill", "h800-decode", {})]
+    plan_deployments(trace_ref("azure-conv", {"limit": 80, "rate": 50.0}), backends, parse_slo("ttft=2s"),
+                     tmp_path / "plan", bounds=Bounds(3, 2))
+    render_sweep_report(tmp_path / "plan", tmp_path / "plan" / "report.html")
+    _open(browser, tmp_path / "plan" / "report.html", tmp_path / "plan.png")
+    assert "cloudmatrix384" in browser.find_element("css selector", "table.winners").text

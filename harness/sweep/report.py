@@ -144,10 +144,12 @@ def _sweep_section(table: pl.DataFrame, meta: dict[str, Any], source: Path) -> t
 
 def _plan_section(table: pl.DataFrame, plan: dict[str, Any], source: Path) -> tuple[dict, list[dict]]:
     data = []
+    n = len(plan["backends"])
     for i, b in enumerate(plan["backends"]):
         rows = table.filter(pl.col("label") == b["label"]).to_dicts()
+        shift = (i - (n - 1) / 2) * 0.12   # backends side by side where they evaluated the same cell
         data.append({"type": "scatter", "mode": "markers", "name": b["label"],
-                     "x": [r["knob:decode_instances"] for r in rows],
+                     "x": [r["knob:decode_instances"] + shift for r in rows],
                      "y": [r["knob:prefill_instances"] for r in rows],
                      "text": [f"{r['label']}: {r['knob:prefill_instances']} prefill + {r['knob:decode_instances']} "
                               f"decode, {'meets' if r['meets_slo'] else 'misses'} the SLO" for r in rows],
@@ -156,11 +158,12 @@ def _plan_section(table: pl.DataFrame, plan: dict[str, Any], source: Path) -> tu
                      "hovertemplate": "%{text}<extra></extra>"})
         if b["winner"]:
             data.append({"type": "scatter", "mode": "markers", "name": f"{b['label']} winner",
-                         "x": [b["winner"]["decode_instances"]], "y": [b["winner"]["prefill_instances"]],
+                         "x": [b["winner"]["decode_instances"] + shift], "y": [b["winner"]["prefill_instances"]],
                          "marker": {"color": colour(i), "size": 22, "symbol": "star-open", "line": {"width": 2}},
                          "hoverinfo": "skip"})
     fig = figure("plan-cells", "Evaluated deployments (circle: meets the SLO; x: misses; star: winner)", data,
-                 layout("decode instances", "prefill instances", xaxis={"dtick": 1}, yaxis={"dtick": 1}))
+                 layout("decode instances", "prefill instances", yaxis={"dtick": 1},
+                        xaxis={"dtick": 1, "range": [0.5, plan["bounds"]["max_decode_instances"] + 0.5]}))
     model = {"plan": plan, "knobs": _knobs(table), "metrics": SHOWN_METRICS, "rows": table.head(MAX_ROWS).to_dicts(),
              "total_rows": table.height}
     return {"kind": "plan", "title": f"Plan: {plan['trace']['name']}", "source": str(source), "model": model}, \

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from harness.cli import main
@@ -167,3 +167,33 @@ def test_schema_file_is_valid_json_schema():
 
     from harness.paths import models_dir
     Draft202012Validator.check_schema(json.loads((models_dir() / "schema" / "sweep.json").read_text()))
+
+
+_values = st.one_of(st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),
+                    st.booleans(), st.text(max_size=12))
+_keys = st.one_of(st.sampled_from(["batch_cap", "prefill_instances", "routing", "cache_capacity", "decode.ep",
+                                   "hardware.scale_up.bandwidth", "prefill_per_decode", "seed", "decode"]),
+                  st.text(min_size=1, max_size=15))
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return json.dumps(v) if isinstance(v, str) else repr(v)
+
+
+@given(st.dictionaries(_keys, st.one_of(_values, st.lists(_values, min_size=1, max_size=3)), max_size=4))
+@example({"a\nb": 1})
+@example({"decode.\u2028ep": "x\ny"})
+def test_hostile_grids_give_a_sweep_or_one_clear_error(tmp_path_factory, grid):
+    lines = [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in grid.items()]
+    path = write(tmp_path_factory.mktemp("h"), BASE + "[grid]\n" + "\n".join(lines) +
+                 '\n[[backend]]\nbackend = "cloudmatrix384"\n')
+    try:
+        points = expand(load_sweep(path))
+    except InputError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc).strip()
+    else:
+        assert points and all(p["id"] for p in points)

@@ -146,10 +146,15 @@ def _line(text: str, keys: list[Any]) -> int | None:
     return line_of(text, keys)
 
 
+def _printable(text: str) -> str:
+    """Control characters from the file escaped, so an error stays one line."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _error(msg: str, path: Path, text: str, keys: list[Any]) -> InputError:
     line = _line(text, keys)
-    return InputError(msg, path=str(path), where=f"line {line}" if line else None,
-                      field=".".join(map(str, keys)) or None)
+    return InputError(_printable(msg), path=str(path), where=f"line {line}" if line else None,
+                      field=_printable(".".join(map(str, keys))) or None)
 
 
 def _spec_kind(name: str) -> str | None:

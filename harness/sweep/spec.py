@@ -85,7 +85,8 @@ def code_digest() -> str:
 
     h = hashlib.sha256(__version__.encode())
     for root, patterns in ((Path(harness.__file__).parent, ("*.py", "*.toml")), (models_dir(), ("*.toml", "*.json"))):
-        for f in sorted(p for pattern in patterns for p in root.rglob(pattern)):
+        for f in sorted(p for pattern in patterns for p in root.rglob(pattern)
+                        if p.relative_to(root).parts[0] != "_data"):   # an installed wheel's models: below
             h.update(str(f.relative_to(root)).encode())
             h.update(f.read_bytes())
     return h.hexdigest()

@@ -20,7 +20,7 @@ def sweep_progress(total: int, title: str, show: bool | None = None) -> Iterator
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[failed]}"), TimeElapsedColumn(),
-               TextColumn("left"), TimeRemainingColumn()]
+               TextColumn("elapsed,"), TimeRemainingColumn(), TextColumn("left")]
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task(title, total=total, rate="", failed="")
         failed = 0

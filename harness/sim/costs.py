@@ -65,7 +65,8 @@ class ServingCosts(Protocol):
         ...
 
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:
-        """Seconds per category (e.g. "attention", "moe", "dispatch", "combine", "other") of one step, for the
-        report: phase "prefill" with step=dict(tokens=, cached_tokens=, requests=) (a batch of `requests` equal
+        """Busy seconds per op category (the step model's: "gemm", "grouped_gemm", "attention", "moe_dispatch",
+        "moe_combine", ..., "other") of one step, for the report; streams overlap, so they may sum to more than
+        the step time. Phase "prefill" with step=dict(tokens=, cached_tokens=, requests=) (a batch of `requests` equal
         pieces), phase "decode" with step=dict(batch_per_chip=, mean_kv_len=)."""
         ...

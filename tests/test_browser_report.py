@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import open_page
 
 from harness.report import render_report
 
@@ -19,50 +19,8 @@ from test_report_sample import write_sample_results  # noqa: E402
 pytestmark = pytest.mark.browser
 
 HOSTILE = '<script>window.__pwned=1;alert(1)</script><img src=x onerror="window.__pwned=2">'
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory):
-    if CHROMIUM is None or not Path(CHROMEDRIVER).exists():
-        pytest.skip("headless chromium and /usr/bin/chromedriver are not installed (apt-get install chromium "
-                    "chromium-driver; .ci/run does it)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", "--window-size=1366,900",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: selenium-manager must never try to download a driver.
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
-def _load(driver, page: Path, shot: Path) -> list[dict]:
-    """Open the page, wait until the plots are drawn, save a full-page screenshot; return console messages."""
-    driver.get_log("browser")  # drop anything left from an earlier page
-    driver.get(page.as_uri())
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        state = driver.execute_script("return document.body.dataset.plots || ''")
-        if state:
-            break
-        time.sleep(0.1)
-    assert state == "ready", f"plots did not draw (state {state!r})"
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1366, min(int(height) + 100, 16000))
-    time.sleep(0.3)  # responsive plots re-lay themselves out after the resize
-    driver.save_screenshot(str(shot))
-    driver.set_window_size(1366, 900)
-    return driver.get_log("browser")
 
 
 def _assert_all_plots_drew(driver) -> int:
@@ -91,7 +49,7 @@ def test_replay_report_draws_in_chromium_and_hostile_name_stays_text(browser, tm
     results = write_sample_results(tmp_path / "results", n_requests=300, trace_name=HOSTILE,
                                    labels=["cloudmatrix384", HOSTILE.replace("/", "|")])
     page = render_report([results], tmp_path / "report.html")
-    logs = _load(browser, page, tmp_path / "replay.png")
+    logs = open_page(browser, page, tmp_path / "replay.png")
     errors = [e for e in logs if e["level"] == "SEVERE"]
     assert errors == [], errors
     assert _assert_all_plots_drew(browser) >= 10
@@ -128,7 +86,7 @@ def test_combined_report_with_ops_and_validation_draws(browser, tmp_path: Path) 
         {"id": "decode tok/s per chip", "published": 1943.0, "predicted": 1810.0, "unit": "tok/s", "error_pct": -6.8},
         {"id": HOSTILE, "published": 50.0, "predicted": 61.0, "unit": "ms", "error_pct": 22.0}]))
     page = render_report([results, _ops_result(tmp_path / "ops.json"), val], tmp_path / "combined.html")
-    logs = _load(browser, page, tmp_path / "combined.png")
+    logs = open_page(browser, page, tmp_path / "combined.png")
     assert [e for e in logs if e["level"] == "SEVERE"] == []
     assert _assert_all_plots_drew(browser) >= 14
     _assert_no_network(browser)
@@ -152,7 +110,7 @@ def test_report_of_a_real_small_replay_draws(browser, tmp_path: Path, repo_root:
     res = CliRunner().invoke(main, ["replay", str(trace), "--limit", "300", "--out", str(tmp_path / "out"),
                                     "--report", str(page), "--quiet"])
     assert res.exit_code == 0, res.output
-    logs = _load(browser, page, tmp_path / "real-replay.png")
+    logs = open_page(browser, page, tmp_path / "real-replay.png")
     assert [e for e in logs if e["level"] == "SEVERE"] == []
     assert _assert_all_plots_drew(browser) >= 10
     _assert_no_network(browser)

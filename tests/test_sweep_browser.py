@@ -2,52 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
-import time
 from pathlib import Path
 
 import pytest
+from conftest import open_page
 
 from harness.sweep.run import run_sweep
 from harness.sweep.spec import load_sweep
 
 pytestmark = pytest.mark.browser
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = "/usr/bin/chromedriver"
 HOSTILE = '<script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    if CHROMIUM is None or not Path(CHROMEDRIVER).exists():
-        pytest.skip("headless chromium and /usr/bin/chromedriver are not installed (apt-get install chromium "
-                    "chromium-driver)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1366,900",
-                "--disable-background-networking", f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
-        opts.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(60)
-    yield driver
-    driver.quit()
-
-
 def _open(driver, page: Path, shot: Path) -> None:
-    driver.get(page.as_uri())
-    deadline, state = time.monotonic() + 60, ""
-    while time.monotonic() < deadline and not state:
-        state = driver.execute_script("return document.body.dataset.plots || ''")
-        time.sleep(0.1)
-    assert state == "ready", f"plots did not draw (state {state!r})"
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1366, min(int(height) + 100, 12000))
-    time.sleep(0.3)
-    driver.save_screenshot(str(shot))
-    driver.set_window_size(1366, 900)
+    """Load the report; every plot drew, nothing hostile ran, the console has no errors."""
+    logs = open_page(driver, page, shot)
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
     ids = driver.execute_script("return JSON.parse(document.getElementById('figures').textContent).map(f => f.id)")
     assert ids
     for fid in ids:

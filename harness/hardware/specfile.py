@@ -10,7 +10,6 @@ import functools
 import json
 import math
 import re
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from harness.errors import InputError
+from harness.tomlfile import read_toml
 from harness.hardware.units import PATTERNS, parse_quantity, quantity_kind
 from harness.paths import models_dir
 
@@ -47,12 +47,7 @@ def _read(kind: str, name: str) -> tuple[Path, str, dict[str, Any]]:
     if not path.is_file():
         known = ", ".join(spec_names(kind)) or "none"
         raise InputError(f"unknown {kind} '{name}' (available: {known})", field=kind)
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise InputError(f"not valid TOML: {exc}", path=str(path), where=f"line {m.group(1)}" if m else None) from None
+    text, data = read_toml(path)
     return path, text, data
 
 

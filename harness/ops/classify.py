@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import InputError
+from harness.tomlfile import read_toml
 from harness.ops.graph import CATEGORIES, OpGraph
 from harness.paths import models_dir
 
@@ -26,12 +26,7 @@ def default_rules_path() -> Path:
 def load_rules(path: str | Path) -> list[Rule]:
     """Parse one rule file; bad files raise InputError naming the rule and field."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("rule file not found", path=str(path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid TOML: {exc}", path=str(path)) from None
+    _, data = read_toml(path)
     rules = []
     for i, raw in enumerate(data.get("rule", [])):
         where = f"rule {i + 1}"

@@ -20,12 +20,12 @@ from __future__ import annotations
 import ast
 import operator
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import InputError
+from harness.tomlfile import read_toml
 from harness.llm import LLM, load_llm
 from harness.ops.graph import OpGraph
 from harness.paths import models_dir
@@ -108,12 +108,7 @@ def _regex(text: object, path: Path, where: str, field_: str) -> re.Pattern[str]
 
 def load_work_table(path: str | Path) -> WorkTable:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError("work table not found", path=str(path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"not valid TOML: {exc}", path=str(path)) from None
+    _, data = read_toml(path)
     for key in ("name", "llm"):
         if not isinstance(data.get(key), str):
             raise InputError("missing or not a string", path=str(path), field=key)

@@ -82,6 +82,20 @@ def _env() -> jinja2.Environment:
     return env
 
 
+
+def collect_figures(groups: dict[str, list[dict]], sid: str) -> tuple[list[dict], dict[str, list[dict[str, str]]]]:
+    """Figures of one section with page-unique ids (for the embedded JSON), and per group the ids and titles the
+    template lays out."""
+    figures: list[dict] = []
+    plots: dict[str, list[dict[str, str]]] = {}
+    for group, figs in groups.items():
+        plots[group] = []
+        for fig in figs:
+            fid = f"{sid}-{fig['id']}"
+            figures.append({"id": fid, "data": fig["data"], "layout": fig["layout"]})
+            plots[group].append({"id": fid, "title": fig["title"]})
+    return figures, plots
+
 def _section(res: Results, index: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(section for the template, its figures with page-unique ids)."""
     sid = f"s{index}"
@@ -103,14 +117,7 @@ def _section(res: Results, index: int) -> tuple[dict[str, Any], list[dict[str, A
         title = f"Op-trace replay: {model['name']}"
     else:  # pragma: no cover - load_results returns only the kinds above
         raise TypeError(type(res))
-    figures = []
-    plots: dict[str, list[dict[str, str]]] = {}
-    for group, figs in groups.items():
-        plots[group] = []
-        for fig in figs:
-            fid = f"{sid}-{fig['id']}"
-            figures.append({"id": fid, "data": fig["data"], "layout": fig["layout"]})
-            plots[group].append({"id": fid, "title": fig["title"]})
+    figures, plots = collect_figures(groups, sid)
     section = {"id": sid, "kind": res.kind, "title": title, "source": str(res.path), "model": model,
                "plots": plots}
     return section, figures

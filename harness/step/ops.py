@@ -58,6 +58,17 @@ def _mem(dep: Deployment, name: str, category: str, role: str, nbytes) -> OpSpec
     return OpSpec(name, category, role, memory_time_s(nbytes, dep.hardware), 0.0, nbytes)
 
 
+def _moe_all_to_all(dep: Deployment, kind: str, t, hw, llm, precision: str, dedicated: bool) -> OpSpec:
+    """MoE dispatch or combine: decode uses the low-latency kernels (per-message latency matters), prefill the bulk
+    all-to-all (bandwidth matters)."""
+    if dep.phase == "decode":
+        time_s = dispatch_time_s(t, dep.ep, hw, llm, kind, precision, dedicated)
+        sent = dispatch_bytes(t, dep.ep, hw, llm, kind, precision, dedicated)
+    else:
+        time_s, sent = bulk_all_to_all_time_s(t, dep.ep, hw, llm, kind, precision)
+    return OpSpec(f"moe_{kind}", f"moe_{kind}", "comm", time_s, 0.0, sent, sent)
+
+
 def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
     llm, hw, p, tp = dep.llm, dep.hardware, dep.precision, dep.tp
     h = llm.hidden
@@ -132,12 +143,7 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
     i, k = llm.expert_intermediate, llm.top_k
     ops.append(_gemm(dep, "gate", "ffn", t, llm.routed_experts, h, HEAD_PRECISION))
     dedicated = dep.shared_expert_placement == "dedicated" and llm.shared_experts > 0
-    if dep.phase == "decode":
-        d = dispatch_time_s(t, dep.ep, hw, llm, "dispatch", p, dedicated)
-        sent = dispatch_bytes(t, dep.ep, hw, llm, "dispatch", p, dedicated)
-    else:
-        d, sent = bulk_all_to_all_time_s(t, dep.ep, hw, llm, "dispatch", p)
-    ops.append(OpSpec("moe_dispatch", "moe_dispatch", "comm", d, 0.0, sent, sent))
+    ops.append(_moe_all_to_all(dep, "dispatch", t, hw, llm, p, dedicated))
     if llm.shared_experts and not dedicated:
         ops += [_gemm(dep, "shared_gate_up", "ffn", t, 2 * i * llm.shared_experts, h, p),
                 _gemm(dep, "shared_down", "ffn", t, h, i * llm.shared_experts, p)]
@@ -151,12 +157,7 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
     ops += [_gemm(dep, "experts_gate_up", "ffn", m, 2 * i, h, p, g),
             _mem(dep, "experts_act", "elementwise", "ffn", load * i * 6),
             _gemm(dep, "experts_down", "ffn", m, h, i, p, g)]
-    if dep.phase == "decode":
-        c = dispatch_time_s(t, dep.ep, hw, llm, "combine", p, dedicated)
-        sent = dispatch_bytes(t, dep.ep, hw, llm, "combine", p, dedicated)
-    else:
-        c, sent = bulk_all_to_all_time_s(t, dep.ep, hw, llm, "combine", p)
-    ops.append(OpSpec("moe_combine", "moe_combine", "comm", c, 0.0, sent, sent))
+    ops.append(_moe_all_to_all(dep, "combine", t, hw, llm, p, dedicated))
     ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t * h * 6))
     return ops
 

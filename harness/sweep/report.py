@@ -16,7 +16,7 @@ import polars as pl
 from harness.errors import InputError
 from harness.outputs import write_text_atomic
 from harness.report.figures import colour, figure, layout
-from harness.report.render import exact, fmt_num, fmt_rel, plotly_js_gzip_b64, rel_class, script_json
+from harness.report.render import collect_figures, exact, fmt_num, fmt_rel, plotly_js_gzip_b64, rel_class, script_json
 
 MAX_ROWS = 500   # the all-points table stops here; the Parquet file has every row
 SHOWN_METRICS = [("chips", "count"), ("output_tokens_per_s_per_chip", ""), ("input_tokens_per_s_per_chip", ""),
@@ -184,14 +184,7 @@ def render_sweep_html(out_dir: str | Path) -> str:
         raise InputError(f"not a sweep or plan folder: {exc}", path=str(out)) from None
     section, groups = (_plan_section if kind == "plan" else _sweep_section)(table, meta, out)
     section["id"] = "s1"
-    figures, plots = [], {}
-    for group, figs in groups.items():
-        plots[group] = []
-        for f in figs:
-            fid = f"s1-{f['id']}"
-            figures.append({"id": fid, "data": f["data"], "layout": f["layout"]})
-            plots[group].append({"id": fid, "title": f["title"]})
-    section["plots"] = plots
+    figures, section["plots"] = collect_figures(groups, "s1")
     return _env().get_template("report.html.j2").render(
         title=section["title"], sections=[section], figures_json=script_json(figures), plotly_b64=plotly_js_gzip_b64())
 

@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import json
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import jsonschema
 
 from harness import __version__
 from harness.errors import InputError
+from harness.tomlfile import read_toml
 from harness.hardware.specfile import line_of, load_spec, spec_names
 from harness.paths import models_dir
 from harness.results.slo import Slo, parse_slo
@@ -259,12 +259,7 @@ def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise InputError("no such sweep file", path=str(path))
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        m = re.search(r"line (\d+)", str(exc))
-        raise InputError(f"not valid TOML: {exc}", path=str(path), where=f"line {m.group(1)}" if m else None) from None
+    text, raw = read_toml(path)
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(raw), key=lambda e: list(map(str, e.path)))
     if errors:
         e = errors[0]

@@ -156,7 +156,7 @@ def test_cli_sweep_prints_a_summary_and_json(serial, sweep_file):
 
 
 def test_bundled_example_sweep_files_load():
-    examples = Path(__file__).resolve().parents[1] / "examples"
+    examples = Path(__file__).resolve().parents[1] / "models" / "sweeps"
     files = sorted(examples.glob("*.toml"))
     assert files
     for f in files:

@@ -1,6 +1,6 @@
 """Sweep throughput: time proportional to points / workers, and the Ray executor's per-point overhead.
 
-- test_sweep_64_points_scaling (slow): examples/sweep-azure-64.toml, 64 replays of the whole Azure conversation
+- test_sweep_64_points_scaling (slow): models/sweeps/sweep-azure-64.toml, 64 replays of the whole Azure conversation
   trace, with 1 and 2 local workers; asserts near-linear scaling (this machine has 2 cores) and equal tables.
 - test_sweep_small_scaling: the same sweep on 300 requests (default run; checks equal tables, records timings).
 - test_ray_overhead_per_point: tiny points run in-process vs as Ray tasks (both warm, one worker): the
@@ -24,7 +24,7 @@ from harness.sweep.executors import open_executor
 from harness.sweep.run import run_points, run_sweep
 from harness.sweep.spec import expand, load_sweep
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep-azure-64.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "models" / "sweeps" / "sweep-azure-64.toml"
 
 
 def _timed_sweep(sweep, out, jobs, executor="local"):

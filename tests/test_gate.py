@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from harness.cli import main
 from harness.gate import golden, speed
+from harness.paths import shared_data_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,3 +106,15 @@ def test_the_speed_gate_runs_the_real_benchmarks_against_the_baseline(tmp_path):
                                  "--baseline", str(baseline), "--json", "--margin", "3"])
     assert again.exit_code == 0, again.output
     assert {r["name"] for r in json.loads(again.stdout)["speed"]} == set(ratios)
+
+
+def test_the_committed_speed_baseline_holds():
+    """The CI speed gate: the non-slow benchmarks, normalised by the calibration run, against baseline.json."""
+    result = CliRunner().invoke(main, ["gate", "--no-results", "--speed", "--json"])
+    report = json.loads(result.stdout)
+    slow = [(r["name"], round(r["slowdown"], 2)) for r in report["speed"] if r["failed"]]
+    assert result.exit_code == 0 and not slow, slow
+    baseline = json.loads((REPO / "tests" / "benchmarks" / "baseline.json").read_text())["ratios"]
+    measured = {r["name"] for r in report["speed"] if r["slowdown"] is not None}
+    needs_shared = set() if shared_data_dir() else {"test_gate_ops_parse_and_retime"}   # skips without ../shared
+    assert measured <= set(baseline) and set(baseline) - measured <= needs_shared

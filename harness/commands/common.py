@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
 from harness.trace import Workload, load_trace, shape
 from harness.trace.formats import FORMATS
@@ -41,3 +43,10 @@ def load_shaped(path: str | Path, *, fmt: str | None = None, strict: bool = Fals
         for note in workload.notes:
             click.echo(f"warning: {workload.source_path}: {note}", err=True)
     return shape(workload, limit=limit, window=window, time_scale=time_scale, rate=rate)
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console for command output: the terminal's width on a terminal, and 160 columns when piped or
+    redirected (rich would otherwise fold tables into 80 columns)."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160)

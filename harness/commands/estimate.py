@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.commands.common import console
 from harness.errors import InputError
 from harness.step.deployment import inline_deployment, load_deployment
 from harness.step.estimate import estimate as run_estimate
@@ -79,7 +79,7 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
 
 
 def _print(r: dict) -> None:
-    con = Console()
+    con = console()
     con.print(f"[bold]{r['deployment']}[/]  {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
               f"({r['ranks']} ranks), EP{r['ep']} DP{r['dp']} TP{r['tp']}, {r['precision']}, "
               f"{r['microbatches']} microbatch(es), EPLB {r['eplb']}")

@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.commands.common import console
 from harness.errors import InputError
 from harness.gate import golden, speed
 from harness.gate.probes import collect_results
@@ -43,7 +43,7 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
     baseline_path = baseline_path or root / "tests" / "benchmarks" / "baseline.json"
     failed = False
     report: dict = {}
-    console = Console()
+    con = console()
 
     if do_results:
         if update and overrides:
@@ -71,7 +71,7 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
                 table.add_row(m.id, _fmt(m.old), _fmt(m.new),
                               "-" if m.rel_change is None else f"{m.rel_change:+.2%}".replace("+", ""),
                               f"{m.rel_tol:.2%}", verdict)
-            console.print(table)
+            con.print(table)
 
     if do_speed:
         base = speed.load_baseline(baseline_path)
@@ -103,11 +103,11 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
                 table.add_row(r.name, _fmt(r.baseline_ratio, ".4g"), _fmt(r.current_ratio, ".4g"),
                               "-" if r.slowdown is None else f"{r.slowdown:.2f}x",
                               "new" if r.baseline_ratio is None else ("FAIL" if r.failed else "ok"))
-            console.print(table)
+            con.print(table)
 
     if as_json:
         click.echo(json.dumps(dict(report, failed=failed), indent=1, default=str))
     elif not update:
-        console.print("[red]gate failed[/red]" if failed else "[green]gate passed[/green]")
+        con.print("[red]gate failed[/red]" if failed else "[green]gate passed[/green]")
     if failed:
         raise SystemExit(1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.commands.common import console
 from harness.hardware.specfile import list_models
 
 
@@ -24,7 +24,7 @@ def list_cmd(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
-    con = Console()
+    con = console()
     for kind, rows in found.items():
         t = Table(title=kind)
         t.add_column("name")

@@ -8,6 +8,7 @@ import sys
 import click
 import numpy as np
 
+from harness.commands.common import console
 from harness.errors import InputError
 from harness.ops.classify import unclassified
 from harness.ops.load import FORMATS, load_op_trace
@@ -46,10 +47,8 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
                report: str | None, quiet: bool) -> None:
     """Replay TRACE's op DAG; with --source/--target, re-time each op on those backends."""
     show = not quiet and not as_json and sys.stdout.isatty()
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    with console.status(f"reading {trace}", spinner="dots") if show else _null():
+    status = console(stderr=True)
+    with status.status(f"reading {trace}", spinner="dots") if show else _null():
         graph = load_op_trace(trace, fmt, rules)
     table = None
     if source_hw or target_hw:
@@ -168,29 +167,28 @@ def analyse(graph, source_hw: str | None, target_hw: str | None, table=None, lau
 
 
 def _print(result: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    con = console()
     tr = result["trace"]
-    console.print(f"[bold]{tr['path']}[/]  format {tr['format']}, {tr['ops']} ops on streams "
+    con.print(f"[bold]{tr['path']}[/]  format {tr['format']}, {tr['ops']} ops on streams "
                   f"{', '.join(tr['streams'])}; sync edges {tr.get('sync_edges', '-')}, SM-capacity edges "
                   f"{tr.get('sm_edges', '-')}, inferred waits {tr.get('inferred_wait_edges', '-')}, ops with a "
                   f"recorded CPU launch {tr.get('launch_release_ops', 0)}")
     cls = result["classification"]
-    console.print(f"unclassified kernels: {len(cls['unclassified'])} names, "
+    con.print(f"unclassified kernels: {len(cls['unclassified'])} names, "
                   f"{cls['unclassified_share']:.2%} of recorded op time")
     for row in cls["unclassified"][:10]:
-        console.print(f"  {row['count']:6d} x {row['time_s'] * 1e3:9.3f} ms  {row['name'][:100]}")
+        con.print(f"  {row['count']:6d} x {row['time_s'] * 1e3:9.3f} ms  {row['name'][:100]}")
     if result.get("work_sources") is not None:
         wt = result.get("work_table")
-        console.print("work table: " + (f"{wt['name']} (LLM {wt['llm']})" if wt else "none"))
+        con.print("work table: " + (f"{wt['name']} (LLM {wt['llm']})" if wt else "none"))
         for reason, count in (wt or {}).get("source_rate_reasons", {}).items():
-            console.print(f"  source-rate fallback, {count} ops: {reason}")
+            con.print(f"  source-rate fallback, {count} ops: {reason}")
         parts = []
         for cat, srcs in sorted(result["work_sources"].items()):
             parts.append(f"{cat} " + "/".join(f"{k} {v}" for k, v in sorted(srcs.items())))
-        console.print("work from: " + "; ".join(parts))
+        con.print("work from: " + "; ".join(parts))
     columns = [k for k in ("recorded", "replayed", "source_predicted", "target_predicted") if result.get(k)]
     table = Table(title="time per category (ms, summed over ops)")
     table.add_column("category")
@@ -211,11 +209,11 @@ def _print(result: dict) -> None:
         table.add_row(f"[bold]{label}[/]", *[(f"{result[c][key] * 1e3:.3f}" if fmt == "ms"
                                               else f"{result[c][key]:.1%}") for c in columns],
                       *([""] if mape else []))
-    console.print(table)
+    con.print(table)
     ident = result.get("identity")
     if ident:
         ok = "[green]holds[/]" if ident["within_1pct"] else "[red]FAILS[/]"
-        console.print(f"identity replay ({ident['mechanisms']}): recorded span {ident['recorded_span_s'] * 1e3:.3f} "
+        con.print(f"identity replay ({ident['mechanisms']}): recorded span {ident['recorded_span_s'] * 1e3:.3f} "
                       f"ms, replayed {ident['replayed_span_s'] * 1e3:.3f} ms (error {ident['error']:+.3%}) {ok}; "
                       f"{ident['fallback_gap_ops']} ops without a recorded launch replay their idle gaps "
                       f"({ident['fallback_gap_total_s'] * 1e3:.3f} ms); DAG alone {ident['dense_span_s'] * 1e3:.3f} ms")
@@ -224,10 +222,10 @@ def _print(result: dict) -> None:
         parts = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in sorted(cp["per_category_s"].items(), key=lambda x: -x[1]))
         where = ("at a CPU launch (host-bound before it)" if cp.get("starts_at") == "cpu_launch"
                  else "at the first op")
-        console.print(f"critical path ({c}): {cp['ops']} ops from {cp.get('start_s', 0.0) * 1e3:.2f} ms, starting "
+        con.print(f"critical path ({c}): {cp['ops']} ops from {cp.get('start_s', 0.0) * 1e3:.2f} ms, starting "
                       f"{where}; unexplained idle {cp['wait_s'] * 1e3:.2f} ms; by category (ms): {parts}")
     for line in result.get("assumptions", []):
-        console.print(f"[dim]assumption: {line}[/]")
+        con.print(f"[dim]assumption: {line}[/]")
 
 
 class _null:

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import click
 
 from harness import __version__
-from harness.commands.common import load_shaped, trace_input_options
+from harness.commands.common import console, load_shaped, trace_input_options
 from harness.errors import InputError
 from harness.results.slo import parse_slo
 from harness.results.write import dumps, write_replay
@@ -211,7 +211,6 @@ def _chips_cell(s: dict) -> str:
 
 
 def _print_table(outputs) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     def fmt(x, spec=",.1f"):
@@ -238,4 +237,4 @@ def _print_table(outputs) -> None:
     ]
     for name, cell in rows:
         table.add_row(name, *[cell(o.summary) for o in outputs])
-    Console().print(table)
+    console().print(table)

@@ -6,10 +6,9 @@ import json
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
-from harness.commands.common import load_shaped, trace_input_options
+from harness.commands.common import console, load_shaped, trace_input_options
 from harness.errors import InputError
 from harness.trace import bundled_traces, save_trace, trace_stats
 from harness.trace.lengths import Empirical, servegen_lengths
@@ -32,7 +31,7 @@ def info(file: str, as_json: bool, **opts) -> None:
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
-    Console().print(_stats_table(stats))
+    console().print(_stats_table(stats))
 
 
 @trace.command()
@@ -53,7 +52,7 @@ def list_() -> None:
     table = Table("name", "file", "format", "description")
     for name, entry in sorted(bundled_traces().items()):
         table.add_row(name, entry["file"], entry["format"], entry["description"])
-    Console().print(table)
+    console().print(table)
 
 
 def _fmt(value: object) -> str:

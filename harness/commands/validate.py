@@ -7,9 +7,9 @@ import tempfile
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from harness.commands.common import console
 from harness.validate import explain as explain_row
 from harness.validate import validation_rows
 
@@ -53,8 +53,7 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
     if as_json:
         click.echo(json.dumps(saved, indent=2))
     else:
-        con = Console()
-        con.width = max(con.width, 150)  # keep one row per line when piped
+        con = console()
         t = Table(title="bench validate: published vs predicted (what and conditions: --json or --explain ID)")
         for c in ("id", "published", "predicted", "unit", "error %", "tol %", "kind"):
             t.add_column(c, justify="right" if c in ("published", "predicted", "error %", "tol %") else "left",
@@ -74,8 +73,7 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
 
 
 def _print_explain(row: dict) -> None:
-    con = Console()
-    con.width = max(con.width, 150)
+    con = console()
     con.print(f"[bold]{row['id']}[/]: {row['what']} ({row['conditions']})")
     con.print(f"published {row['published']:,.4g} {row['unit']}, predicted {row['predicted']:,.4g} {row['unit']}, "
               f"error {row['error_pct']:+.1f}% [{row['kind']}]")

@@ -77,3 +77,36 @@ def test_step_ops_become_a_replayable_graph():
     g = graph_from_step_ops(steps)
     assert [op.name for op in g.ops] == ["attn", "mlp", "combine"]
     assert g.ops[2].deps == [1] and g.ops[2].annotation == "mb0"
+
+
+class ShareRoofline(Roofline):
+    """As Roofline, with compute work slowed by the share of the chip the op gets (as harness.cost does)."""
+
+    def time_s(self, category, work, rate):
+        return 1e-6 + (work.flops / work.compute_share + work.bytes_moved + work.bytes_sent) / rate
+
+
+def test_a_kernel_on_part_of_the_chip_is_timed_on_that_part_on_the_source_only():
+    """Kineto's `blocks per SM` below 1 (a persistent GEMM on 112 of 132 SMs) is the share the source ran it on;
+    the target, whose communication has engines of its own, gives the kernel the whole chip."""
+    from harness.ops.graph import Op, OpGraph
+
+    whole = Op("gemm_a", "7", 10e-6, "gemm", start_s=0.0, flops=9e6)
+    part = Op("gemm_b", "7", 10e-6, "gemm", start_s=20e-6, flops=9e6, sm_share=0.5)
+    rt = retime(OpGraph([whole, part]), "slow", "slow", adapter=ShareRoofline())
+    assert rt.source_s[1] - 1e-6 == pytest.approx(2 * (rt.source_s[0] - 1e-6))   # half the SMs: twice the time
+    assert rt.target_s[1] == pytest.approx(rt.target_s[0])                          # the target gets the whole chip
+
+
+def test_kineto_blocks_per_sm_below_one_becomes_the_ops_sm_share(tmp_path):
+    import json
+
+    trace = {"traceEvents": [
+        {"ph": "X", "cat": "kernel", "name": "gemm_persistent", "ts": 0, "dur": 10, "pid": 0, "tid": 7,
+         "args": {"stream": 7, "correlation": 1, "blocks per SM": 0.8484849}},
+        {"ph": "X", "cat": "kernel", "name": "gemm_full", "ts": 20, "dur": 10, "pid": 0, "tid": 7,
+         "args": {"stream": 7, "correlation": 2, "blocks per SM": 3.0}}]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(trace))
+    g = load_op_trace(path)
+    assert [op.sm_share for op in g.ops] == [pytest.approx(0.8484849), 1.0]

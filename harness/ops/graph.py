@@ -38,6 +38,9 @@ class Op:
     # End of the CPU launch call (cudaLaunchKernel etc.) relative to the trace's first op: the op cannot start
     # before it. None where the trace records no launch (synthetic graphs, Chakra, launch-less events).
     release_s: float | None = None
+    # Fraction of the chip's compute units the kernel ran on, as recorded (Kineto: grid blocks per SM below 1, e.g.
+    # a persistent GEMM on 112 of 132 SMs while DeepEP's kernels hold 20). 1.0 where unknown or filling the chip.
+    sm_share: float = 1.0
 
 
 @dataclass(slots=True)

@@ -163,6 +163,9 @@ def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotatio
             # (rounding) is released at its start, never later.
             op.release_s = (min(launch_end[corr], ts) - t0) * 1e-6
         _work_from_args(op, extra, shapes)
+        blocks_per_sm = float(extra.get("blocks per SM") or 0.0)
+        if 0.0 < blocks_per_sm < 1.0:   # launched on part of the chip: a GEMM on 112 of 132 SMs runs at 112/132
+            op.sm_share = blocks_per_sm
         ops.append(op)
     corr = [g[4] for g in gpu]
     _annotate(ops, gpu, launch_ts, annotations, gpu_annotations)

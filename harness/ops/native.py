@@ -14,7 +14,7 @@ from harness.outputs import write_text_atomic
 from harness.paths import traces_dir
 
 FORMAT = "cmbench-op-trace"
-_OPTIONAL = ("flops", "bytes_moved", "bytes_sent", "group_ranks", "annotation", "layer", "classified")
+_OPTIONAL = ("flops", "bytes_moved", "bytes_sent", "group_ranks", "annotation", "layer", "classified", "sm_share")
 
 
 @cache

@@ -15,7 +15,7 @@ module holds none. `CostAdapter` is the only place that calls the cost model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -38,6 +38,7 @@ class Work:
     shape: tuple[float, float, float, float] | None = None  # GEMM (m, n, k, groups)
     precision: str | None = None
     moe: tuple[str, float, int] | None = None  # (dispatch | combine, tokens per rank, ep)
+    compute_share: float = 1.0  # fraction of the chip's compute units the op gets (recorded on the source)
 
 
 class CostAdapter:
@@ -53,12 +54,15 @@ class CostAdapter:
         if category in ("gemm", "grouped_gemm"):
             if work.shape is not None:
                 m, n, k, g = work.shape
-                return float(gemm_time_s(m, n, k, precision_on(hw, work.precision), hw, int(g)))
+                return float(gemm_time_s(m, n, k, precision_on(hw, work.precision), hw, int(g),
+                                         compute_share=work.compute_share))
             # Only FLOPs known (a matmul's shape reduced to its work, or a source-rate inversion): a cube.
             edge = max(work.flops / 2.0, 1.0) ** (1.0 / 3.0)
-            return float(gemm_time_s(edge, edge, edge, precision_on(hw, work.precision), hw))
+            return float(gemm_time_s(edge, edge, edge, precision_on(hw, work.precision), hw,
+                                     compute_share=work.compute_share))
         if category == "attention":
-            return float(attention_time_s(work.flops, work.bytes_moved, hw, precision_on(hw, work.precision or "bf16")))
+            return float(attention_time_s(work.flops, work.bytes_moved, hw, precision_on(hw, work.precision or "bf16"),
+                                          compute_share=work.compute_share))
         if category in MEMORY:
             return float(memory_time_s(work.bytes_moved, hw))
         if category in COMM_CATEGORIES:
@@ -154,18 +158,22 @@ def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter
         sources[op.category][kind] += 1
         if kind == "recorded":
             continue
+        # The source ran the op on the share of the chip the trace records; the target gets the whole chip (its
+        # communication runs on engines of its own, e.g. UB DMA / SDMA on CloudMatrix384).
+        share = op.sm_share if op.category in COMPUTE else 1.0
         if kind == SOURCE_RATE:
             precision = table_work[i].precision if table_work[i] is not None else None
-            key = (op.category, op.duration_s, op.group_ranks, precision)
+            key = (op.category, op.duration_s, op.group_ranks, precision, share)
             if key not in inverted:
                 inverted[key] = invert(lambda w, op=op: adapter.time_s(
-                    op.category, _axis_work(op.category, w, op.group_ranks, precision), src), op.duration_s)
+                    op.category, replace(_axis_work(op.category, w, op.group_ranks, precision), compute_share=share),
+                    src), op.duration_s)
             x = inverted[key]
             work = _axis_work(op.category, x, op.group_ranks, precision)
         else:
             independent[i] = True
             if src is not None:
-                source_s[i] = adapter.time_s(op.category, work, src)
+                source_s[i] = adapter.time_s(op.category, replace(work, compute_share=share), src)
         if tgt is not None:
             target_s[i] = adapter.time_s(op.category, work, tgt)
     return Retimed(source_s, target_s, independent, [op.category for op in graph.ops], sources, reasons)

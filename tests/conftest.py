@@ -14,6 +14,7 @@ from harness.paths import shared_data_dir
 
 # CI runs on 2 cores: keep property tests bounded, and never let a slow CI machine fail a deadline.
 settings.register_profile("ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("deep", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # HYPOTHESIS_PROFILE=deep for a longer hunt
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

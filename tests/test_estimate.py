@@ -105,3 +105,29 @@ def test_hostile_set_values_never_crash(path, value):
         assert r.output.startswith("error: ") and "Traceback" not in r.output
     else:
         assert json.loads(r.output)["step_time_ms"] > 0
+
+
+@pytest.mark.parametrize("value,ok", [("6.1E1", True), ("96.0", True), ("61.5", False), ("1e11", False)])
+def test_integer_fields_take_integral_spellings_and_refuse_the_rest(value, ok):
+    """'6.1E1' means 61; 61.5 layers is not a number of layers; 1e11 layers would exhaust memory (schema bound)."""
+    r = run("estimate", "-d", "cm384-decode", "--json", "--set", f"deepseek-r1.layers={value}")
+    assert r.exit_code == (0 if ok else 2), r.output
+    if not ok:
+        assert r.output.startswith("error: ") and "layers" in r.output
+
+
+@pytest.mark.parametrize("setting,field", [("deepseek-r1.moe.top_k=300", "moe.top_k"),
+                                           ("deepseek-r1.dense_layers=70", "dense_layers")])
+def test_inconsistent_llm_fields_are_named(setting, field):
+    r = run("estimate", "-d", "cm384-decode", "--json", "--set", setting)
+    assert r.exit_code == 2 and f"field '{field}'" in r.output
+
+
+def test_inline_deployment_overrides_reach_the_llm_it_names():
+    args = ["estimate", "--hardware", "h100-ib", "--llm", "qwen3-235b-a22b", "--phase", "decode", "--chips", "8",
+            "--batch", "16", "--kv-len", "2048", "--json"]
+    plain = json.loads(run(*args).output)["step_time_ms"]
+    wider = json.loads(run(*args, "--set", "qwen3-235b-a22b.hidden=5000").output)["step_time_ms"]
+    assert wider > plain
+    # The template deployment's own LLM (deepseek-r1) is not in use here: overriding it is an error, not a no-op.
+    assert run(*args, "--set", "deepseek-r1.hidden=5000").exit_code == 2

@@ -25,6 +25,13 @@ KINDS = {"hardware": "hardware", "llm": "llm", "deployment": "deployments", "cal
          "validation": "validation"}
 
 
+
+# JSON Schema counts 61.0 as an integer; spec integers feed range() and array sizes, so only whole ints pass.
+_StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)))
+
 def spec_path(kind: str, name: str) -> Path:
     return models_dir() / KINDS[kind] / f"{name}.toml"
 
@@ -99,7 +106,10 @@ def _coerce(raw: str, old: Any, dotted: str, path: Path) -> Any:
                 raise ValueError("expected true or false")
             return raw.lower() == "true"
         if isinstance(old, int):
-            return int(raw) if re.fullmatch(r"-?\d+", raw) else float(raw)
+            if re.fullmatch(r"-?\d+", raw):
+                return int(raw)
+            value = float(raw)   # '1E0' or '96.0' mean an integer; 1.5 stays a float for the schema to reject
+            return int(value) if value.is_integer() else value
         if isinstance(old, float):
             return float(raw)
         if isinstance(old, (dict, list)):
@@ -123,7 +133,7 @@ def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -
             line = line_of(text, bad)
             raise InputError(message, path=str(path), where=f"line {line}" if line else None,
                              field=".".join(map(str, bad)))
-    validator = jsonschema.Draft202012Validator(_schema(kind))
+    validator = _StrictValidator(_schema(kind))
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         err = errors[0]

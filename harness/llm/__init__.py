@@ -6,6 +6,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from harness.errors import InputError
 from harness.hardware.specfile import load_spec
 
 __all__ = ["LLM", "load_llm"]
@@ -67,11 +68,28 @@ class LLM:
         return 3 * self.hidden * self.dense_ffn_intermediate
 
 
+def _check_consistent(d: dict, path) -> None:
+    """Relations between fields that a schema cannot state; each names the field to fix."""
+    a, m = d["attention"], d.get("moe", {})
+    rules = [
+        ("dense_layers", d["dense_layers"] <= d["layers"], f"must not exceed layers ({d['layers']})"),
+        ("moe.top_k", m.get("top_k", 0) <= m.get("routed_experts", 0),
+         f"must not exceed moe.routed_experts ({m.get('routed_experts', 0)})"),
+        ("moe.top_groups", m.get("top_groups", 0) <= m.get("groups", 0), f"must not exceed moe.groups ({m.get('groups', 0)})"),
+        ("attention.kv_heads", a["kind"] == "mla" or a["heads"] % a["kv_heads"] == 0,
+         f"must divide attention.heads ({a['heads']})"),
+    ]
+    for field_, ok, message in rules:
+        if not ok:
+            raise InputError(message, path=str(path), field=field_)
+
+
 @functools.lru_cache(maxsize=64)
 def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> LLM:
-    d, _ = load_spec("llm", name, overrides)
+    d, path = load_spec("llm", name, overrides)
     a, m = d["attention"], d.get("moe", {})
     mla = a["kind"] == "mla"
+    _check_consistent(d, path)
     return LLM(
         name=d["name"], description=d["description"], layers=d["layers"], dense_layers=d["dense_layers"],
         hidden=d["hidden"], vocab=d["vocab"], max_context=d["max_context"],

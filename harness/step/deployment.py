@@ -133,8 +133,17 @@ def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int |
                       overrides: Sequence[str] = ()) -> Deployment:
     """A deployment described on the command line: the standard one of that backend and phase, with the given
     LLM and parallelism, no MTP, microbatching on, default EPLB."""
-    base = load_deployment(standard_deployment(hardware, phase), overrides)
-    llm_spec = load_llm(llm)
+    base_name = standard_deployment(hardware, phase)
+    base_llm = _read("deployment", base_name)[2].get("llm")
+    # Each --set goes to the spec it names; the template deployment's own LLM is not in use unless it is `llm`.
+    in_use = (base_name, hardware, llm)
+    spec_of = {o: o.split("=", 1)[0].split(".", 1)[0].strip() for o in overrides}
+    for o, spec in spec_of.items():
+        if spec not in in_use:
+            raise InputError(f"--set {o!r}: '{spec}' is not one of the specs in use ({', '.join(in_use)})",
+                             field="--set")
+    base = load_deployment(base_name, [o for o in overrides if spec_of[o] != llm or llm == base_llm])
+    llm_spec = load_llm(llm, split_overrides([o for o in overrides if spec_of[o] == llm], [llm])[llm])
     ranks = chips * base.hardware.ranks_per_chip
     dep = base.replace(
         name=f"inline:{hardware}/{llm}/{phase}/{chips}", description="described on the command line",

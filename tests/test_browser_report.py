@@ -64,7 +64,7 @@ def test_replay_report_draws_in_chromium_and_hostile_name_stays_text(browser, tm
 
 def _ops_result(path: Path) -> Path:
     """A real `bench ops replay` result of a small two-stream op graph (built in code, analysed by harness.ops)."""
-    from harness.commands.ops import analyse
+    from harness.ops.analysis import analyse
     from harness.ops.graph import Op, OpGraph
 
     ops = []

@@ -121,7 +121,7 @@ def test_train_capture_retimed_with_mape_per_category(train):
 
 
 def test_no_launch_on_target_never_lengthens_the_span(train):
-    from harness.commands.ops import analyse
+    from harness.ops.analysis import analyse
 
     table = find_table(train, None)
     with_launch = analyse(train, None, "cloudmatrix384", table=table)

@@ -263,7 +263,7 @@ def test_validation_section_shows_rows_and_fit(tmp_path: Path) -> None:
 
 
 def test_ops_section_from_a_real_kineto_trace(shared_data: Path, tmp_path: Path) -> None:
-    from harness.commands.ops import analyse
+    from harness.ops.analysis import analyse
     from harness.ops.load import load_op_trace
 
     trace = shared_data / "hta-kineto-samples" / "timeline_analysis__sampled_rank-0.json.gz"

@@ -29,7 +29,7 @@ def test_gate_replay_azure_two_backends(benchmark) -> None:
 
 def test_gate_ops_parse_and_retime(benchmark, shared_data) -> None:
     """The real DeepSeek H800 capture: streaming parse, identity replay, re-time on H800 and CloudMatrix384."""
-    from harness.commands.ops import analyse
+    from harness.ops.analysis import analyse
     from harness.ops.load import load_op_trace
     from harness.ops.worktable import find_table
 

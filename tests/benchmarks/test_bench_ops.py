@@ -23,7 +23,7 @@ _RUN = """
 import json, resource, sys, time
 t = time.perf_counter()
 from harness.ops.load import load_op_trace
-from harness.commands.ops import analyse
+from harness.ops.analysis import analyse
 from harness.ops.worktable import find_table
 g = load_op_trace(sys.argv[1])
 # The whole command path: identity, work table, re-timing on source and target, three replays.

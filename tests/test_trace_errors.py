@@ -155,3 +155,22 @@ def test_cli_warns_about_sorting_on_stderr(tmp_path):
     assert json.loads(result.stdout)["requests"] == 2
     strict = CliRunner().invoke(main, ["trace", "info", str(path), "--strict"])
     assert strict.exit_code == 2 and "line 3" in strict.output
+
+
+def test_a_tar_archive_is_named_and_points_at_servegen_synthesis(tmp_path):
+    import io
+    import tarfile
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    archive = tmp_path / "stats.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        payload = b"0,1.5,1.0,Gamma,1,1\n"
+        info = tarfile.TarInfo("data/reason/x/chunk-1-trace.csv")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    result = CliRunner().invoke(main, ["trace", "info", str(archive)])
+    assert result.exit_code == 2
+    assert "tar archive" in result.output and "--servegen" in result.output and "Traceback" not in result.output

@@ -58,6 +58,9 @@ def open_source(path: Path) -> Source:
 def _container(head: bytes, path: Path) -> str:
     if head.startswith(_PARQUET_MAGIC):
         return "parquet"
+    if len(head) > 262 and head[257:262] == b"ustar":  # a tar archive (POSIX header magic at offset 257)
+        raise InputError("a tar archive, not a request trace; ServeGen statistics (per-client rates and length "
+                         "distributions) make traces with `bench trace synth OUT --servegen FILE`", path=str(path))
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if not text:
         raise InputError("empty file: no header and no requests", path=str(path))

@@ -140,3 +140,12 @@ def test_help_lists_the_options() -> None:
     for option in ("--backend", "--deployment", "--compare", "--slo", "--seed", "--out", "--json", "--report",
                    "--time-scale", "--rate", "--routing", "--cache-capacity", "--quiet"):
         assert option in result.output
+
+
+def test_sizing_that_cannot_match_says_so(tmp_path) -> None:
+    """Whole instances cannot buy the reference's $460.80/hour on H100 (one 32 + 144 GPU unit is $526.24): the
+    run says how far off it landed instead of silently comparing unequal spends."""
+    result = run(*SMALL, "--backend", "cloudmatrix384", "--backend", "h100-ib", "--compare", "equal-cost",
+                 "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    assert "note: equal-cost: h100-ib: $526.24/hour against cloudmatrix384's $460.80/hour" in result.output

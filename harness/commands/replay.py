@@ -18,7 +18,8 @@ from harness.results.slo import parse_slo
 from harness.results.write import dumps, write_replay
 from harness.sim.config import CACHE_SCOPES, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import (COMPARISONS, BackendPlan, build_costs, default_deployment, defaults, labels_for,
-                                overrides_per_plan, run_backend, simulated_seconds, size_plans, trace_meta)
+                                overrides_per_plan, run_backend, simulated_seconds, size_plans, sizing_notes,
+                                trace_meta)
 
 
 def _per_label(values: tuple[str, ...], option: str, labels: list[str], parse) -> dict[str, object]:
@@ -165,6 +166,8 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
         raise InputError("no requests left after loading and shaping", path=trace)
     costs = [build_costs(p, own) for p, own in zip(plans, overrides_per_plan(plans, sets))]
     plans = size_plans(plans, costs, comparison, prefill_share)
+    for note in sizing_notes(plans, costs, comparison):
+        click.echo(f"note: {comparison}: {note}", err=True)
 
     started = time.perf_counter()
     outputs = []

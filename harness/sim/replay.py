@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,13 +119,43 @@ def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comp
     out = [ref]
     for plan, c in zip(plans[1:], costs[1:]):
         target = ref_chips if comparison == "equal-chips" else ref_chips * _price(ref, ref_costs) / _price(plan, c)
-        p = (plan.config.prefill_instances if "prefill" in plan.sized
-             else max(1, round(target * prefill_share / c.prefill_chips)))
-        d = (plan.config.decode_instances if "decode" in plan.sized
-             else max(1, round((target - p * c.prefill_chips) / c.decode_chips)))
+        p, d = _closest_counts(plan, c, target, prefill_share)
         out.append(dataclasses.replace(plan, config=dataclasses.replace(plan.config, prefill_instances=p,
                                                                         decode_instances=d)))
     return out
+
+
+def sizing_notes(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comparison: str) -> list[str]:
+    """A line for each resized backend whose whole instances land more than 10% from the reference's chips or
+    spend, so a user knows the comparison is not as equal as asked."""
+    if comparison == "as-given" or len(plans) < 2:
+        return []
+    def amount(plan, c):
+        chips = _chips(plan, c)
+        return chips if comparison == "equal-chips" else chips * _price(plan, c)
+    ref = amount(plans[0], costs[0])
+    unit = (lambda x: f"{x:,.0f} chips") if comparison == "equal-chips" else (lambda x: f"${x:,.2f}/hour")
+    return [f"{plan.label}: {unit(amount(plan, c))} against {plans[0].label}'s {unit(ref)}: the closest whole "
+            f"instances ({plan.config.prefill_instances} prefill x {c.prefill_chips} + "
+            f"{plan.config.decode_instances} decode x {c.decode_chips} chips)"
+            for plan, c in zip(plans[1:], costs[1:]) if abs(amount(plan, c) - ref) > 0.1 * ref]
+
+
+def _closest_counts(plan: BackendPlan, c: ServingCosts, target_chips: float, prefill_share: float) -> tuple[int, int]:
+    """Whole instance counts (at least one of each) whose chips come closest to the target, ties going to the
+    prefill share closest to the reference's; counts the user fixed stay fixed. Rounding each count on its own
+    overshoots: with 144-GPU decode instances, 154 target GPUs would round to 2 x 32 + 144 = 208, not 176."""
+    def span(n_chips: int, fixed: bool, current: int) -> range:
+        return range(current, current + 1) if fixed else range(1, max(1, math.ceil(target_chips / n_chips)) + 2)
+
+    best = None
+    for p in span(c.prefill_chips, "prefill" in plan.sized, plan.config.prefill_instances):
+        for d in span(c.decode_chips, "decode" in plan.sized, plan.config.decode_instances):
+            chips = p * c.prefill_chips + d * c.decode_chips
+            key = (abs(chips - target_chips), abs(p * c.prefill_chips / chips - prefill_share), chips)
+            if best is None or key < best[0]:
+                best = (key, p, d)
+    return best[1], best[2]
 
 
 def describe_deployment(plan: BackendPlan, costs: ServingCosts) -> dict:

@@ -114,6 +114,3 @@ class ContextCache:
     def _forget(self, block: int, shard: int) -> None:
         if self.scope == "sharded" and block not in self.dram[shard] and block not in self.ssd[shard]:
             self.home.pop(block, None)
-
-    def used_blocks(self) -> int:
-        return sum(len(d) for d in self.dram)

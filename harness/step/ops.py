@@ -14,7 +14,6 @@ import numpy as np
 from harness.cost.comm import bulk_all_to_all_time_s, collective_time_s, dispatch_bytes, dispatch_time_s
 from harness.cost.compute import (attention_time_s, gemm_time_s, gemm_work, gqa_work, memory_time_s,
                                   mla_decode_work, mla_prefill_work)
-from harness.llm import BYTES
 from harness.step.deployment import Deployment
 from harness.step.streams import stream_of
 
@@ -174,7 +173,3 @@ def mtp_proj(dep: Deployment, tokens) -> list[OpSpec]:
     h = dep.llm.hidden
     return [_mem(dep, "mtp_norm", "norm", "attn", np.asarray(tokens, float) * h * 8),
             _gemm(dep, "mtp_eh_proj", "attn", tokens, h, 2 * h, HEAD_PRECISION)]
-
-
-def bytes_of(precision: str) -> int:
-    return BYTES[precision]

@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from harness.sim.result import COMPLETED, REASONS, REJECTED, SimResult
+from harness.sim.result import COMPLETED, REASONS, SimResult
 from harness.trace.workload import Workload
-
-STATUS = {COMPLETED: "completed", REJECTED: "rejected"}
-
 
 def request_table(result: SimResult, workload: Workload) -> pl.DataFrame:
     req = workload.requests

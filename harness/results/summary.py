@@ -19,7 +19,7 @@ def distribution(values: pl.Series) -> dict[str, float | None]:
     return {**{f"p{p}": float(np.percentile(v, p)) for p in PERCENTILES}, "mean": float(v.mean())}
 
 
-def slo_mask(table: pl.DataFrame, slo: Slo) -> pl.Expr:
+def slo_mask(slo: Slo) -> pl.Expr:
     """Completed requests meeting both TTFT and TPOT objectives (one-token requests have no TPOT)."""
     return ((pl.col("status") == "completed") & (pl.col("ttft_s") <= slo.ttft_s)
             & (pl.col("tpot_ms").is_null() | (pl.col("tpot_ms") <= slo.tpot_ms)))
@@ -45,7 +45,7 @@ def summarize(table: pl.DataFrame, result: SimResult, *, backend: str, label: st
     def per_s(x: float, denom: float) -> float:
         return x / denom if denom > 0 else 0.0
 
-    good = int(table.select(slo_mask(table, slo).sum()).item())
+    good = int(table.select(slo_mask(slo).sum()).item())
     goodput_window = trace_duration_s if trace_duration_s > 0 else duration
     cost = chips * cost_per_chip_hour_usd * duration / 3600.0
     ttft, tpot, e2e = (distribution(completed.get_column(c)) for c in ("ttft_s", "tpot_ms", "e2e_s"))

@@ -31,7 +31,8 @@ from harness.step.deployment import Deployment, load_deployment, standard_deploy
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
-from harness.step.schedule import CATEGORIES, decode_work, prefill_work_totals, step_ops, step_time_s
+from harness.step.schedule import (CATEGORIES, decode_work, prefill_work_pieces, prefill_work_totals, step_ops,
+                                   step_time_s)
 
 _BATCH_POINTS = 48
 _KV_POINTS = 40
@@ -125,9 +126,9 @@ class BackendCosts:
 
     def prefill_step_exact_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
         new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
-        work = prefill_work_totals(self.prefill, float(new.sum()), float(cached.sum()),
-                                   float(causal_pairs(new, cached).sum()), int(new.size))
-        return float(step_time_s(self.prefill, work, self.eplb)) if new.sum() > 0 else 0.0
+        if not new.sum() > 0:
+            return 0.0
+        return float(step_time_s(self.prefill, prefill_work_pieces(self.prefill, new, cached), self.eplb))
 
     def _build_piece_table(self) -> None:
         """One vectorised evaluation of the step model (about 77k batch compositions, under 0.2 s). The pieces

@@ -40,24 +40,27 @@ class ContextCache:
     def enabled(self) -> bool:
         return self.dram_cap > 0
 
-    def _shard_of(self, block: int, instance: int) -> int | None:
+    def _fixed_shard(self, instance: int) -> int | None:
+        """The shard every block of `instance` lives in, or None when each block has its own home (sharded).
+        Resolved once per call, outside the per-block loops (they run for every routing and lookup)."""
         if self.scope == "pool":
             return 0
         if self.scope == "local":
             return instance
-        return self.home.get(block)
+        return None
 
     def match(self, blocks: np.ndarray, instance: int) -> Match:
         """The longest cached prefix of `blocks` as seen from `instance` (no LRU update)."""
         m = Match()
         if not self.enabled:
             return m
+        fixed, home, pool = self._fixed_shard(instance), self.home, self.scope == "pool"
         for b in blocks.tolist():
-            shard = self._shard_of(b, instance)
+            shard = fixed if fixed is not None else home.get(b)
             if shard is None:
                 break
             if b in self.dram[shard]:
-                if shard == instance or self.scope == "pool":
+                if shard == instance or pool:
                     m.local += 1
                 else:
                     m.remote += 1
@@ -70,8 +73,9 @@ class ContextCache:
     def fetch(self, blocks: np.ndarray, instance: int) -> Match:
         """Match, then mark the hit blocks recently used and promote SSD hits into DRAM."""
         m = self.match(blocks, instance)
+        fixed, home = self._fixed_shard(instance), self.home
         for b in blocks[: m.blocks].tolist():
-            shard = self._shard_of(b, instance)
+            shard = fixed if fixed is not None else home[b]
             dram = self.dram[shard]
             if b in dram:
                 dram.move_to_end(b)
@@ -84,8 +88,9 @@ class ContextCache:
         """Write-back finished: the blocks become readable (DRAM, and SSD too: every write goes to both tiers)."""
         if not self.enabled:
             return
+        fixed, home = self._fixed_shard(instance), self.home
         for b in blocks:
-            shard = self._shard_of(b, instance)
+            shard = fixed if fixed is not None else home.get(b)
             if shard is None:          # sharded, a new block: it lives where it was written
                 shard = instance
                 self.home[b] = shard

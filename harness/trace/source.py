@@ -21,7 +21,6 @@ class Source:
     path: Path
     data: Path | bytes        # what polars reads: the path itself, or the decompressed bytes
     container: str            # "csv" | "jsonl" | "parquet"
-    compressed: bool
 
     def reader(self) -> Path | io.BytesIO:
         return self.data if isinstance(self.data, Path) else io.BytesIO(self.data)
@@ -36,23 +35,19 @@ def open_source(path: Path) -> Source:
     """Read enough of `path` to know how to parse it; decompress gzip fully (a broken stream fails here)."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(4)
+            head = fh.read(4096)
     except IsADirectoryError:
         raise InputError("is a directory, not a trace file", path=str(path)) from None
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
     data: Path | bytes = path
-    compressed = head.startswith(_GZIP_MAGIC)
-    if compressed:
+    if head.startswith(_GZIP_MAGIC):
         try:
             data = gzip.decompress(path.read_bytes())
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"broken gzip stream ({exc})", path=str(path)) from None
         head = data[:4096]
-    else:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    return Source(path=path, data=data, container=_container(head, path), compressed=compressed)
+    return Source(path=path, data=data, container=_container(head, path))
 
 
 def _container(head: bytes, path: Path) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 
 import jsonschema
 import polars as pl
@@ -170,8 +169,6 @@ def schema_check_head(raw: Raw, frame: pl.DataFrame, block_size: int | None) -> 
         record = {k: v for k, v in record.items() if v is not None}
         if "prefix_blocks" in record:
             record["block_size"] = block_size
-        if isinstance(record.get("arrival_s"), float) and not math.isfinite(record["arrival_s"]):
-            raise raw.error(row, "arrival_s", "not a finite number")
         error = next(iter(validator.iter_errors(record)), None)
         if error is not None:
             column = str(error.path[0]) if error.path else None

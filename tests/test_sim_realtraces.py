@@ -21,15 +21,23 @@ def replay(workload, backend: str):
     return run_backend(workload, plan, build_costs(plan), Slo())
 
 
+def replay_loaded(trace: str, limit: int, rate: float, backend: str):
+    """Replay the trace's first `limit` requests at `rate` req/s; every request is accounted for and one phase
+    runs busy."""
+    w = shape(load_trace(trace), limit=limit, rate=rate)
+    out = replay(w, backend)
+    s = out.summary
+    assert s["requests_total"] == limit == s["requests_completed"] + s["requests_rejected"]
+    assert max(s["utilisation"]["prefill"], s["utilisation"]["decode"]) > 0.3
+    return w, out
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_azure_conversation_under_load(backend: str) -> None:
     # About 100x the trace's own 5.5 req/s: both default deployments run busy.
-    w = shape(load_trace("azure-conv"), limit=5000, rate=500.0)
-    out = replay(w, backend)
+    _, out = replay_loaded("azure-conv", 5000, 500.0, backend)
     s, table = out.summary, out.requests
-    assert s["requests_total"] == 5000 == s["requests_completed"] + s["requests_rejected"]
     assert s["requests_rejected"] == 0          # every Azure request fits DeepSeek-R1's context
-    assert max(s["utilisation"]["prefill"], s["utilisation"]["decode"]) > 0.3
     assert s["ttft_s"]["p50"] > 0 and s["tpot_ms"]["p50"] > 0
     assert s["output_tokens_per_s_per_chip"] > 0
     assert table["finish_s"].is_not_null().all()
@@ -38,11 +46,8 @@ def test_azure_conversation_under_load(backend: str) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_mooncake_conversation_reuses_prefixes_under_load(backend: str) -> None:
-    w = shape(load_trace("mooncake-conv"), limit=2000, rate=40.0)
-    out = replay(w, backend)
+    w, out = replay_loaded("mooncake-conv", 2000, 40.0, backend)
     s, table = out.summary, out.requests
-    assert s["requests_total"] == 2000 == s["requests_completed"] + s["requests_rejected"]
-    assert max(s["utilisation"]["prefill"], s["utilisation"]["decode"]) > 0.3
     # Hits are real and never exceed what an unbounded prefix cache could give (independent count on the trace).
     reuse = prefix_reuse(w.requests)
     cached = int(table["cached_tokens"].sum())

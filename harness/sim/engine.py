@@ -218,16 +218,17 @@ class _Run:
         dur += read_s                          # the step cannot compute before its cached prefix is in HBM
         inst.busy = True
         inst.batch = batch
+        new_sum, cached_sum = int(new.sum()), int(cached.sum())
         res.prefill_steps += 1
         res.prefill_pieces += len(batch)
-        res.prefill_piece_tokens_sum += int(new.sum())
-        res.prefill_cached_sum += int(cached.sum())
-        res.computed_prefill_tokens += int(new.sum())
+        res.prefill_piece_tokens_sum += new_sum
+        res.prefill_cached_sum += cached_sum
+        res.computed_prefill_tokens += new_sum
         res.prefill_busy_s += dur
         res.prefill_busy_grid.add_interval(self.now, self.now + dur)
         if self.config.record_steps:
-            res.steps.append((0, idx, self.now, self.now + dur, int((cached + new).sum()), len(batch),
-                              float((cached + new).mean())))
+            held = cached + new
+            res.steps.append((0, idx, self.now, self.now + dur, int(held.sum()), len(batch), float(held.mean())))
         self._push(self.now + dur, PREFILL_DONE, idx)
 
     def _prefill_done(self, idx: int, _payload) -> None:

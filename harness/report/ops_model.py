@@ -3,6 +3,7 @@ per-category error on the source hardware, read from a `bench ops replay --out` 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,18 @@ def _kind_label(doc: dict[str, Any], kind: str) -> str:
     return kind.replace("_", " ") + (f" ({hw})" if hw else "")
 
 
+def _path_ops(doc: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
+    """The first summarised timeline and its critical path's ops (the path the report shows)."""
+    first = next(iter(_kinds(doc)), None)
+    return first, (doc[first]["critical_path"].get("op_list") or []) if first else []
+
+
+def _by_largest(kinds: list[str], per_category: Callable[[str], dict[str, float]]) -> list[str]:
+    """The categories of these timelines, largest (over the timelines) first."""
+    cats = {c for k in kinds for c in per_category(k)}
+    return sorted(cats, key=lambda c: -max(per_category(k).get(c, 0.0) for k in kinds))
+
+
 def ops_model(res: Any) -> dict[str, Any]:
     doc = res.data
     kinds = _kinds(doc)
@@ -46,15 +59,13 @@ def ops_model(res: Any) -> dict[str, Any]:
                   ("span_s", "sum_op_time_s", "busy_s", "overlap_ratio", "comm_overlap_ratio")},
                   "path_ops": doc[k]["critical_path"]["ops"], "path_wait_s": doc[k]["critical_path"]["wait_s"]}
                  for k in kinds]
-    cats = sorted({c for k in kinds for c in doc[k]["per_category_s"]},
-                  key=lambda c: -max(doc[k]["per_category_s"].get(c, 0.0) for k in kinds))
+    cats = _by_largest(kinds, lambda k: doc[k]["per_category_s"])
     mape = doc.get("mape_per_category") or {}
     categories = [{"category": c, "by_kind_s": [doc[k]["per_category_s"].get(c) for k in kinds],
                    "path_by_kind_s": [doc[k]["critical_path"]["per_category_s"].get(c) for k in kinds],
                    "mape": (mape.get(c) or {}).get("mape"), "mape_ops": (mape.get(c) or {}).get("ops")}
                   for c in cats]
-    first = kinds[0] if kinds else None
-    path_ops = (doc[first]["critical_path"].get("op_list") or []) if first else []
+    first, path_ops = _path_ops(doc)
     longest = sorted(path_ops, key=lambda o: -(o["end_s"] - o["start_s"]))[:12]
     trace = doc["trace"]
     return {"name": Path(trace.get("path") or "op trace").name, "trace": trace, "kinds": kinds,
@@ -80,8 +91,7 @@ def _gantt(doc: dict[str, Any]) -> dict[str, Any]:
     streams = list(doc["trace"]["streams"])
     span = max((max(t["end_s"], default=0.0) for t in timelines.values()), default=0.0)
     gap = span / GANTT_PIXELS
-    path_kind = next(iter(_kinds(doc)), None)
-    path_ops = (doc[path_kind]["critical_path"].get("op_list") or []) if path_kind else []
+    path_kind, path_ops = _path_ops(doc)
     all_cats = sorted({c for t in timelines.values() for c in t.get("category", [])}
                       | {o["category"] for o in path_ops})
     cat_colour = {c: CATEGORY_PALETTE[k % len(CATEGORY_PALETTE)] for k, c in enumerate(all_cats)}
@@ -126,7 +136,7 @@ def _gantt(doc: dict[str, Any]) -> dict[str, Any]:
 def _categories(doc: dict[str, Any], key: str, title: str, fig_id: str) -> dict[str, Any]:
     kinds = _kinds(doc)
     pick = (lambda k: doc[k]["per_category_s"]) if key == "ops" else (lambda k: doc[k]["critical_path"]["per_category_s"])
-    cats = sorted({c for k in kinds for c in pick(k)}, key=lambda c: -max(pick(k).get(c, 0.0) for k in kinds))
+    cats = _by_largest(kinds, pick)
     data = [{"type": "bar", "name": text(_kind_label(doc, k)), "x": [text(c) for c in cats],
              "y": [pick(k).get(c, 0.0) * 1e3 for c in cats], "marker": {"color": colour(i)},
              "hovertemplate": "%{x}: %{y:.4g} ms<extra>" + text(_kind_label(doc, k)) + "</extra>"}

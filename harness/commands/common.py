@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from harness.errors import InputError
 from harness.trace import Workload, load_trace, shape
 from harness.trace.formats import FORMATS
 
@@ -43,6 +44,34 @@ def load_shaped(path: str | Path, *, fmt: str | None = None, strict: bool = Fals
         for note in workload.notes:
             click.echo(f"warning: {workload.source_path}: {note}", err=True)
     return shape(workload, limit=limit, window=window, time_scale=time_scale, rate=rate)
+
+
+def per_label(values: tuple[str, ...], option: str, labels: list[str], parse) -> dict[str, object]:
+    """`[LABEL=]VALUE` options: a bare value applies to every backend, LABEL=VALUE to one."""
+    out: dict[str, object] = {}
+    for raw in values:
+        label, sep, value = raw.partition("=")
+        if not sep:
+            targets, value = labels, raw
+        elif label.strip() in labels:
+            targets = [label.strip()]
+        else:
+            raise InputError(f"'{label}' is not a backend label of this run ({', '.join(labels)})", field=option)
+        try:
+            parsed = parse(value.strip())
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{value!r}: {exc}", field=option) from None
+        for t in targets:
+            out[t] = parsed
+    return out
+
+
+def deployment_pair(text: str) -> tuple[str, str]:
+    """`PREFILL,DECODE` deployment spec names (the value of a `--deployment` option)."""
+    prefill, sep, decode = text.partition(",")
+    if not sep or not prefill.strip() or not decode.strip():
+        raise ValueError("expected PREFILL,DECODE deployment spec names")
+    return prefill.strip(), decode.strip()
 
 
 def console(*, stderr: bool = False) -> Console:

@@ -13,6 +13,8 @@ import click
 
 from harness import __version__
 from harness.commands.common import console, load_shaped, trace_input_options
+from harness.commands.common import deployment_pair as _deployments
+from harness.commands.common import per_label as _per_label
 from harness.errors import InputError
 from harness.results.slo import parse_slo
 from harness.results.write import dumps, write_replay
@@ -20,26 +22,6 @@ from harness.sim.config import CACHE_SCOPES, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import (COMPARISONS, BackendPlan, build_costs, default_deployment, defaults, labels_for,
                                 overrides_per_plan, run_backend, simulated_seconds, size_plans, sizing_notes,
                                 trace_meta)
-
-
-def _per_label(values: tuple[str, ...], option: str, labels: list[str], parse) -> dict[str, object]:
-    """`[LABEL=]VALUE` options: a bare value applies to every backend, LABEL=VALUE to one."""
-    out: dict[str, object] = {}
-    for raw in values:
-        label, sep, value = raw.partition("=")
-        if not sep:
-            targets, value = labels, raw
-        elif label.strip() in labels:
-            targets = [label.strip()]
-        else:
-            raise InputError(f"'{label}' is not a backend label of this run ({', '.join(labels)})", field=option)
-        try:
-            parsed = parse(value.strip())
-        except (ValueError, TypeError) as exc:
-            raise InputError(f"{value!r}: {exc}", field=option) from None
-        for t in targets:
-            out[t] = parsed
-    return out
 
 
 def _count(text: str) -> int:
@@ -74,13 +56,6 @@ def _choice(choices):
             raise ValueError(f"must be one of {', '.join(choices)}")
         return text
     return parse
-
-
-def _deployments(text: str) -> tuple[str, str]:
-    prefill, sep, decode = text.partition(",")
-    if not sep or not prefill.strip() or not decode.strip():
-        raise ValueError("expected PREFILL,DECODE deployment spec names")
-    return prefill.strip(), decode.strip()
 
 
 _PER = "[LABEL=]"

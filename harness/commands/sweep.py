@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from harness.commands.common import trace_input_options
+from harness.commands.common import deployment_pair, per_label, trace_input_options
 from harness.errors import InputError
 from harness.results.slo import parse_slo
 from harness.sweep.executors import EXECUTORS
@@ -83,27 +83,14 @@ def sweep(sweep_file: str, out_dir: str | None, retry_failed: bool, no_report: b
     click.echo(f"wrote {out}/sweep.parquet, sweep.json" + ("" if no_report else ", report.html"))
 
 
-def _deployment_option(values: tuple[str, ...], labels: list[str]) -> dict[str, tuple[str, str]]:
-    out = {}
-    for raw in values:
-        label, sep, rest = raw.partition("=")
-        if not sep or label.strip() not in labels:
-            raise InputError(f"expected LABEL=PREFILL,DECODE with LABEL one of {', '.join(labels)}, got {raw!r}",
-                             field="--deployment")
-        prefill, comma, decode = rest.partition(",")
-        if not comma or not prefill.strip() or not decode.strip():
-            raise InputError(f"expected LABEL=PREFILL,DECODE, got {raw!r}", field="--deployment")
-        out[label.strip()] = (prefill.strip(), decode.strip())
-    return out
-
-
 @click.command()
 @click.argument("trace")
 @trace_input_options
 @click.option("--backend", "backends", multiple=True, metavar="NAME",
               help="Hardware spec to plan for; repeatable (default: cloudmatrix384 and h800-ib).")
-@click.option("--deployment", "deployments", multiple=True, metavar="LABEL=PREFILL,DECODE",
-              help="Deployment specs of one backend's instances (default: the backend's standard ones).")
+@click.option("--deployment", "deployments", multiple=True, metavar="[LABEL=]PREFILL,DECODE",
+              help="Deployment specs of a backend's instances, or of every backend without LABEL= (default: the "
+                   "backend's standard ones).")
 @click.option("--slo", "slo_text", default="ttft=2s,tpot=50ms", show_default=True,
               help="Objectives; met at percentile=P (default 99), rejected requests counting as misses.")
 @click.option("--objective", type=click.Choice(["cost", "chips"]), default="cost", show_default=True,
@@ -137,7 +124,7 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
     slo = parse_slo(slo_text)
     backends = backends or tuple(defaults()["backends"])
     labels = labels_for(backends)
-    chosen = _deployment_option(deployments, labels)
+    chosen = per_label(deployments, "--deployment", labels, deployment_pair)
     items = []
     for label, name in zip(labels, backends):
         if label in chosen:

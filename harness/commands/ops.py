@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -43,7 +44,7 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
     """Replay TRACE's op DAG; with --source/--target, re-time each op on those backends."""
     show = not quiet and not as_json and sys.stdout.isatty()
     status = console(stderr=True)
-    with status.status(f"reading {trace}", spinner="dots") if show else _null():
+    with status.status(f"reading {trace}", spinner="dots") if show else contextlib.nullcontext():
         graph = load_op_trace(trace, fmt, rules)
     table = None
     if source_hw or target_hw:
@@ -142,14 +143,6 @@ def _print(result: dict) -> None:
                       f"{where}; unexplained idle {cp['wait_s'] * 1e3:.2f} ms; by category (ms): {parts}")
     for line in result.get("assumptions", []):
         con.print(f"[dim]assumption: {line}[/]")
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @ops.command("export")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from harness.commands.common import deployment_pair, per_label, trace_input_options
+from harness.commands.common import deployment_pair, load_shaped, per_label, trace_input_options
 from harness.errors import InputError
 from harness.results.slo import parse_slo
 from harness.sweep.executors import EXECUTORS
@@ -118,7 +118,6 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
     from harness.sweep.plan import Bounds, plan_deployments
     from harness.sweep.report import render_sweep_report
     from harness.sweep.spec import Backend, trace_ref
-    from harness.trace import load_trace, shape
 
     _check_address(executor, address)
     slo = parse_slo(slo_text)
@@ -136,9 +135,7 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
     ref = trace_ref(trace, {"format": trace_opts["fmt"], "strict": trace_opts["strict"] or None,
                             **{k: trace_opts[k] for k in ("limit", "window", "time_scale", "rate")}})
     # Load once here so a bad trace or shaping option fails now, with one clear line, not in every point.
-    workload = shape(load_trace(ref["path"], trace_opts.get("fmt"), strict=trace_opts.get("strict", False)),
-                     limit=trace_opts.get("limit"), window=trace_opts.get("window"),
-                     time_scale=trace_opts.get("time_scale"), rate=trace_opts.get("rate"))
+    workload = load_shaped(ref["path"], warn=False, **trace_opts)
     if len(workload) == 0:
         raise InputError("no requests left after loading and shaping", path=trace)
     result = plan_deployments(ref, items, slo, out_dir, objective=objective,

@@ -55,9 +55,9 @@ def timeseries(result: SimResult, workload: Workload, buckets: int = BUCKETS) ->
         return np.bincount(idx, weights=weights[ok], minlength=buckets)
 
     prefill_queue = _count_at(np.where(admitted, arrival, nan), mid) - _count_at(result.prefill_start_s, mid)
-    decode_queue = (_count_at(np.where(decoded, result.prefill_end_s, nan), mid)
-                    - _count_at(result.decode_start_s, mid))
-    running = _count_at(result.decode_start_s, mid) - _count_at(np.where(decoded, result.finish_s, nan), mid)
+    decode_started = _count_at(result.decode_start_s, mid)
+    decode_queue = _count_at(np.where(decoded, result.prefill_end_s, nan), mid) - decode_started
+    running = decode_started - _count_at(np.where(decoded, result.finish_s, nan), mid)
     kv = np.where(decoded, inp + out, 0.0)
     kv_capacity = result.decode_instances * result.caps.decode_kv_tokens
     kv_used = (_sum_at(np.where(decoded, result.reserve_s, nan), kv, mid)

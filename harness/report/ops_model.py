@@ -49,7 +49,9 @@ def _path_ops(doc: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
 def _by_largest(kinds: list[str], per_category: Callable[[str], dict[str, float]]) -> list[str]:
     """The categories of these timelines, largest (over the timelines) first."""
     cats = {c for k in kinds for c in per_category(k)}
-    return sorted(cats, key=lambda c: -max(per_category(k).get(c, 0.0) for k in kinds))
+    # Names sorted first: equal sizes then keep one order in every process (set order does not), so a report
+    # rendered twice from the same results is byte-identical.
+    return sorted(sorted(cats), key=lambda c: -max(per_category(k).get(c, 0.0) for k in kinds))
 
 
 def ops_model(res: Any) -> dict[str, Any]:

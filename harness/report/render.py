@@ -73,9 +73,12 @@ def exact(value: Any) -> str:
 
 
 @cache
-def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(_TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+def template_env(*extra_dirs: Path) -> jinja2.Environment:
+    """The report's jinja2 environment (autoescaped, strict, with the number filters); templates in `extra_dirs`
+    (e.g. the sweep report's) are found first, then the report's own base templates."""
+    loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(d) for d in (*extra_dirs, _TEMPLATES)])
+    env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
     env.filters.update(num=fmt_num, rel=fmt_rel, exact=exact,
                        pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str))
     env.globals.update(rel_class=rel_class)
@@ -131,7 +134,7 @@ def render_html(results: list[Results]) -> str:
         sections.append(section)
         figures.extend(figs)
     title = sections[0]["title"] if len(sections) == 1 else f"cmbench report: {len(sections)} results"
-    return _env().get_template("report.html.j2").render(
+    return template_env().get_template("report.html.j2").render(
         title=title, sections=sections, figures_json=script_json(figures), plotly_b64=plotly_js_gzip_b64())
 
 

@@ -5,8 +5,6 @@ only the sections here are new (templates/sweep.html.j2, templates/plan.html.j2)
 from __future__ import annotations
 
 import json
-from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ import polars as pl
 from harness.errors import InputError
 from harness.outputs import write_text_atomic
 from harness.report.figures import colour, figure, layout
-from harness.report.render import collect_figures, exact, fmt_num, fmt_rel, plotly_js_gzip_b64, rel_class, script_json
+from harness.report.render import collect_figures, plotly_js_gzip_b64, script_json, template_env
 
 MAX_ROWS = 500   # the all-points table stops here; the Parquet file has every row
 SHOWN_METRICS = [("chips", "count"), ("output_tokens_per_s_per_chip", ""), ("input_tokens_per_s_per_chip", ""),
@@ -24,16 +22,8 @@ SHOWN_METRICS = [("chips", "count"), ("output_tokens_per_s_per_chip", ""), ("inp
                  ("cost_per_million_output_tokens", "usd"), ("cost_per_hour_usd", "usd"), ("slo_margin", "frac")]
 
 
-@cache
 def _env() -> jinja2.Environment:
-    base = Path(str(resources.files("harness.report") / "templates"))
-    env = jinja2.Environment(loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
-                                                         jinja2.FileSystemLoader(base)]),
-                             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=fmt_num, rel=fmt_rel, exact=exact,
-                       pretty=lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str))
-    env.globals.update(rel_class=rel_class)
-    return env
+    return template_env(Path(__file__).with_name("templates"))
 
 
 def _pareto(xs: list[float], ys: list[float]) -> list[int]:

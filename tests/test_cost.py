@@ -159,3 +159,29 @@ def test_per_shape_fits_reproduce_the_few_tile_deepgemm_shape():
     for m, tflops in ((64, 206), (128, 352), (4096, 1127)):
         pred = 2 * m * 2112 * 7168 / float(gemm_time_s(m, 2112, 7168, "fp8", hw)) / 1e12
         assert abs(pred / tflops - 1) < 0.01
+
+
+@given(st.sampled_from(["h100-ib", "h800-ib", "h200-ib", "cloudmatrix384"]),
+       st.sampled_from(["norm", "quant", "rope", "elementwise", "copy"]),
+       st.floats(1, 1e6), st.floats(1, 1e5), st.floats(1.0, 4.0))
+def test_memory_ops_monotone_in_work_and_bandwidth(hw_name, kind, rows, row_bytes, factor):
+    """More rows of the same width, or wider rows, never cost less; more HBM bandwidth never costs more."""
+    hw = load_hardware(hw_name)
+    t = float(memory_time_s(rows * row_bytes, hw, kind, rows))
+    assert float(memory_time_s(rows * factor * row_bytes, hw, kind, rows * factor)) >= t * (1 - 1e-12)
+    assert float(memory_time_s(rows * row_bytes * factor, hw, kind, rows)) >= t * (1 - 1e-12)
+    faster = dataclasses.replace(hw, hbm_bytes_per_s=hw.hbm_bytes_per_s * factor)
+    assert float(memory_time_s(rows * row_bytes, faster, kind, rows)) <= t * (1 + 1e-12)
+
+
+def test_memory_ops_use_the_measured_kernel_curves_where_the_spec_names_them():
+    """Hopper specs price norms, RoPE and activations on Vidur's H100 kernel fits (a few tokens cannot fill the
+    chip: per-row bandwidth); copies and chips without a table keep the flat efficiency."""
+    h100, cm = load_hardware("h100-ib"), load_hardware("cloudmatrix384")
+    assert h100.memory_ops_table == "h100-vidur" and cm.memory_ops_table is None
+    nbytes = 4096 * 8192 * 4  # RMSNorm over 4,096 tokens of hidden 8,192, as Vidur measured: 124 us on Llama-2-70B
+    assert 90e-6 < float(memory_time_s(nbytes, h100, "norm", 4096)) < 130e-6
+    assert float(memory_time_s(16 * 8192 * 4, h100, "norm", 16)) > 5 * 16 * 8192 * 4 / (3.35e12 * 0.8)
+    assert float(memory_time_s(nbytes, h100, "copy", 4096)) == pytest.approx(nbytes / (3.35e12 * h100.memory_eff))
+    assert float(memory_time_s(nbytes, cm, "norm", 4096)) == pytest.approx(nbytes / (1.6e12 * 0.841))
+    assert float(memory_time_s(0.0, h100, "norm", 0)) == 0.0

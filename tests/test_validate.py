@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.validate import validation_rows
 
 
 def rows() -> list[dict]:
@@ -37,7 +38,14 @@ def test_row_fields_and_kinds():
         if r["id"].startswith("e2e."):
             assert r["kind"] == "end-to-end prediction"
     held_out = [r for r in rows() if r["kind"] == "held-out operator"]
-    assert len(held_out) == 16 and all(abs(r["error_pct"]) < 10 for r in held_out)
+    moe = [r for r in held_out if r["id"].startswith("moe.")]
+    assert len(moe) == 16 and all(abs(r["error_pct"]) < 10 for r in moe)
+    memops = [r for r in held_out if r["id"].startswith("memops.")]
+    assert len(memops) == 27 and all(abs(r["error_pct"]) < 35 for r in memops)
+    full = [r for r in validation_rows() if r["id"].startswith("memops.")]
+    for kind in ("norm", "rope", "act"):  # the mean over every held-out row of each kernel, not only those listed
+        mape = next(r for r in full if f".{kind}." in r["id"])["explain"]["held_out_mape_pct"]
+        assert mape < 20, (kind, mape)
 
 
 def test_strict_passes_at_recorded_tolerances_and_fails_when_tightened():

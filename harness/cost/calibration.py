@@ -167,3 +167,52 @@ def nccl_curve(table_id: str, op: str) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"NCCL table '{table_id}' has no '{op}' rows", field="collectives")
     order = np.argsort(size[sel])
     return np.log(size[sel][order]), np.log(us[sel][order] * 1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ memory-bound ops
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """t = floor_s + bytes / min(hbm_bw * eta, rows * row_bytes_per_s), per kernel: an element-wise kernel works on
+    its rows (tokens) in parallel, each streaming at most row_bytes_per_s, until the chip's HBM caps it."""
+    floor_s: float
+    eta: float
+    row_bytes_per_s: float
+
+    def time_s(self, nbytes, rows, hbm_bytes_per_s: float):
+        bw = np.minimum(hbm_bytes_per_s * self.eta, np.asarray(rows, float) * self.row_bytes_per_s)
+        return self.floor_s + np.asarray(nbytes, float) / bw
+
+
+def memory_rows(t: Table, op: str, fit: bool | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(bytes, rows, seconds, model names) of one op kind's rows; fit True: only the fit models, False: held out."""
+    models = set(t.params.get("fit_models", []))
+    col = {c: i for i, c in enumerate(t.columns)}
+    sel = [r for r in t.rows if r[col["op"]] == op and (fit is None or (r[col["model"]] in models) == fit)]
+    return (np.array([float(r[col["bytes"]]) for r in sel]), np.array([float(r[col["tokens"]]) for r in sel]),
+            np.array([float(r[col["time_us"]]) * 1e-6 for r in sel]), np.array([r[col["model"]] for r in sel]))
+
+
+_ETA_GRID = np.linspace(0.05, 1.0, 96)
+_ROW_BW_GRID = np.geomspace(1e8, 1e12, 401)  # bytes/s one row (token) of an element-wise kernel can stream
+
+
+@functools.lru_cache(maxsize=None)
+def memory_fit(table_id: str, op: str) -> MemoryFit:
+    """Mean relative error minimised over the fit models' rows of `op` (norm, rope, act): eta and the per-row
+    bandwidth on fixed grids (deterministic), the floor in closed form (least squares in relative error, >= 0)."""
+    t = table("memory_ops", table_id)
+    nbytes, rows, secs, _ = memory_rows(t, op, fit=True)
+    if not len(secs):
+        raise InputError(f"memory-op table '{table_id}' has no '{op}' rows for its fit models", field="rows")
+    hbm = parse_quantity(t.params["hbm_bandwidth"], "bandwidth")
+    w2 = 1.0 / secs**2
+    best = (np.inf, 0.0, 1.0, 1.0)
+    for row_bw in _ROW_BW_GRID:
+        x = nbytes / np.minimum(hbm * _ETA_GRID[:, None], rows * row_bw)        # (eta, row)
+        floor = np.maximum(((secs - x) * w2).sum(axis=1) / w2.sum(), 0.0)
+        err = (np.abs(floor[:, None] + x - secs) / secs).mean(axis=1)
+        k = int(np.argmin(err))
+        if err[k] < best[0]:
+            best = (float(err[k]), float(floor[k]), float(_ETA_GRID[k]), float(row_bw))
+    return MemoryFit(best[1], best[2], best[3])

@@ -8,14 +8,16 @@ gemm_time_s(m, n, k, precision, hw, groups=1, compute_share=1.0) -> seconds
 attention_time_s(flops, bytes_moved, hw, precision="bf16", compute_share=1.0) -> seconds
     roofline with the chip's measured MLA utilisation in each regime.
 mla_decode_work / mla_prefill_work / gqa_work -> (flops, bytes_moved) of the attention core.
-memory_time_s(bytes_moved, hw) -> seconds for norms and element-wise ops (HBM-bound).
+memory_time_s(bytes_moved, hw, kind="elementwise") -> seconds for norms and element-wise ops (HBM-bound): the
+    chip's measured kernel curve for that kind (floor + bytes / min(bw * eta, rows * per-row bandwidth),
+    calibration/memory_ops.toml) where its spec names one, else bytes at the chip's flat memory efficiency.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from harness.cost.calibration import GemmFit, gemm_fit, gemm_shape_fits
+from harness.cost.calibration import GemmFit, gemm_fit, gemm_shape_fits, memory_fit
 from harness.hardware import Hardware
 from harness.llm import BYTES, LLM
 
@@ -56,8 +58,21 @@ def attention_time_s(flops, bytes_moved, hw: Hardware, precision: str = "bf16", 
                       np.asarray(bytes_moved, float) / (hw.hbm_bytes_per_s * hw.attention_memory_eff))
 
 
-def memory_time_s(bytes_moved, hw: Hardware):
-    return np.asarray(bytes_moved, float) / (hw.hbm_bytes_per_s * hw.memory_eff)
+# Which measured kernel an element-wise op moves its bytes like: a per-token reduction then a write (norms,
+# activation quantisation) like RMSNorm, in-place rotation like RoPE, plain streaming element-wise like SwiGLU.
+MEMORY_KINDS = {"norm": "norm", "quant": "norm", "rope": "rope", "elementwise": "act", "act": "act"}
+
+
+def memory_time_s(bytes_moved, hw: Hardware, kind: str = "elementwise", rows=np.inf):
+    """`kind`: norm, quant, rope, elementwise / act, or copy (copies keep the flat efficiency: no kernel table
+    measures them). `rows`: the tokens (or token-expert pairs) the kernel works on in parallel; unknown: no cap.
+    Zero bytes cost nothing."""
+    b = np.asarray(bytes_moved, float)
+    measured = MEMORY_KINDS.get(kind)
+    if hw.memory_ops_table is None or measured is None:
+        return b / (hw.hbm_bytes_per_s * hw.memory_eff)
+    fit = memory_fit(hw.memory_ops_table, measured)
+    return np.where(b > 0, fit.time_s(b, np.maximum(rows, 1.0), hw.hbm_bytes_per_s), 0.0)
 
 
 def mla_decode_work(llm: LLM, requests, q_per_request: float, kv_len, kv_precision: str):

@@ -64,7 +64,7 @@ class CostAdapter:
             return float(attention_time_s(work.flops, work.bytes_moved, hw, precision_on(hw, work.precision or "bf16"),
                                           compute_share=work.compute_share))
         if category in MEMORY:
-            return float(memory_time_s(work.bytes_moved, hw))
+            return float(memory_time_s(work.bytes_moved, hw, category))
         if category in COMM_CATEGORIES:
             if work.moe is not None and self.llm is not None:
                 op, tokens, ep = work.moe

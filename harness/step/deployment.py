@@ -48,6 +48,9 @@ class Deployment:
     kv_len: int
     tokens_per_chip: int
     prompt_len: int
+    # RMSNorm, RoPE and activation quantisation run inside the attention projections' kernel (CloudMatrix-Infer's
+    # fused MLA prolog), not as element-wise ops of their own
+    fused_attention_prolog: bool = False
 
     @property
     def ranks(self) -> int:
@@ -101,7 +104,7 @@ def _load(name: str, sets: tuple[str, ...]) -> Deployment:
         mtp_accept=d["mtp_accept"], redundant_experts=d["redundant_experts"],
         shared_expert_placement=d["shared_expert_placement"], shared_expert_ranks=d.get("shared_expert_ranks", 0),
         eplb=d["eplb"], memory_reserve_bytes=parse_quantity(d["memory_reserve"], "size"),
-        launch_overlapped=d["launch_overlapped"],
+        launch_overlapped=d["launch_overlapped"], fused_attention_prolog=d.get("fused_attention_prolog", False),
         prefill_token_budget_per_chip=d.get("prefill_token_budget_per_chip", op.get("tokens_per_chip", 16384)),
         batch_per_chip=float(op.get("batch_per_chip", 1)), kv_len=op.get("kv_len", 4096),
         tokens_per_chip=op.get("tokens_per_chip", 16384), prompt_len=op.get("prompt_len", 4096),

@@ -11,9 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from harness.cost.calibration import distinct_ranks
 from harness.cost.comm import bulk_all_to_all_time_s, collective_time_s, dispatch_bytes, dispatch_time_s
 from harness.cost.compute import (attention_time_s, gemm_time_s, gemm_work, gqa_work, memory_time_s,
                                   mla_decode_work, mla_prefill_work)
+from harness.llm import BYTES
 from harness.step.deployment import Deployment
 from harness.step.streams import stream_of
 
@@ -53,8 +55,20 @@ def _gemm(dep: Deployment, name: str, role: str, m, n: int, k: int, precision: s
     return OpSpec(name, cat, role, gemm_time_s(m, n, k, precision, dep.hardware, groups, share), f, b)
 
 
-def _mem(dep: Deployment, name: str, category: str, role: str, nbytes) -> OpSpec:
-    return OpSpec(name, category, role, memory_time_s(nbytes, dep.hardware), 0.0, nbytes)
+def _mem(dep: Deployment, name: str, category: str, role: str, rows, row_bytes: float, kind: str | None = None) -> OpSpec:
+    """An HBM-bound op over `rows` tokens (or token-expert pairs) of `row_bytes` each; `kind` picks the measured
+    kernel curve it moves bytes like (default: its category)."""
+    rows = np.asarray(rows, float)
+    nbytes = rows * row_bytes
+    return OpSpec(name, category, role, memory_time_s(nbytes, dep.hardware, kind or category, rows), 0.0, nbytes)
+
+
+def _quant(dep: Deployment, name: str, role: str, rows, width: int) -> list[OpSpec]:
+    """Per-token dynamic activation quantisation before an 8-bit GEMM: read BF16, write 8-bit (W8A8, paper
+    Sec. 4.4; DeepSeek's per_token_cast_to_fp8 kernels). Nothing at 16-bit precision."""
+    if BYTES[dep.precision] != 1:
+        return []
+    return [_mem(dep, name, "elementwise", role, rows, width * 3.0, "quant")]
 
 
 def _moe_all_to_all(dep: Deployment, kind: str, t, hw, llm, precision: str, dedicated: bool) -> OpSpec:
@@ -72,19 +86,26 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
     llm, hw, p, tp = dep.llm, dep.hardware, dep.precision, dep.tp
     h = llm.hidden
     t = np.asarray(w.tokens, float) * tp  # a TP group works on its ranks' tokens together, heads split
-    ops = [_mem(dep, "attn_norm", "norm", "attn", t / tp * h * 4)]
+    fused = dep.fused_attention_prolog  # norms, RoPE and quantisation inside the projection kernels: no ops of their own
+    ops = [] if fused else [_mem(dep, "attn_norm", "norm", "attn", t / tp, h * 4)] + _quant(dep, "attn_quant", "attn", t / tp, h)
     if llm.attention == "mla":
         H = llm.heads // tp
         qk = llm.qk_nope_dim + llm.qk_rope_dim
         ops.append(_gemm(dep, "qkv_a_proj", "attn", t / tp, llm.q_lora_rank + llm.kv_lora_rank + llm.qk_rope_dim, h, p))
-        ops.append(_mem(dep, "q_kv_norm", "norm", "attn", t / tp * (llm.q_lora_rank + llm.kv_lora_rank) * 4))
+        if not fused:
+            ops.append(_mem(dep, "q_kv_norm", "norm", "attn", t / tp, (llm.q_lora_rank + llm.kv_lora_rank) * 4))
+            ops += _quant(dep, "q_quant", "attn", t, llm.q_lora_rank)
         ops.append(_gemm(dep, "q_b_proj", "attn", t, H * qk, llm.q_lora_rank, p))
+        if not fused:  # RoPE on the query's and the new key's rotary dims, in place (BF16 read + write)
+            ops.append(_mem(dep, "rope", "elementwise", "attn", t, (H + 1) * llm.qk_rope_dim * 4, "rope"))
         if dep.phase == "decode":
             ops.append(_gemm(dep, "q_absorb", "attn", t, llm.kv_lora_rank, llm.qk_nope_dim, HEAD_PRECISION, H))
             f, b = mla_decode_work(llm, np.asarray(w.requests, float) * tp, w.q, w.kv_len, dep.kv_cache_precision)
             f = f / tp
         else:
             kv_t = np.asarray(w.kv_tokens, float) * tp
+            if not fused:
+                ops += _quant(dep, "kv_quant", "attn", kv_t, llm.kv_lora_rank)
             ops.append(_gemm(dep, "kv_b_proj", "attn", kv_t, H * (llm.qk_nope_dim + llm.v_head_dim),
                              llm.kv_lora_rank, p))
             f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
@@ -93,10 +114,13 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
                           attention_time_s(f, b, hw, dep.attention_precision, share), f, b))
         if dep.phase == "decode":
             ops.append(_gemm(dep, "v_absorb", "attn", t, llm.v_head_dim, llm.kv_lora_rank, HEAD_PRECISION, H))
+        ops += _quant(dep, "o_quant", "attn", t, H * llm.v_head_dim)
         ops.append(_gemm(dep, "o_proj", "attn", t, h, H * llm.v_head_dim, p))
     else:
         H, KV = llm.heads // tp, max(llm.kv_heads // tp, 1)
         ops.append(_gemm(dep, "qkv_proj", "attn", t, (H + 2 * KV) * llm.head_dim, h, p))
+        if not fused:
+            ops.append(_mem(dep, "rope", "elementwise", "attn", t, (H + KV) * llm.head_dim * 4, "rope"))
         if dep.phase == "decode":
             f, b = gqa_work(llm, np.asarray(w.requests, float) * tp, w.kv_len, dep.kv_cache_precision, decode=True)
             f, b = f / tp, b / tp
@@ -105,12 +129,13 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
         share = stream_of(dep, "attn", "attention")[1]
         ops.append(OpSpec("attention", "attention", "attn",
                           attention_time_s(f, b, hw, dep.attention_precision, share), f, b))
+        ops += _quant(dep, "o_quant", "attn", t, H * llm.head_dim)
         ops.append(_gemm(dep, "o_proj", "attn", t, h, H * llm.head_dim, p))
     if tp > 1:
         nbytes = t * h * 2
         ops.append(OpSpec("tp_all_reduce", "all_reduce", "comm",
                           collective_time_s("all_reduce", nbytes, tp, hw), 0.0, nbytes, nbytes))
-    ops.append(_mem(dep, "attn_residual", "elementwise", "attn", np.asarray(w.tokens, float) * h * 6))
+    ops.append(_mem(dep, "attn_residual", "elementwise", "attn", w.tokens, h * 6))
     return ops
 
 
@@ -128,20 +153,24 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
     llm, hw, p = dep.llm, dep.hardware, dep.precision
     h = llm.hidden
     t = np.asarray(w.tokens, float)
-    ops = [_mem(dep, "ffn_norm", "norm", "ffn", t * h * 4)]
+    ops = [_mem(dep, "ffn_norm", "norm", "ffn", t, h * 4)]
     if not moe:  # dense FFN: sharded like attention (TP over the intermediate dim, all-reduce after)
         tg, i = t * dep.tp, llm.dense_ffn_intermediate // dep.tp
+        ops += _quant(dep, "ffn_quant", "ffn", t, h)
         ops += [_gemm(dep, "ffn_gate_up", "ffn", tg, 2 * i, h, p),
-                _mem(dep, "ffn_act", "elementwise", "ffn", tg * i * 6), _gemm(dep, "ffn_down", "ffn", tg, h, i, p)]
+                _mem(dep, "ffn_act", "elementwise", "ffn", tg, i * 6), _gemm(dep, "ffn_down", "ffn", tg, h, i, p)]
         if dep.tp > 1:
             nbytes = tg * h * 2
             ops.append(OpSpec("tp_all_reduce", "all_reduce", "comm",
                               collective_time_s("all_reduce", nbytes, dep.tp, hw), 0.0, nbytes, nbytes))
-        ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t * h * 6))
+        ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t, h * 6))
         return ops
     i, k = llm.expert_intermediate, llm.top_k
     ops.append(_gemm(dep, "gate", "ffn", t, llm.routed_experts, h, HEAD_PRECISION))
     dedicated = dep.shared_expert_placement == "dedicated" and llm.shared_experts > 0
+    bulk = dep.phase != "decode"  # decode's low-latency kernels quantise, lay out and reduce tokens themselves
+    if bulk:
+        ops += _quant(dep, "moe_quant", "ffn", t, h)
     ops.append(_moe_all_to_all(dep, "dispatch", t, hw, llm, p, dedicated))
     if llm.shared_experts and not dedicated:
         ops += [_gemm(dep, "shared_gate_up", "ffn", t, 2 * i * llm.shared_experts, h, p),
@@ -153,23 +182,28 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
         load = np.maximum(load, t * dep.ep / max(dep.shared_expert_ranks, 1) * llm.shared_experts)
     g = max(round((llm.routed_experts + dep.redundant_experts) / routed_ranks), 1)
     m = load / g
+    if bulk:  # received tokens copied into expert-contiguous rows (DeepSeek's expand kernel; CM's vector cores)
+        ops.append(_mem(dep, "moe_permute", "copy", "ffn", load, h * BYTES[p] * 2, "elementwise"))
     ops += [_gemm(dep, "experts_gate_up", "ffn", m, 2 * i, h, p, g),
-            _mem(dep, "experts_act", "elementwise", "ffn", load * i * 6),
+            _mem(dep, "experts_act", "elementwise", "ffn", load, i * 6),
             _gemm(dep, "experts_down", "ffn", m, h, i, p, g)]
     ops.append(_moe_all_to_all(dep, "combine", t, hw, llm, p, dedicated))
-    ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t * h * 6))
+    if bulk:  # each token's returned BF16 partial sums (one per rank it went to) weighted and added
+        d = distinct_ranks(llm.routed_experts, k, dep.ep)
+        ops.append(_mem(dep, "moe_unpermute", "elementwise", "ffn", t, h * 2 * (d + 1)))
+    ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t, h * 6))
     return ops
 
 
 def head_block(dep: Deployment, tokens, name: str = "lm_head") -> list[OpSpec]:
     h = dep.llm.hidden
     t = np.asarray(tokens, float)
-    return [_mem(dep, f"{name}_norm", "norm", "ffn", t * h * 4),
+    return [_mem(dep, f"{name}_norm", "norm", "ffn", t, h * 4),
             _gemm(dep, name, "ffn", t, dep.llm.vocab, h, HEAD_PRECISION)]
 
 
 def mtp_proj(dep: Deployment, tokens) -> list[OpSpec]:
     """The MTP module's input projection: [hidden; embedding] (2h) -> h, before its transformer layer."""
     h = dep.llm.hidden
-    return [_mem(dep, "mtp_norm", "norm", "attn", np.asarray(tokens, float) * h * 8),
+    return [_mem(dep, "mtp_norm", "norm", "attn", tokens, h * 8),
             _gemm(dep, "mtp_eh_proj", "attn", tokens, h, 2 * h, HEAD_PRECISION)]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.step.deployment import Deployment
 
-_VECTOR = ("norm", "elementwise")
+_VECTOR = ("norm", "elementwise", "copy")
 
 
 def stream_of(dep: Deployment, role: str, category: str) -> tuple[str, float]:

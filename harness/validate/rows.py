@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.cost.calibration import dispatch_fit, distinct_ranks, gemm_fit, gemm_rows, gemm_shape_fits, nccl_curve, table
+from harness.cost.calibration import (dispatch_fit, distinct_ranks, gemm_fit, gemm_rows, gemm_shape_fits, memory_fit,
+                                     memory_rows, nccl_curve, table)
 from harness.cost.comm import collective_time_s, dispatch_time_s, interp_loglog, transfer_time_s
-from harness.cost.compute import gemm_time_s
+from harness.cost.compute import gemm_time_s, memory_time_s
 from harness.hardware import load_hardware
 from harness.hardware.specfile import load_spec
 from harness.hardware.units import parse_quantity
@@ -151,6 +152,33 @@ def nccl_rows() -> list[dict[str, Any]]:
     return rows
 
 
+MEMOPS_SHOWN_TOKENS = (16, 256, 4096)  # of the held-out rows, TP1 at these sizes are listed (the mean covers all)
+
+
+def memops_rows() -> list[dict[str, Any]]:
+    """Element-wise kernels on H100 (Vidur): the curve is fitted on one model's rows; these are other models'
+    rows (other hidden sizes, heads, intermediate sizes), held out. `explain` has the mean error over every
+    held-out row of that kernel."""
+    hw = load_hardware("h100-ib")
+    t = table("memory_ops", "h100-vidur")
+    rows = []
+    for op in ("norm", "rope", "act"):
+        nbytes, n, secs, models = memory_rows(t, op, fit=False)
+        pred = memory_time_s(nbytes, hw, op, n)
+        fit = memory_fit("h100-vidur", op)
+        expl = {"model": "floor + bytes / min(HBM x eta, tokens x per-row bandwidth)",
+                "fit": {"floor_us": fit.floor_s * 1e6, "eta": fit.eta, "row_gbps": fit.row_bytes_per_s / 1e9},
+                "held_out_mape_pct": float(100 * np.mean(np.abs(pred / secs - 1))),
+                "held_out_rows": len(secs), "source": t.source}
+        tp = np.array([r[t.columns.index("tp")] for r in t.rows
+                       if r[t.columns.index("op")] == op and r[t.columns.index("model")] not in t.params["fit_models"]])
+        for i in np.flatnonzero((tp == 1) & np.isin(n, MEMOPS_SHOWN_TOKENS)):
+            rows.append(_row(f"memops.h100.{op}.{models[i]}.{int(n[i])}", f"{op} kernel on one H100",
+                             f"{models[i]}, {int(n[i]):,} tokens, TP1, {nbytes[i] / 1e6:,.2f} MB", secs[i] * 1e6,
+                             float(pred[i]) * 1e6, "us", "held-out operator", expl))
+    return rows
+
+
 @functools.lru_cache(maxsize=None)
 def _headline_estimate(deployment: str, eplb: str, batch: float | None, kv: int | None, tokens: int | None,
                        plen: int | None) -> dict[str, Any]:
@@ -223,7 +251,8 @@ def hbm_overlap_excess_s(ops, hw) -> float:
 
 
 def validation_rows() -> list[dict[str, Any]]:
-    rows = ub_rows() + dispatch_rows() + mla_rows() + gemm_rows_validate() + nccl_rows() + headline_rows()
+    rows = (ub_rows() + dispatch_rows() + mla_rows() + gemm_rows_validate() + nccl_rows() + memops_rows()
+            + headline_rows())
     tg = _targets()
     default = float(tg.get("default_tolerance_pct", 10.0))
     tol = tg.get("tolerances", {})

@@ -55,7 +55,8 @@ def _gemm(dep: Deployment, name: str, role: str, m, n: int, k: int, precision: s
     return OpSpec(name, cat, role, gemm_time_s(m, n, k, precision, dep.hardware, groups, share), f, b)
 
 
-def _mem(dep: Deployment, name: str, category: str, role: str, rows, row_bytes: float, kind: str | None = None) -> OpSpec:
+def _mem(dep: Deployment, name: str, category: str, role: str, rows, row_bytes: float,
+         kind: str | None = None) -> OpSpec:
     """An HBM-bound op over `rows` tokens (or token-expert pairs) of `row_bytes` each; `kind` picks the measured
     kernel curve it moves bytes like (default: its category)."""
     rows = np.asarray(rows, float)
@@ -86,8 +87,9 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
     llm, hw, p, tp = dep.llm, dep.hardware, dep.precision, dep.tp
     h = llm.hidden
     t = np.asarray(w.tokens, float) * tp  # a TP group works on its ranks' tokens together, heads split
-    fused = dep.fused_attention_prolog  # norms, RoPE and quantisation inside the projection kernels: no ops of their own
-    ops = [] if fused else [_mem(dep, "attn_norm", "norm", "attn", t / tp, h * 4)] + _quant(dep, "attn_quant", "attn", t / tp, h)
+    fused = dep.fused_attention_prolog  # norms, RoPE, quantisation inside the projection kernels: no ops of their own
+    ops = [] if fused else [_mem(dep, "attn_norm", "norm", "attn", t / tp, h * 4),
+                            *_quant(dep, "attn_quant", "attn", t / tp, h)]
     if llm.attention == "mla":
         H = llm.heads // tp
         qk = llm.qk_nope_dim + llm.qk_rope_dim

@@ -185,3 +185,10 @@ def test_memory_ops_use_the_measured_kernel_curves_where_the_spec_names_them():
     assert float(memory_time_s(nbytes, h100, "copy", 4096)) == pytest.approx(nbytes / (3.35e12 * h100.memory_eff))
     assert float(memory_time_s(nbytes, cm, "norm", 4096)) == pytest.approx(nbytes / (1.6e12 * 0.841))
     assert float(memory_time_s(0.0, h100, "norm", 0)) == 0.0
+
+
+def test_an_unknown_memory_op_table_is_a_clear_error_naming_the_field():
+    from harness.errors import InputError
+    with pytest.raises(InputError, match="memory-op table 'nope'") as e:
+        load_hardware("h800-ib", [("chip.efficiency.memory_ops", "nope")])
+    assert "chip.efficiency.memory_ops" in str(e.value)

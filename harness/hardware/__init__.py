@@ -125,8 +125,9 @@ def _fabric(d: dict[str, Any]) -> Fabric:
 
 @functools.lru_cache(maxsize=256)
 def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
-    d, _ = load_spec("hardware", name, overrides)
+    d, path = load_spec("hardware", name, overrides)
     c, h, q = d["chip"], d["host"], parse_quantity
+    _check_memory_ops(c["efficiency"].get("memory_ops"), path)
     return Hardware(
         name=d["name"], description=d["description"], kind=d["kind"], chips=d["chips"],
         chips_per_node=d["chips_per_node"], default_precision=d["default_precision"],
@@ -153,6 +154,18 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
         moe_bulk_bytes_per_s=q(d["moe_comm"]["bulk_bandwidth"], "bandwidth"), moe_bulk_scope=d["moe_comm"]["bulk_scope"],
         graph_launch_s=q(d["launch"]["graph_launch"], "time"),
     )
+
+
+def _check_memory_ops(table_id: str | None, path) -> None:
+    """A spec naming an unknown element-wise kernel table fails on load, naming the spec field."""
+    if table_id is None:
+        return
+    from harness.cost.calibration import tables  # imported here: harness.cost imports this module
+    from harness.errors import InputError
+    known = tables("memory_ops")
+    if table_id not in known:
+        raise InputError(f"unknown memory-op table '{table_id}' (calibration/memory_ops.toml has: {', '.join(known)})",
+                         path=str(path), field="chip.efficiency.memory_ops")
 
 
 def load_hardware(name: str, overrides: Sequence[tuple[str, str]] = ()) -> Hardware:

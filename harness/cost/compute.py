@@ -2,9 +2,9 @@
 
 gemm_time_s(m, n, k, precision, hw, groups=1, compute_share=1.0) -> seconds
     m: rows (tokens) per group, n: output columns, k: inner dim. Model fitted per chip from its GEMM table
-    (models/calibration/gemm.toml): overhead + flops / (peak * eta_c) + bytes / (hbm_bw * eta_m); shapes the
-    table measured at three or more sizes have their own fit, and a GEMM is never faster than one of them that
-    is no larger (calibration.gemm_shape_fits).
+    (models/calibration/gemm.toml): overhead + hypot(flops / (peak * eta_c), bytes / (hbm_bw * eta_m)); shapes the
+    table measured at three or more sizes have their own fit (calibration.gemm_shape_fits), and a GEMM is never
+    faster than one of them that is no larger nor slower than one that is no smaller.
 attention_time_s(flops, bytes_moved, hw, precision="bf16", compute_share=1.0) -> seconds
     roofline with the chip's measured MLA utilisation in each regime.
 mla_decode_work / mla_prefill_work / gqa_work -> (flops, bytes_moved) of the attention core.
@@ -15,9 +15,11 @@ memory_time_s(bytes_moved, hw, kind="elementwise") -> seconds for norms and elem
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from harness.cost.calibration import GemmFit, gemm_fit, gemm_shape_fits, memory_fit
+from harness.cost.calibration import GemmFit, gemm_fit, gemm_model_s, gemm_shape_fits, memory_fit
 from harness.hardware import Hardware
 from harness.llm import BYTES, LLM
 
@@ -27,24 +29,47 @@ def gemm_time_s(m, n, k, precision: str | None, hw: Hardware, groups: int = 1,
     """One (grouped) GEMM of `groups` x [m x k] @ [k x n]; m may be an array. m = 0 costs nothing.
     precision None: the chip's default inference precision.
 
-    The fit over all rows of the chip's table, raised to the fit of every measured shape no larger than this one
-    (its own included): a shape that fills the cores badly (few output tiles) is slow as measured, and more work
-    is never faster than a smaller measured shape."""
+    Measured shapes bound it: never faster than a measured shape no larger than this one (in N and K), never
+    slower than one no smaller; between those bounds the fit over all rows of the chip's table. A measured shape
+    thus costs its own fit (tile and wave quantisation differ by N and K), and more work is never faster."""
     precision = precision or hw.default_precision
     table_id = hw.gemm_table(precision)
     m = np.asarray(m, dtype=float)
     peak, bw, b = hw.peak(precision) * compute_share, hw.hbm_bytes_per_s, BYTES[precision]
     t = _fit_time_s(gemm_fit(table_id), m, n, k, groups, peak, bw, b, out_bytes)
-    for (n0, k0), fit in gemm_shape_fits(table_id).items():
-        if n0 <= n and k0 <= k:
-            t = np.maximum(t, _fit_time_s(fit, m, n0, k0, groups, peak, bw, b, out_bytes))
+    ceilings, floors = _shape_bounds(table_id, float(n), float(k))
+    if ceilings is not None:
+        t = np.minimum(t, _shapes_time_s(ceilings, m, groups, peak, bw, b, out_bytes).min(axis=-1))
+    if floors is not None:
+        t = np.maximum(t, _shapes_time_s(floors, m, groups, peak, bw, b, out_bytes).max(axis=-1))
     return np.where(m > 0, t, 0.0)
 
 
 def _fit_time_s(fit: GemmFit, m, n, k, groups, peak: float, bw: float, in_bytes: int, out_bytes: int):
     flops = 2.0 * m * n * k * groups
     nbytes = groups * ((m * k + k * n) * in_bytes + m * n * out_bytes)
-    return fit.overhead_s + flops / (peak * fit.eta_compute) + nbytes / (bw * fit.eta_memory)
+    return gemm_model_s(flops, nbytes, fit.overhead_s, fit.eta_compute, fit.eta_memory, peak, bw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape_bounds(table_id: str, n: float, k: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Rows (n0, k0, overhead, eta_c, eta_m) of the measured shapes no smaller than (n, k), and of those no larger."""
+    fits = gemm_shape_fits(table_id)
+    rows = np.array([(n0, k0, f.overhead_s, f.eta_compute, f.eta_memory) for (n0, k0), f in fits.items()], float)
+    if not len(rows):
+        return None, None
+    ge = rows[(rows[:, 0] >= n) & (rows[:, 1] >= k)]
+    le = rows[(rows[:, 0] <= n) & (rows[:, 1] <= k)]
+    return (ge if len(ge) else None), (le if len(le) else None)
+
+
+def _shapes_time_s(shapes: np.ndarray, m, groups, peak: float, bw: float, in_bytes: int, out_bytes: int):
+    """Each measured shape's fit at its own (n0, k0), for every m: shape on the last axis."""
+    m = np.asarray(m, float)[..., None]
+    n, k, o, eta_c, eta_m = shapes.T
+    flops = 2.0 * m * n * k * groups
+    nbytes = groups * ((m * k + k * n) * in_bytes + m * n * out_bytes)
+    return gemm_model_s(flops, nbytes, o, eta_c, eta_m, peak, bw)
 
 
 def gemm_work(m, n: int, k: int, precision: str, groups: int = 1, out_bytes: int = 2):

@@ -85,9 +85,9 @@ def precision_on(hw: Hardware, precision: str | None) -> str:
     return "bf16" if "bf16" in have else hw.default_precision
 
 
-def _axis_work(category: str, x: float, ranks: int, precision: str | None) -> Work:
+def _axis_work(category: str, x: float, ranks: int, precision: str | None, share: float = 1.0) -> Work:
     if category in COMPUTE:
-        return Work(flops=x, precision=precision)
+        return Work(flops=x, precision=precision, compute_share=share)
     if category in MEMORY:
         return Work(bytes_moved=x)
     return Work(bytes_sent=x, ranks=ranks)
@@ -166,8 +166,7 @@ def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter
             key = (op.category, op.duration_s, op.group_ranks, precision, share)
             if key not in inverted:
                 inverted[key] = invert(lambda w, op=op: adapter.time_s(
-                    op.category, replace(_axis_work(op.category, w, op.group_ranks, precision), compute_share=share),
-                    src), op.duration_s)
+                    op.category, _axis_work(op.category, w, op.group_ranks, precision, share), src), op.duration_s)
             x = inverted[key]
             work = _axis_work(op.category, x, op.group_ranks, precision)
         else:

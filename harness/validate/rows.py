@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.cost.calibration import (dispatch_fit, distinct_ranks, gemm_fit, gemm_rows, gemm_shape_fits, memory_fit,
-                                     memory_rows, nccl_curve, table)
+from harness.cost.calibration import (dispatch_fit, distinct_ranks, fit_part, gemm_fit, gemm_rows, gemm_shape_fits,
+                                     memory_fit, memory_rows, nccl_curve, table)
 from harness.cost.comm import collective_time_s, dispatch_time_s, interp_loglog, transfer_time_s
 from harness.cost.compute import gemm_time_s, memory_time_s
 from harness.hardware import load_hardware
@@ -126,6 +126,34 @@ def gemm_rows_validate() -> list[dict[str, Any]]:
                 rows.append(_row(f"gemm.{table_id}.{i + 1}", "INT8 grouped GEMM utilisation, one 910C die", cond,
                                  100 * flops[i] / secs[i] / peak, 100 * flops[i] / pred_s / peak, "%",
                                  "in-sample operator", expl))
+    return rows
+
+
+BF16_GEMM_SHOWN = ((1, 16), (1, 256), (1, 4096))  # (TP, tokens) of the held-out rows listed (the mean covers all)
+
+
+def bf16_gemm_rows() -> list[dict[str, Any]]:
+    """BF16 GEMMs (cuBLAS) on H100 (Vidur): fitted on two models' linear layers, these are the other models' layers
+    (other hidden and intermediate sizes, GQA and MHA), held out. `explain` has the mean error over every
+    held-out row."""
+    table_id, hw = "h100-bf16-vidur", load_hardware("h100-ib")
+    t = fit_part(table("gemm", table_id), fit=False)
+    flops, _, secs = gemm_rows(t)
+    cols = {c: t.col(c) for c in ("model", "op", "tp", "m", "n", "k")}
+    pred = np.array([float(gemm_time_s(m, int(n), int(k), "bf16", hw))
+                     for m, n, k in zip(cols["m"], cols["n"], cols["k"])])
+    fit = gemm_fit(table_id)
+    expl = {"model": "overhead + flops / (peak x eta_compute) + bytes / (hbm_bw x eta_memory); the slowest of the "
+                     "all-rows fit and the fits of measured shapes no larger than this one",
+            "all_rows_fit": vars(fit), "held_out_mape_pct": float(100 * np.mean(np.abs(pred / secs - 1))),
+            "held_out_rows": len(secs), "fit_models": t.params["fit_models"], "source": t.source}
+    rows = []
+    for i in range(len(secs)):
+        tp, m = int(cols["tp"][i]), int(cols["m"][i])
+        if (tp, m) in BF16_GEMM_SHOWN:
+            rows.append(_row(f"gemm.h100-bf16.{cols['model'][i]}.{cols['op'][i]}.{m}", "BF16 GEMM on one H100",
+                             f"{cols['model'][i]} {cols['op'][i]}, M{m} N{cols['n'][i]} K{cols['k'][i]}, TP{tp}",
+                             secs[i] * 1e6, pred[i] * 1e6, "us", "held-out operator", expl))
     return rows
 
 
@@ -251,7 +279,7 @@ def hbm_overlap_excess_s(ops, hw) -> float:
 
 
 def validation_rows() -> list[dict[str, Any]]:
-    rows = (ub_rows() + dispatch_rows() + mla_rows() + gemm_rows_validate() + nccl_rows() + memops_rows()
+    rows = (ub_rows() + dispatch_rows() + mla_rows() + gemm_rows_validate() + bf16_gemm_rows() + nccl_rows() + memops_rows()
             + headline_rows())
     tg = _targets()
     default = float(tg.get("default_tolerance_pct", 10.0))

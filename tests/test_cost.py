@@ -193,8 +193,10 @@ def test_memory_ops_use_the_measured_kernel_curves_where_the_spec_names_them():
     assert float(memory_time_s(0.0, h100, "norm", 0)) == 0.0
 
 
-def test_an_unknown_memory_op_table_is_a_clear_error_naming_the_field():
+@pytest.mark.parametrize("field,kind", [("chip.efficiency.memory_ops", "memory-ops"),
+                                        ("chip.efficiency.gemm.bf16", "gemm")])
+def test_an_unknown_calibration_table_is_a_clear_error_naming_the_field(field, kind):
     from harness.errors import InputError
-    with pytest.raises(InputError, match="memory-op table 'nope'") as e:
-        load_hardware("h800-ib", [("chip.efficiency.memory_ops", "nope")])
-    assert "chip.efficiency.memory_ops" in str(e.value)
+    with pytest.raises(InputError, match=f"unknown {kind} table 'nope'") as e:
+        load_hardware("h800-ib", [(field, "nope")])
+    assert field in str(e.value)

@@ -127,7 +127,7 @@ def _fabric(d: dict[str, Any]) -> Fabric:
 def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
     d, path = load_spec("hardware", name, overrides)
     c, h, q = d["chip"], d["host"], parse_quantity
-    _check_memory_ops(c["efficiency"].get("memory_ops"), path)
+    _check_tables(c["efficiency"], path)
     return Hardware(
         name=d["name"], description=d["description"], kind=d["kind"], chips=d["chips"],
         chips_per_node=d["chips_per_node"], default_precision=d["default_precision"],
@@ -156,16 +156,18 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
     )
 
 
-def _check_memory_ops(table_id: str | None, path) -> None:
-    """A spec naming an unknown element-wise kernel table fails on load, naming the spec field."""
-    if table_id is None:
-        return
+def _check_tables(eff: dict[str, Any], path) -> None:
+    """A spec naming an unknown calibration table (GEMM or element-wise kernels) fails on load, naming the field."""
     from harness.cost.calibration import tables  # imported here: harness.cost imports this module
     from harness.errors import InputError
-    known = tables("memory_ops")
-    if table_id not in known:
-        raise InputError(f"unknown memory-op table '{table_id}' (calibration/memory_ops.toml has: {', '.join(known)})",
-                         path=str(path), field="chip.efficiency.memory_ops")
+    named = [("gemm", f"chip.efficiency.gemm.{p}", t) for p, t in eff["gemm"].items()]
+    if eff.get("memory_ops") is not None:
+        named.append(("memory_ops", "chip.efficiency.memory_ops", eff["memory_ops"]))
+    for file, field, table_id in named:
+        known = tables(file)
+        if table_id not in known:
+            raise InputError(f"unknown {file.replace('_', '-')} table '{table_id}' (calibration/{file}.toml has: "
+                             f"{', '.join(known)})", path=str(path), field=field)
 
 
 def load_hardware(name: str, overrides: Sequence[tuple[str, str]] = ()) -> Hardware:

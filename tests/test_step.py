@@ -109,6 +109,25 @@ def test_expert_imbalance_default_is_never_faster_than_perfect():
         assert float(step_time_s(dep, w, "default")) >= float(step_time_s(dep, w, "perfect"))
 
 
+@given(st.sampled_from(DECODE + PREFILL), st.floats(1, 200), st.integers(64, 32768))
+def test_split_hbm_is_never_faster_and_only_splits_split_core_streams(name, batch, length):
+    """With split_hbm each split-cores stream gets only its share of HBM: never faster; a deployment that does not
+    split its cores is unchanged."""
+    dep = load_deployment(name)
+    w = _work(dep, batch if dep.phase == "decode" else batch * 64, length)
+    shared, split = (float(step_time_s(dep.replace(split_hbm=s), w, "default")) for s in (False, True))
+    if dep.overlap == "split-cores":
+        assert split >= shared * (1 - 1e-12)
+    else:
+        assert split == shared
+
+
+def test_split_hbm_slows_cloudmatrix_decode():
+    dep = load_deployment("cm384-decode")
+    w = _work(dep, 96, 4096)
+    assert float(step_time_s(dep.replace(split_hbm=True), w, "default")) > 1.2 * float(step_time_s(dep, w, "default"))
+
+
 # ------------------------------------------------------------------------------------------------------ serving
 
 @pytest.fixture(scope="module", params=["cloudmatrix384", "h800-ib", "h100-ib", "h200-ib"])

@@ -5,6 +5,8 @@ Roles map to streams in `streams.py`; `schedule.py` turns chains into a timed gr
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,7 @@ from harness.cost.calibration import distinct_ranks
 from harness.cost.comm import bulk_all_to_all_time_s, collective_time_s, dispatch_bytes, dispatch_time_s
 from harness.cost.compute import (attention_time_s, gemm_time_s, gemm_work, gqa_work, memory_time_s,
                                   mla_decode_work, mla_prefill_work)
+from harness.hardware import Hardware
 from harness.llm import BYTES
 from harness.step.deployment import Deployment
 from harness.step.streams import stream_of
@@ -48,11 +51,24 @@ class Work:
     kv_tokens: Any = 0.0
 
 
+def _hw(dep: Deployment, role: str) -> Hardware:
+    """The chip as an op of `role` sees it: with `split_hbm`, a split-cores stream gets its share of HBM too."""
+    share = stream_of(dep, role, "gemm")[1]
+    if not dep.split_hbm or dep.overlap != "split-cores" or share >= 1.0:
+        return dep.hardware
+    return _with_hbm_share(dep.hardware, share)
+
+
+@functools.lru_cache(maxsize=64)
+def _with_hbm_share(hw: Hardware, share: float) -> Hardware:
+    return dataclasses.replace(hw, hbm_bytes_per_s=hw.hbm_bytes_per_s * share)
+
+
 def _gemm(dep: Deployment, name: str, role: str, m, n: int, k: int, precision: str, groups: int = 1) -> OpSpec:
     share = stream_of(dep, role, "gemm")[1]
     f, b = gemm_work(m, n, k, precision, groups)
     cat = "grouped_gemm" if groups > 1 else "gemm"
-    return OpSpec(name, cat, role, gemm_time_s(m, n, k, precision, dep.hardware, groups, share), f, b)
+    return OpSpec(name, cat, role, gemm_time_s(m, n, k, precision, _hw(dep, role), groups, share), f, b)
 
 
 def _mem(dep: Deployment, name: str, category: str, role: str, rows, row_bytes: float,
@@ -61,7 +77,7 @@ def _mem(dep: Deployment, name: str, category: str, role: str, rows, row_bytes: 
     kernel curve it moves bytes like (default: its category)."""
     rows = np.asarray(rows, float)
     nbytes = rows * row_bytes
-    return OpSpec(name, category, role, memory_time_s(nbytes, dep.hardware, kind or category, rows), 0.0, nbytes)
+    return OpSpec(name, category, role, memory_time_s(nbytes, _hw(dep, role), kind or category, rows), 0.0, nbytes)
 
 
 def _quant(dep: Deployment, name: str, role: str, rows, width: int) -> list[OpSpec]:
@@ -113,7 +129,7 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
             f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
         share = stream_of(dep, "attn", "attention")[1]
         ops.append(OpSpec("attention", "attention", "attn",
-                          attention_time_s(f, b, hw, dep.attention_precision, share), f, b))
+                          attention_time_s(f, b, _hw(dep, "attn"), dep.attention_precision, share), f, b))
         if dep.phase == "decode":
             ops.append(_gemm(dep, "v_absorb", "attn", t, llm.v_head_dim, llm.kv_lora_rank, HEAD_PRECISION, H))
         ops += _quant(dep, "o_quant", "attn", t, H * llm.v_head_dim)
@@ -130,7 +146,7 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
             f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
         share = stream_of(dep, "attn", "attention")[1]
         ops.append(OpSpec("attention", "attention", "attn",
-                          attention_time_s(f, b, hw, dep.attention_precision, share), f, b))
+                          attention_time_s(f, b, _hw(dep, "attn"), dep.attention_precision, share), f, b))
         ops += _quant(dep, "o_quant", "attn", t, H * llm.head_dim)
         ops.append(_gemm(dep, "o_proj", "attn", t, h, H * llm.head_dim, p))
     if tp > 1:

@@ -7,7 +7,6 @@ prints TOML rows: (model, op, tp, m, n, k, groups, time_us), the median time of 
   attn_post_proj (output):          n = hidden, k = heads / tp x head_dim
   mlp_up_proj    (fused gate + up):  n = 2 x intermediate / tp (gated MLP; 1 x otherwise), k = hidden
   mlp_down_proj:                    n = hidden, k = intermediate / tp
-The CSVs hold two profiling passes per (tokens, TP) point; the first is kept, as for memory_ops.toml.
 
 Usage: python models/calibration/scripts/vidur_gemm.py [../shared/data/vidur-profiling] > rows.toml
 """
@@ -17,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import polars as pl
+from vidur import profile_points
 
 MODELS = ("meta-llama/Llama-2-70b-hf", "meta-llama/Llama-2-7b-hf", "Qwen/Qwen-72B",
           "codellama/CodeLlama-34b-Instruct-hf", "internlm/internlm-20b", "microsoft/phi-2")
@@ -28,11 +27,7 @@ TP = (1, 2, 4, 8)
 def rows(root: Path) -> list[tuple]:
     out = []
     for model in MODELS:
-        d = pl.read_csv(root / "compute" / "h100" / model / "mlp.csv")
-        d = d.filter(pl.col("num_tokens").is_in(TOKENS) & pl.col("num_tensor_parallel_workers").is_in(TP))
-        d = d.unique(["num_tokens", "num_tensor_parallel_workers"], keep="first").sort(
-            ["num_tensor_parallel_workers", "num_tokens"])
-        for r in d.iter_rows(named=True):
+        for r in profile_points(root, model, TOKENS, TP):
             t, tp, h, heads, kv, inter, gated = (r[k] for k in (
                 "num_tokens", "num_tensor_parallel_workers", "n_embd", "n_head", "n_kv_head", "n_expanded_embd",
                 "use_gated_mlp"))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import polars as pl
+from vidur import profile_points
 
 MODELS = ("meta-llama/Llama-2-70b-hf", "Qwen/Qwen-72B", "internlm/internlm-20b", "meta-llama/Llama-2-7b-hf")
 TOKENS = (1, 16, 64, 256, 1024, 2048, 4096)
@@ -26,11 +26,7 @@ TP = (1, 8)
 def rows(root: Path) -> list[tuple]:
     out = []
     for model in MODELS:
-        d = pl.read_csv(root / "compute" / "h100" / model / "mlp.csv")
-        d = d.filter(pl.col("num_tokens").is_in(TOKENS) & pl.col("num_tensor_parallel_workers").is_in(TP))
-        d = d.unique(["num_tokens", "num_tensor_parallel_workers"], keep="first").sort(
-            ["num_tensor_parallel_workers", "num_tokens"])
-        for r in d.iter_rows(named=True):
+        for r in profile_points(root, model, TOKENS, TP):
             t, tp, h, heads, kv = (r[k] for k in ("num_tokens", "num_tensor_parallel_workers", "n_embd", "n_head",
                                                    "n_kv_head"))
             hd, inter = h // heads, r["n_expanded_embd"]

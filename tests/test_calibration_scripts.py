@@ -1,0 +1,26 @@
+"""The committed calibration tables are what their extraction scripts make of the public data they cite."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from harness.cost.calibration import table
+
+SCRIPTS = [("vidur_gemm", "gemm", "h100-bf16-vidur"), ("vidur_memory_ops", "memory_ops", "h100-vidur")]
+
+
+@pytest.mark.parametrize("script,file,table_id", SCRIPTS)
+def test_vidur_tables_are_reproduced_by_their_scripts(script, file, table_id, shared_data, repo_root, monkeypatch):
+    vidur = shared_data / "vidur-profiling"
+    if not vidur.is_dir():
+        pytest.skip("../shared/data/vidur-profiling is not present")
+    monkeypatch.syspath_prepend(str(repo_root / "models" / "calibration" / "scripts"))
+    module = importlib.import_module(script)
+    try:
+        made = [tuple(r) for r in module.rows(vidur)]
+    finally:
+        sys.modules.pop(script, None)
+    assert made == [tuple(r) for r in table(file, table_id).rows]

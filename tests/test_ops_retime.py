@@ -36,6 +36,29 @@ def test_invert_finds_the_work_that_takes_the_time(target):
     assert f(invert(f, target)) == pytest.approx(target, rel=1e-6)
 
 
+@given(st.sampled_from(["gemm-bf16", "gemm-fp8", "norm", "rope", "copy"]), st.floats(1e-7, 0.5))
+def test_invert_finds_the_work_of_real_cost_curves(kind, target):
+    """The cost model's own curves are kinked (measured-shape bounds, per-row caps, floors): the inversion must still
+    land on the recorded time whenever some work takes it."""
+    from harness.cost import gemm_time_s, memory_time_s
+    from harness.hardware import load_hardware
+    hw = load_hardware("h100-ib")
+    if kind.startswith("gemm"):
+        def f(x):
+            edge = max(x / 2.0, 1.0) ** (1.0 / 3.0)
+            return float(gemm_time_s(edge, edge, edge, kind[5:], hw))
+    else:
+        def f(x):
+            return float(memory_time_s(x, hw, kind, 4096))
+    w = invert(f, target)
+    if f(0.0) >= target:
+        assert w == 0.0
+    elif f(1e-3) > target:  # a kernel's fixed time: the least work already takes longer
+        assert w < 1e-3
+    else:
+        assert f(w) == pytest.approx(target, rel=1e-6)
+
+
 def test_invert_below_fixed_latency_is_zero_work():
     assert invert(lambda x: 5e-6 + x, 1e-6) == 0.0
 

@@ -94,19 +94,38 @@ def _axis_work(category: str, x: float, ranks: int, precision: str | None, share
 
 
 def invert(time_of, target_s: float, hi: float = 1.0) -> float:
-    """Work x with time_of(x) == target_s for a non-decreasing time_of; 0 if even no work takes longer."""
-    if target_s <= time_of(0.0):
+    """Work x with time_of(x) == target_s for a non-decreasing time_of; 0 if even no work takes longer.
+    Bracketed, then narrowed by the Illinois variant of regula falsi (cost curves are near-linear in work, so it
+    needs a handful of evaluations where halving needs thirty), halving whenever a step would not shrink it."""
+    f_lo = time_of(0.0) - target_s
+    if f_lo >= 0:
         return 0.0
-    while time_of(hi) < target_s:
+    lo = 0.0
+    f_hi = time_of(hi) - target_s
+    while f_hi < 0:
+        lo, f_lo = hi, f_hi
         hi *= 4.0
         if hi > 1e30:
             return hi
-    lo = 0.0
+        f_hi = time_of(hi) - target_s
+    side = 0
     for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if time_of(mid) < target_s else (lo, mid)
         if hi - lo <= 1e-9 * hi:
             break
+        mid = (lo * f_hi - hi * f_lo) / (f_hi - f_lo) if f_hi != f_lo else 0.5 * (lo + hi)
+        if not lo < mid < hi:
+            mid = 0.5 * (lo + hi)
+        f_mid = time_of(mid) - target_s
+        if f_mid == 0:
+            return mid
+        if f_mid < 0:
+            lo, f_lo = mid, f_mid
+            f_hi = f_hi / 2 if side == -1 else f_hi  # the same end kept twice: halve its weight (Illinois)
+            side = -1
+        else:
+            hi, f_hi = mid, f_mid
+            f_lo = f_lo / 2 if side == 1 else f_lo
+            side = 1
     return 0.5 * (lo + hi)
 
 

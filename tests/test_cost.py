@@ -15,8 +15,8 @@ from harness.cost.calibration import distinct_ranks, gemm_shape_fits
 from harness.hardware import load_hardware
 from harness.llm import load_llm
 
-HW = ["cloudmatrix384", "h800-ib", "h100-ib", "h200-ib"]
-PREC = {"cloudmatrix384": "int8", "h800-ib": "fp8", "h100-ib": "fp8", "h200-ib": "fp8"}
+HW = ["cloudmatrix384", "h800-ib", "h100-ib", "h200-ib", "h20-ib"]
+PREC = {"cloudmatrix384": "int8", "h800-ib": "fp8", "h100-ib": "fp8", "h200-ib": "fp8", "h20-ib": "fp8"}
 GEMM_PREC = [(h, p) for h in HW for p in ([PREC[h], "bf16"])]  # each GPU has a BF16 table of its own
 dims = st.integers(min_value=1, max_value=65536)
 

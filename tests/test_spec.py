@@ -33,6 +33,7 @@ def test_loaders_and_listing():
     assert load_llm("deepseek-r1").kv_bytes_per_token() == 70_272          # reference section 6
     assert load_llm("qwen3-235b-a22b").kv_bytes_per_token() == 192_512     # gpu-baselines section 7
     assert load_llm("llama-3.1-70b").kv_bytes_per_token() == 327_680
+    assert load_llm("kimi-k2").kv_bytes_per_token() == 70_272              # gpu-baselines section 7
     dep = load_deployment("cm384-decode")
     assert (dep.ranks, dep.ep, dep.hardware.name) == (320, 320, "cloudmatrix384")
     listed = list_models()
@@ -40,6 +41,22 @@ def test_loaders_and_listing():
                                                          "h800-decode", "h800-decode-ep128", "h100-decode"}
     for kind in ("hardware", "llm", "deployment"):
         assert all(r["description"] for r in listed[kind])
+
+
+def _params(llm) -> tuple[float, float]:
+    """(total, active per token) parameters, counting the LM head but not the MTP module."""
+    experts = llm.routed_experts + llm.shared_experts
+    active = llm.top_k + llm.shared_experts
+    base = llm.layers * llm.attention_params() + llm.dense_layers * llm.dense_ffn_params() + llm.vocab * llm.hidden
+    return (base + llm.moe_layers * experts * llm.expert_params() + llm.vocab * llm.hidden,
+            base + llm.moe_layers * active * llm.expert_params())
+
+
+@pytest.mark.parametrize("name, total, active", [("deepseek-r1", 671e9, 37e9), ("kimi-k2", 1.0e12, 32e9)])
+def test_llm_specs_add_up_to_their_published_sizes(name, total, active):
+    """The architecture fields reproduce the published parameter counts (reference sections 6 and 7) within 5%."""
+    got_total, got_active = _params(load_llm(name))
+    assert got_total == pytest.approx(total, rel=0.05) and got_active == pytest.approx(active, rel=0.05)
 
 
 def test_every_hardware_has_a_sourced_price():

@@ -201,12 +201,50 @@ def test_tensor_parallel_shards_gqa_kv_and_dense_weights():
     assert memory_plan(eight).kv_split == 8 and memory_plan(one).kv_split == 1
     # TP8 spreads one token's KV over 8 GPUs: per chip it holds as many requests as the TP1 copy, minus weights
     assert max_batch_per_chip(eight, 2048) >= max_batch_per_chip(one, 2048)
+    # with more TP ranks than KV heads (8) each rank reads one replicated KV head for all the group's requests
+    sixteen = inline_deployment("h100-ib", "llama-3.1-70b", "decode", 16, tp=16)
+    def attention(d):
+        return next(o for o in step_ops(d, decode_work(d, 8, 2048)) if o.name == "attention")
+    assert attention(sixteen).bytes_moved == pytest.approx(2 * attention(eight).bytes_moved)
+    assert attention(sixteen).flops == pytest.approx(attention(eight).flops)
     mla = inline_deployment("h100-ib", "deepseek-r1", "decode", 16, tp=2)
     assert memory_plan(mla).kv_split == 1  # MLA's latent KV is replicated on every TP rank
 
 
+def _rank_flops(dep, work) -> float:
+    return sum(float(o.flops) for o in step_ops(dep, work) if o.microbatch == 0)
+
+
+@pytest.mark.parametrize("llm", ["deepseek-r1", "qwen3-235b-a22b"])
+def test_staged_attention_tp_moves_the_same_work_over_collectives(llm):
+    """CloudMatrix-Infer's SP/TP attention: at tp = 1 it is data parallel; with a TP group every rank does the same
+    GEMM and attention work as without one (own tokens before and after, the group's tokens for its heads), plus an
+    all-gather of the down-projected tokens and an all-to-all of the attention outputs. Replicated (Megatron) TP
+    recomputes MLA's down-projections on every rank of the group instead."""
+    dp = inline_deployment("cloudmatrix384", llm, "prefill", 16)
+    staged = inline_deployment("cloudmatrix384", llm, "prefill", 16, tp=4)  # no more ranks than KV heads
+    replicated = staged.replace(attention_tp="replicated")
+    assert (dp.attention_tp, staged.attention_tp) == ("staged", "staged")
+    def work(d):
+        return prefill_work(d, 16384, 4096)
+    assert not any(o.name.startswith("tp_") for o in step_ops(dp, work(dp)))
+    assert _rank_flops(staged, work(staged)) == pytest.approx(_rank_flops(dp, work(dp)), rel=1e-9)
+    extra = _rank_flops(replicated, work(replicated)) / _rank_flops(staged, work(staged)) - 1.0
+    assert extra > 1e-3 if staged.llm.attention == "mla" else extra == pytest.approx(0.0, abs=1e-12)
+    ops = {o.name: o for o in step_ops(staged, work(staged)) if o.layer == 10 and o.microbatch == 0}
+    own = 16384 / 2 / 2                                   # tokens per die per microbatch
+    m = staged.llm
+    gathered = m.q_lora_rank + m.kv_lora_rank + m.qk_rope_dim if m.attention == "mla" else m.hidden
+    out = m.v_head_dim if m.attention == "mla" else m.head_dim
+    assert ops["tp_all_gather"].bytes_sent == pytest.approx(own * gathered * 2)
+    assert ops["tp_all_to_all"].bytes_sent == pytest.approx(own * m.heads * out * 2)
+    assert "tp_all_reduce" in {o.name for o in step_ops(replicated, work(replicated))}
+    assert float(step_time_s(staged, work(staged))) > float(step_time_s(dp, work(dp)))
+
+
 @pytest.mark.parametrize("args", [("h100-ib", "llama-3.1-70b", "decode", 8, None, 8),
                                   ("cloudmatrix384", "qwen3-235b-a22b", "prefill", 16, None, 1),
+                                  ("cloudmatrix384", "deepseek-r1", "prefill", 16, None, 4),
                                   ("h200-ib", "qwen3-235b-a22b", "decode", 16, 16, 1)])
 def test_fast_schedule_equals_the_op_graph_on_inline_deployments(args):
     hw, llm, phase, chips, ep, tp = args

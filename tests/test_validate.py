@@ -87,6 +87,21 @@ def test_explain_lists_how_each_mechanism_moves_a_headline():
     assert r.exit_code == 0 and "mechanisms" in r.output and "two-microbatch overlap" in r.output
 
 
+def test_explain_shows_the_spread_of_unpublished_choices():
+    """The staged attention's TP degree and the decode streams' HBM split are not published: --explain prints the
+    headline under other values, and the deployment keeps its documented one (2, not listed; shared HBM)."""
+    ex = json.loads(CliRunner().invoke(main, ["validate", "--explain", "e2e.cm384.prefill", "--json"]).output)
+    choices = {c["value"]: c["prediction"] for c in ex["explain"]["open_choices"]}
+    assert set(choices) == {"tp = 8", "tp = 32"}
+    # more TP puts more communication on each microbatch's chain at these sizes
+    assert ex["predicted"] > choices["tp = 8"] > choices["tp = 32"]
+    ex = json.loads(CliRunner().invoke(main, ["validate", "--explain", "e2e.cm384.decode.tpot", "--json"]).output)
+    (split,) = ex["explain"]["open_choices"]
+    assert split["prediction"] > ex["predicted"]  # each stream held to its cores' share of HBM: slower
+    r = CliRunner().invoke(main, ["validate", "--explain", "e2e.cm384.prefill"])
+    assert "leave open" in r.output and "tp = 32" in r.output
+
+
 def test_table_is_readable_when_piped():
     r = CliRunner().invoke(main, ["validate"])  # CliRunner's stdout is not a terminal
     line = next(l for l in r.output.splitlines() if "e2e.cm384.decode.tpot" in l)

@@ -80,7 +80,7 @@ def _print_explain(row: dict) -> None:
     ex = row["explain"]
     est = ex.get("estimate")
     for k, v in ex.items():
-        if k not in ("estimate", "mechanisms"):
+        if k not in ("estimate", "mechanisms", "open_choices"):
             con.print(f"  {k}: {v}")
     if ex.get("mechanisms"):
         t = Table(title="mechanisms: the prediction with each switched off")
@@ -88,6 +88,13 @@ def _print_explain(row: dict) -> None:
             t.add_column(c, justify="right" if c in ("prediction without", "effect %") else "left")
         for m in ex["mechanisms"]:
             t.add_row(m["mechanism"], m["switched_off"], f"{m['prediction_without']:,.4g}", f"{m['effect_pct']:+.1f}")
+        con.print(t)
+    if ex.get("open_choices"):
+        t = Table(title="choices the sources leave open: the prediction under other values (not fitted)")
+        for c in ("choice", "value", "prediction", "error %"):
+            t.add_column(c, justify="right" if c in ("prediction", "error %") else "left")
+        for m in ex["open_choices"]:
+            t.add_row(m["choice"], m["value"], f"{m['prediction']:,.4g}", f"{m['error_pct']:+.1f}")
         con.print(t)
     if est:
         from harness.commands.estimate import _print

@@ -99,19 +99,44 @@ def _moe_all_to_all(dep: Deployment, kind: str, t, hw, llm, precision: str, dedi
     return OpSpec(f"moe_{kind}", f"moe_{kind}", "comm", time_s, 0.0, sent, sent)
 
 
+def gqa_kv_read_factor(dep: Deployment) -> float:
+    """KV bytes a rank reads over those of its own tokens' requests: a TP group's tp ranks attend over all the group's
+    tokens with kv_heads / tp KV heads each, or with one replicated KV head once tp exceeds kv_heads."""
+    kv = dep.llm.kv_heads
+    return dep.tp * max(kv // dep.tp, 1) / kv
+
+
+def _tp_collective(dep: Deployment, name: str, kind: str, bytes_per_rank) -> OpSpec:
+    return OpSpec(name, kind, "comm", collective_time_s(kind, bytes_per_rank, dep.tp, dep.hardware), 0.0,
+                  bytes_per_rank, bytes_per_rank)
+
+
 def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
-    llm, hw, p, tp = dep.llm, dep.hardware, dep.precision, dep.tp
+    """Attention of one microbatch. With tp > 1 the heads are split over a TP group of tp ranks, which works on all
+    of the group's tokens. `replicated` (Megatron, vLLM/SGLang): every rank holds all the group's tokens, runs the
+    down-projections on all of them, and sums o_proj's partial results with an all-reduce. `staged` (CloudMatrix-Infer
+    prefill, reference section 2): down-projections on the rank's own tokens (sequence parallel), an all-gather of
+    their outputs, head-parallel up-projections and attention, an all-to-all back to the tokens' owners, and o_proj
+    on own tokens with all heads."""
+    llm, p, tp = dep.llm, dep.precision, dep.tp
     h = llm.hidden
-    t = np.asarray(w.tokens, float) * tp  # a TP group works on its ranks' tokens together, heads split
+    own = np.asarray(w.tokens, float)
+    t = own * tp                                         # the TP group's tokens: head-parallel work covers them all
+    staged = tp > 1 and dep.attention_tp == "staged"
+    pre = own if staged else t                           # tokens before the head-parallel part (and after it)
     fused = dep.fused_attention_prolog  # norms, RoPE, quantisation inside the projection kernels: no ops of their own
-    ops = [] if fused else [_mem(dep, "attn_norm", "norm", "attn", t / tp, h * 4),
-                            *_quant(dep, "attn_quant", "attn", t / tp, h)]
+    ops = [] if fused else [_mem(dep, "attn_norm", "norm", "attn", pre, h * 4),
+                            *_quant(dep, "attn_quant", "attn", pre, h)]
     if llm.attention == "mla":
         H = llm.heads // tp
         qk = llm.qk_nope_dim + llm.qk_rope_dim
-        ops.append(_gemm(dep, "qkv_a_proj", "attn", t / tp, llm.q_lora_rank + llm.kv_lora_rank + llm.qk_rope_dim, h, p))
+        latent = llm.q_lora_rank + llm.kv_lora_rank + llm.qk_rope_dim
+        ops.append(_gemm(dep, "qkv_a_proj", "attn", pre, latent, h, p))
         if not fused:
-            ops.append(_mem(dep, "q_kv_norm", "norm", "attn", t / tp, (llm.q_lora_rank + llm.kv_lora_rank) * 4))
+            ops.append(_mem(dep, "q_kv_norm", "norm", "attn", pre, (llm.q_lora_rank + llm.kv_lora_rank) * 4))
+        if staged:  # the normalised BF16 latents of the group's tokens reach every rank of it
+            ops.append(_tp_collective(dep, "tp_all_gather", "all_gather", own * latent * 2))
+        if not fused:
             ops += _quant(dep, "q_quant", "attn", t, llm.q_lora_rank)
         ops.append(_gemm(dep, "q_b_proj", "attn", t, H * qk, llm.q_lora_rank, p))
         if not fused:  # RoPE on the query's and the new key's rotary dims, in place (BF16 read + write)
@@ -132,28 +157,33 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
                           attention_time_s(f, b, _hw(dep, "attn"), dep.attention_precision, share), f, b))
         if dep.phase == "decode":
             ops.append(_gemm(dep, "v_absorb", "attn", t, llm.v_head_dim, llm.kv_lora_rank, HEAD_PRECISION, H))
-        ops += _quant(dep, "o_quant", "attn", t, H * llm.v_head_dim)
-        ops.append(_gemm(dep, "o_proj", "attn", t, h, H * llm.v_head_dim, p))
+        head_out = llm.v_head_dim
     else:
         H, KV = llm.heads // tp, max(llm.kv_heads // tp, 1)
+        if staged:  # the normalised BF16 hidden states of the group's tokens reach every rank of it
+            ops.append(_tp_collective(dep, "tp_all_gather", "all_gather", own * h * 2))
         ops.append(_gemm(dep, "qkv_proj", "attn", t, (H + 2 * KV) * llm.head_dim, h, p))
         if not fused:
             ops.append(_mem(dep, "rope", "elementwise", "attn", t, (H + KV) * llm.head_dim * 4, "rope"))
         if dep.phase == "decode":
-            f, b = gqa_work(llm, np.asarray(w.requests, float) * tp, w.kv_len, dep.kv_cache_precision, decode=True)
-            f, b = f / tp, b / tp
+            f, b = gqa_work(llm, np.asarray(w.requests, float), w.kv_len, dep.kv_cache_precision, decode=True)
+            b = b * gqa_kv_read_factor(dep)
         else:
             f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
         share = stream_of(dep, "attn", "attention")[1]
         ops.append(OpSpec("attention", "attention", "attn",
                           attention_time_s(f, b, _hw(dep, "attn"), dep.attention_precision, share), f, b))
-        ops += _quant(dep, "o_quant", "attn", t, H * llm.head_dim)
-        ops.append(_gemm(dep, "o_proj", "attn", t, h, H * llm.head_dim, p))
-    if tp > 1:
-        nbytes = t * h * 2
-        ops.append(OpSpec("tp_all_reduce", "all_reduce", "comm",
-                          collective_time_s("all_reduce", nbytes, tp, hw), 0.0, nbytes, nbytes))
-    ops.append(_mem(dep, "attn_residual", "elementwise", "attn", w.tokens, h * 6))
+        head_out = llm.head_dim
+    if staged:  # each rank's heads go back to the tokens' owners; o_proj then runs on own tokens with all heads
+        ops.append(_tp_collective(dep, "tp_all_to_all", "all_to_all", own * llm.heads * head_out * 2))
+        ops += _quant(dep, "o_quant", "attn", own, llm.heads * head_out)
+        ops.append(_gemm(dep, "o_proj", "attn", own, h, llm.heads * head_out, p))
+    else:
+        ops += _quant(dep, "o_quant", "attn", t, H * head_out)
+        ops.append(_gemm(dep, "o_proj", "attn", t, h, H * head_out, p))
+        if tp > 1:
+            ops.append(_tp_collective(dep, "tp_all_reduce", "all_reduce", t * h * 2))
+    ops.append(_mem(dep, "attn_residual", "elementwise", "attn", pre, h * 6))
     return ops
 
 
@@ -172,15 +202,14 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
     h = llm.hidden
     t = np.asarray(w.tokens, float)
     ops = [_mem(dep, "ffn_norm", "norm", "ffn", t, h * 4)]
-    if not moe:  # dense FFN: sharded like attention (TP over the intermediate dim, all-reduce after)
-        tg, i = t * dep.tp, llm.dense_ffn_intermediate // dep.tp
+    if not moe:  # dense FFN: replicated TP shards the intermediate dim (all-reduce after); staged runs it per rank
+        tp = 1 if dep.attention_tp == "staged" else dep.tp
+        tg, i = t * tp, llm.dense_ffn_intermediate // tp
         ops += _quant(dep, "ffn_quant", "ffn", t, h)
         ops += [_gemm(dep, "ffn_gate_up", "ffn", tg, 2 * i, h, p),
                 _mem(dep, "ffn_act", "elementwise", "ffn", tg, i * 6), _gemm(dep, "ffn_down", "ffn", tg, h, i, p)]
-        if dep.tp > 1:
-            nbytes = tg * h * 2
-            ops.append(OpSpec("tp_all_reduce", "all_reduce", "comm",
-                              collective_time_s("all_reduce", nbytes, dep.tp, hw), 0.0, nbytes, nbytes))
+        if tp > 1:
+            ops.append(_tp_collective(dep, "tp_all_reduce", "all_reduce", tg * h * 2))
         ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t, h * 6))
         return ops
     i, k = llm.expert_intermediate, llm.top_k

@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.cost.compute import causal_pairs, gqa_work, mla_prefill_work, prefill_attention_work
 from harness.step.deployment import Deployment
-from harness.step.ops import OpSpec, Work, attention_block, ffn_block, head_block, mtp_proj
+from harness.step.ops import OpSpec, Work, attention_block, ffn_block, gqa_kv_read_factor, head_block, mtp_proj
 from harness.step.streams import stream_of
 
 CATEGORIES = ("gemm", "grouped_gemm", "attention", "moe_dispatch", "moe_combine", "all_reduce", "all_gather",
@@ -68,11 +68,13 @@ def decode_work(dep: Deployment, batch_per_chip, kv_len, mtp_draft_tokens: int |
 
 
 def _attn_work(dep: Deployment, new, cached):
+    """Attention work per prompt piece of a rank's own tokens (a TP rank does the group's pieces for its heads:
+    the same flops)."""
     llm = dep.llm
     if llm.attention == "mla":
         return mla_prefill_work(llm, new, cached, dep.kv_cache_precision)
     f, b = gqa_work(llm, new, cached, dep.kv_cache_precision)
-    return f / dep.tp, b / dep.tp
+    return f, b * gqa_kv_read_factor(dep)
 
 
 def prefill_work(dep: Deployment, tokens_per_chip, prompt_len, cached_len=0) -> StepWork:
@@ -99,7 +101,7 @@ def prefill_work_totals(dep: Deployment, new_sum: float, cached_sum: float, pair
     mb, ranks = dep.microbatches, dep.ranks
     f, b = prefill_attention_work(dep.llm, new_sum, cached_sum, pairs_sum, dep.kv_cache_precision)
     if dep.llm.attention == "gqa":
-        f, b = f / dep.tp, b / dep.tp
+        b = b * gqa_kv_read_factor(dep)
     t, p = new_sum / ranks, pieces / ranks
     main = Work(tokens=t / mb, pieces=p / mb, attn_flops=f / ranks / mb, attn_bytes=b / ranks / mb,
                 kv_tokens=(new_sum + cached_sum) / ranks / mb)

@@ -260,6 +260,32 @@ def mechanisms(h: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _open_choices(dep) -> list[tuple[str, str, dict[str, Any]]]:
+    """(choice the sources leave open, another plausible value, deployment changes) for this deployment."""
+    out = []
+    if dep.attention_tp == "staged":
+        for tp in sorted({2, 8, dep.ranks} - {dep.tp}):
+            if dep.ranks % tp == 0:
+                out.append(("TP degree of the staged SP/TP attention", f"tp = {tp}", {"tp": tp, "dp": dep.ranks // tp}))
+    if dep.overlap == "split-cores" and dep.microbatches > 1 and not dep.split_hbm:
+        out.append(("HBM bandwidth under the core split", "each stream gets its cores' share", {"split_hbm": True}))
+    return out
+
+
+def open_choices(h: dict[str, Any]) -> list[dict[str, Any]]:
+    """What one headline would be under other values of the choices the sources do not publish: the spread a
+    reader should allow for. None of these is fitted; the deployment file keeps its documented value."""
+    dep = load_deployment(h["deployment"])
+    eplb = h.get("eplb", "default")
+    args = (h.get("batch_per_chip"), h.get("kv_len"), h.get("tokens_per_chip"), h.get("prompt_len"))
+    out = []
+    for name, value, changes in _open_choices(dep):
+        pred = estimate(dep.replace(**changes), *args, eplb)[h["metric"]]
+        out.append({"choice": name, "value": value, "prediction": pred,
+                    "error_pct": 100.0 * (pred / h["published"] - 1.0)})
+    return out
+
+
 def hbm_overlap_excess_s(ops, hw) -> float:
     """Not in the schedule: streams that overlap each get the whole HBM bandwidth. This sums, over every pair of
     overlapping ops on different streams, the bytes their joint demand asks beyond the bandwidth, in seconds: an
@@ -298,6 +324,7 @@ def explain(row_id: str) -> dict[str, Any]:
             for h in _targets().get("headline", []):
                 if h["id"] == row_id:
                     r["explain"]["mechanisms"] = mechanisms(h)
+                    r["explain"]["open_choices"] = open_choices(h)
                     dep = load_deployment(h["deployment"])
                     if dep.microbatches > 1 and dep.overlap == "split-cores":
                         from harness.step.schedule import decode_work, step_ops

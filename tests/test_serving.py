@@ -43,15 +43,28 @@ def test_ssd_read_is_slower_than_dram_and_grows_with_tokens(backend):
 def test_ssd_read_is_paced_by_the_slower_of_drive_and_host_path():
     hw = load_hardware("cloudmatrix384")
     c = costs("cloudmatrix384")
-    nbytes = 4096 * c.kv_bytes_per_token
+    share = 4096 / c.prefill.dp * c.kv_bytes_per_token   # each rank reads its attention group's share of the batch
+    readers = hw.ranks_per_node                          # a node's 16 dies share its volume link
+    assert c.prefill.ranks >= readers == 16
     # the VPC link (400 Gb/s per node) is slower than UB, so it paces the copy; the latencies add
     bw, lat = host_path(hw, "read", False)
     assert hw.ssd_read_bytes_per_s == pytest.approx(50e9)
     assert hw.ssd_read_bytes_per_s < bw
-    assert c.cache_ssd_read_s(4096) == pytest.approx(hw.ssd_latency_s + lat + nbytes / 50e9)
+    assert c.cache_ssd_read_s(4096) == pytest.approx(hw.ssd_latency_s + lat + share * readers / 50e9)
     # a faster volume path than UB: UB paces it
     fast = costs("cloudmatrix384", "cloudmatrix384.host.ssd_read_bandwidth=10TB/s")
-    assert fast.cache_ssd_read_s(4096) == pytest.approx(hw.ssd_latency_s + lat + nbytes / bw)
+    assert fast.cache_ssd_read_s(4096) == pytest.approx(hw.ssd_latency_s + lat + share / bw)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_steps_prefixes_are_read_by_the_instance_ranks_at_once(backend):
+    """A batch's cached KV reaches the instance's ranks in parallel, each over its own path: one attention group's
+    share crosses one rank's link (not the whole batch through one link)."""
+    c = costs(backend)
+    bw, lat = host_path(c.prefill.hardware, "read", False)
+    tokens = 64 * 4096
+    assert c.cache_read_s(tokens, False) == pytest.approx(lat + tokens / c.prefill.dp * c.kv_bytes_per_token / bw)
+    assert c.prefill.dp > 1
 
 
 def test_pooled_dram_mixes_same_node_and_other_node_paths():

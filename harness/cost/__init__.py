@@ -11,7 +11,7 @@
     bulk_all_to_all_time_s(tokens, ep, hw, llm, op, precision) -> (s, bytes_sent)
     transfer_time_s(nbytes, bytes_per_s, latency_s) -> s
     host_path(hw, op, remote) -> (bytes/s, latency s)          (context-cache DRAM; op: read | write)
-    ssd_read_s(nbytes, hw) -> s                                (SSD cache tier into a rank)
+    ssd_read_s(nbytes, hw, readers_per_node=1) -> s           (SSD cache tier into each of a node's ranks)
     weight_load_time_s(llm, precision, hw, source="object_store" | "pool", readers=1) -> s
 `hw` is a harness.hardware.Hardware (load_hardware(name)); `llm` a harness.llm.LLM (load_llm(name))."""
 

@@ -52,7 +52,7 @@ class ServingCosts(Protocol):
         ...
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:
-        """Fetch `tokens` of cached prefix KV from the context-cache pool into a prefill instance."""
+        """Fetch `tokens` of cached prefix KV (a step's batch) from the context-cache pool into a prefill instance."""
         ...
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:

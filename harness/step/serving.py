@@ -161,16 +161,21 @@ class BackendCosts:
         return _copy_s(tokens * self.kv_bytes_per_token, f.bandwidth_bytes_per_s, f.latency_s)
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:
-        """NPU/GPU reads the pool's DRAM: over UB (CM384, striped over all nodes) or PCIe / RDMA (GPU hosts)."""
-        return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "read", remote))
+        """A step's cached prefixes into the prefill instance, over UB (CM384, striped over all nodes) or PCIe / RDMA
+        (GPU hosts). The ranks read at once, each its attention group's share of the step's prompts (the step model
+        spreads prompts evenly; every rank of a TP group needs the group's KV), so one share crosses one rank's path."""
+        return _copy_s(tokens / self.prefill.dp * self.kv_bytes_per_token,
+                       *host_path(self.prefill.hardware, "read", remote))
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "write", remote))
 
     def cache_ssd_read_s(self, tokens: int) -> float:
         """SSD tier (EVS volumes over the VPC plane on CM384; the node's NVMe drives on GPU clusters) into a
-        prefill instance. Writes to SSD go with every DRAM write-back and are asynchronous: not on any path."""
-        return ssd_read_s(tokens * self.kv_bytes_per_token, self.prefill.hardware)
+        prefill instance, each rank its share as for DRAM, a node's ranks sharing its drives (or volume link). Writes
+        to SSD go with every DRAM write-back and are asynchronous: not on any path."""
+        p = self.prefill
+        return ssd_read_s(tokens / p.dp * self.kv_bytes_per_token, p.hardware, min(p.ranks, p.hardware.ranks_per_node))
 
     # ---- report
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:

@@ -38,6 +38,42 @@ def test_prefill_json():
     assert "tpot_ms" not in out
 
 
+@pytest.mark.parametrize("deployment", ["cm384-prefill", "h800-prefill"])
+def test_prefill_with_a_cached_prefix(deployment):
+    """--cached-len: each prompt's prefix comes from the context cache, read before the step; the step computes the
+    rest (attending over the prefix too). Computed tokens per chip stay the budget, so prompts per chip grow."""
+    base = ("--deployment", deployment, "--tokens-per-chip", "16384", "--prompt-len", "4096", "--eplb", "perfect")
+    cold = est(*base)
+    assert cold["operating_point"]["cached_len"] == 0 and cold["cache_read_ms"] == 0.0
+    assert cold["prompt_tokens_per_s_per_chip"] == pytest.approx(cold["throughput_per_chip"])
+    reads = []
+    for cached in (1024, 2048, 3072):
+        out = est(*base, "--cached-len", str(cached))
+        assert out["ttft_ms"] == pytest.approx(out["cache_read_ms"] + out["step_time_ms"])
+        prompts = 16384 / (4096 - cached)
+        assert out["prompt_tokens_per_s_per_chip"] == pytest.approx(prompts * 4096 / (out["ttft_ms"] / 1e3))
+        assert out["step_time_ms"] > cold["step_time_ms"]  # the new tokens attend over the cached prefix too
+        reads.append(out["cache_read_ms"])
+    assert 0 < reads[0] < reads[1] < reads[2]
+
+
+def test_cached_prefix_read_follows_the_cache_path_bandwidth():
+    args = ("--deployment", "cm384-prefill", "--cached-len", "2048")
+    slow = est(*args)
+    fast = est(*args, "--set", "cloudmatrix384.host.read_bandwidth=302GB/s",
+               "--set", "cloudmatrix384.host.remote_read_bandwidth=294GB/s")
+    assert fast["cache_read_ms"] < slow["cache_read_ms"] and fast["step_time_ms"] == slow["step_time_ms"]
+
+
+@pytest.mark.parametrize("args, field", [
+    (("--deployment", "cm384-prefill", "--prompt-len", "4096", "--cached-len", "4096"), "--cached-len"),
+    (("--deployment", "cm384-decode", "--cached-len", "100"), "--cached-len"),
+])
+def test_cached_prefix_errors(args, field):
+    r = run("estimate", *args)
+    assert r.exit_code != 0 and field in r.output and "Traceback" not in r.output
+
+
 def test_inline_deployment_and_options():
     out = est("--hardware", "h100-ib", "--llm", "deepseek-r1", "--phase", "decode", "--chips", "72", "--ep", "72",
               "--batch", "64", "--kv-len", "2048")

@@ -27,6 +27,8 @@ from harness.step.estimate import estimate as run_estimate
 @click.option("--kv-len", type=click.IntRange(min=1), help="Decode: KV length per request (tokens).")
 @click.option("--tokens-per-chip", type=click.IntRange(min=1), help="Prefill: new tokens per chip per step.")
 @click.option("--prompt-len", type=click.IntRange(min=1), help="Prefill: prompt length (tokens).")
+@click.option("--cached-len", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Prefill: tokens of each prompt already in the context cache (read, not computed).")
 @click.option("--mtp-accept", type=click.FloatRange(0, 1),
               help="MTP with one draft token accepted with probability P; 0 turns MTP off.")
 @click.option("--microbatch/--no-microbatch", default=None, help="Two-microbatch overlap on or off.")
@@ -35,7 +37,7 @@ from harness.step.estimate import estimate as run_estimate
               help="Override a spec value, e.g. cloudmatrix384.scale_up.bandwidth=98GB/s (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, batch, kv_len, tokens_per_chip,
-             prompt_len, mtp_accept, microbatch, eplb, sets, as_json) -> None:
+             prompt_len, cached_len, mtp_accept, microbatch, eplb, sets, as_json) -> None:
     """Steady-state numbers for one deployment at one operating point."""
     inline = [n for n, v in (("--hardware", hardware), ("--llm", llm), ("--phase", phase), ("--chips", chips))
               if v is not None]
@@ -59,8 +61,8 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
                                 overrides=sets)
     from harness.step.deployment import _check
     dep = _check(dep, "command line")
-    if dep.phase == "decode" and (tokens_per_chip or prompt_len):
-        raise InputError("--tokens-per-chip / --prompt-len are for prefill; this is a decode deployment",
+    if dep.phase == "decode" and (tokens_per_chip or prompt_len or cached_len):
+        raise InputError("--tokens-per-chip / --prompt-len / --cached-len are for prefill; this is a decode deployment",
                          field="--tokens-per-chip")
     if dep.phase == "prefill" and (batch or kv_len or mtp_accept):
         raise InputError("--batch / --kv-len / --mtp-accept are for decode; this is a prefill deployment",
@@ -71,7 +73,7 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
         dep = dep.replace(mtp_draft_tokens=1 if mtp_accept > 0 else 0, mtp_accept=mtp_accept)
     if microbatch is not None:
         dep = dep.replace(microbatches=2 if microbatch else 1)
-    result = run_estimate(dep, batch, kv_len, tokens_per_chip, prompt_len, eplb)
+    result = run_estimate(dep, batch, kv_len, tokens_per_chip, prompt_len, eplb, cached_len)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -91,8 +93,13 @@ def _print(r: dict) -> None:
         if not r["fits_in_memory"]:
             con.print("[yellow]warning: this batch's KV cache does not fit in HBM next to the weights[/]")
     else:
+        if r["operating_point"]["cached_len"]:
+            con.print(f"cache read       {r['cache_read_ms']:10.2f} ms   (cached prefixes into the ranks, before the step)")
         con.print(f"TTFT             {r['ttft_ms']:10.2f} ms")
-    con.print(f"throughput/chip  {r['throughput_per_chip']:10.1f} tokens/s")
+    con.print(f"throughput/chip  {r['throughput_per_chip']:10.1f} tokens/s" + ("" if r["phase"] == "decode" else
+                                                                              "   (computed)"))
+    if r["phase"] == "prefill" and r["operating_point"]["cached_len"]:
+        con.print(f"prompt tokens    {r['prompt_tokens_per_s_per_chip']:10.1f} tokens/s   (per chip, cache hits included)")
     con.print(f"tokens/s/TFLOPS  {r['tokens_per_s_per_tflops']:10.3f}      (peak {r['peak_tflops_per_chip']:.0f} "
               f"TFLOPS per chip at {r['precision']})")
     con.print(f"cost             {r['cost_per_million_tokens_usd']:10.3f} USD per million tokens")

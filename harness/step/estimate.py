@@ -5,16 +5,29 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from harness.cost.comm import host_path, transfer_time_s
+from harness.errors import InputError
 from harness.step.deployment import Deployment
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.step.schedule import decode_work, layer_kinds, makespan_s, prefill_work, step_ops
 from harness.step.streams import stream_of
 
 
+def prefix_read_s(dep: Deployment, cached_tokens_per_chip: float) -> float:
+    """A prefill step's cached prefixes from the context-cache pool (EMS over UB on CloudMatrix384; the node's host
+    DRAM over PCIe on GPUs, the cache-aware case), the ranks reading at once, each its attention group's share."""
+    if cached_tokens_per_chip <= 0:
+        return 0.0
+    per_rank = cached_tokens_per_chip * dep.chips / dep.dp * dep.llm.kv_bytes_per_token(dep.kv_cache_precision)
+    return float(transfer_time_s(per_rank, *host_path(dep.hardware, "read", False)))
+
+
 def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int | None = None,
              tokens_per_chip: int | None = None, prompt_len: int | None = None,
-             eplb: str | None = None) -> dict[str, Any]:
-    """Step time, TPOT (decode) or TTFT (prefill), throughput per chip and a per-op breakdown."""
+             eplb: str | None = None, cached_len: int = 0) -> dict[str, Any]:
+    """Step time, TPOT (decode) or TTFT (prefill), throughput per chip and a per-op breakdown. Prefill with
+    `cached_len` > 0: that many tokens of each prompt come from the context cache (read before the step, which
+    computes the rest); `tokens_per_chip` counts computed tokens."""
     eplb = eplb or dep.eplb
     hw = dep.hardware
     if dep.phase == "decode":
@@ -26,8 +39,11 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
     else:
         tokens = tokens_per_chip if tokens_per_chip is not None else dep.tokens_per_chip
         plen = prompt_len if prompt_len is not None else dep.prompt_len
-        work = prefill_work(dep, tokens, plen)
-        point = {"tokens_per_chip": tokens, "prompt_len": plen}
+        if not 0 <= cached_len < plen:
+            raise InputError(f"the cached prefix ({cached_len} tokens) must be shorter than the prompt ({plen})",
+                             field="--cached-len")
+        work = prefill_work(dep, tokens, plen - cached_len, cached_len)
+        point = {"tokens_per_chip": tokens, "prompt_len": plen, "cached_len": cached_len}
     ops = step_ops(dep, work, eplb)
     step_s = makespan_s(ops)
     peak_tflops = hw.peak(dep.precision) * hw.ranks_per_chip / 1e12
@@ -45,8 +61,12 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         out["max_batch_per_chip_at_kv_len"] = max_batch_per_chip(dep, point["kv_len"])
         out["fits_in_memory"] = point["batch_per_chip"] <= out["max_batch_per_chip_at_kv_len"]
     else:
-        out["ttft_ms"] = step_s * 1e3  # a prompt of this batch: its step, no queueing
-        out["throughput_per_chip"] = point["tokens_per_chip"] / step_s
+        prompts_per_chip = point["tokens_per_chip"] / (point["prompt_len"] - cached_len)
+        read_s = prefix_read_s(dep, prompts_per_chip * cached_len)
+        out["cache_read_ms"] = read_s * 1e3
+        out["ttft_ms"] = (read_s + step_s) * 1e3  # a prompt of this batch: its prefix read and its step, no queueing
+        out["throughput_per_chip"] = point["tokens_per_chip"] / (read_s + step_s)
+        out["prompt_tokens_per_s_per_chip"] = prompts_per_chip * point["prompt_len"] / (read_s + step_s)
     out["tokens_per_s_per_tflops"] = out["throughput_per_chip"] / peak_tflops
     out["peak_tflops_per_chip"] = peak_tflops
     out["cost_per_million_tokens_usd"] = hw.cost_per_chip_hour_usd / 3600 / out["throughput_per_chip"] * 1e6

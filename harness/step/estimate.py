@@ -13,13 +13,15 @@ from harness.step.schedule import decode_work, layer_kinds, makespan_s, prefill_
 from harness.step.streams import stream_of
 
 
-def prefix_read_s(dep: Deployment, cached_tokens_per_chip: float) -> float:
-    """A prefill step's cached prefixes from the context-cache pool (EMS over UB on CloudMatrix384; the node's host
-    DRAM over PCIe on GPUs, the cache-aware case), the ranks reading at once, each its attention group's share."""
-    if cached_tokens_per_chip <= 0:
+def prefix_read_s(dep: Deployment, cached_tokens: float, remote: bool = False) -> float:
+    """A prefill step's cached prefixes (`cached_tokens` over the instance) from the context-cache pool: EMS over UB
+    on CloudMatrix384; host DRAM over PCIe (`remote`: another node's, over RDMA) on GPUs. The ranks read at once,
+    each its attention group's share of the step's prompts (the step model spreads prompts evenly; every rank of a
+    TP group needs the group's KV), so one share crosses one rank's path."""
+    if cached_tokens <= 0:
         return 0.0
-    per_rank = cached_tokens_per_chip * dep.chips / dep.dp * dep.llm.kv_bytes_per_token(dep.kv_cache_precision)
-    return float(transfer_time_s(per_rank, *host_path(dep.hardware, "read", False)))
+    per_rank = cached_tokens / dep.dp * dep.llm.kv_bytes_per_token(dep.kv_cache_precision)
+    return float(transfer_time_s(per_rank, *host_path(dep.hardware, "read", remote)))
 
 
 def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int | None = None,
@@ -62,7 +64,7 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         out["fits_in_memory"] = point["batch_per_chip"] <= out["max_batch_per_chip_at_kv_len"]
     else:
         prompts_per_chip = point["tokens_per_chip"] / (point["prompt_len"] - cached_len)
-        read_s = prefix_read_s(dep, prompts_per_chip * cached_len)
+        read_s = prefix_read_s(dep, prompts_per_chip * cached_len * dep.chips)
         out["cache_read_ms"] = read_s * 1e3
         out["ttft_ms"] = (read_s + step_s) * 1e3  # a prompt of this batch: its prefix read and its step, no queueing
         out["throughput_per_chip"] = point["tokens_per_chip"] / (read_s + step_s)

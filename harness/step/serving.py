@@ -28,6 +28,7 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.step.deployment import Deployment, load_deployment, standard_deployment
+from harness.step.estimate import prefix_read_s
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
@@ -161,11 +162,8 @@ class BackendCosts:
         return _copy_s(tokens * self.kv_bytes_per_token, f.bandwidth_bytes_per_s, f.latency_s)
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:
-        """A step's cached prefixes into the prefill instance, over UB (CM384, striped over all nodes) or PCIe / RDMA
-        (GPU hosts). The ranks read at once, each its attention group's share of the step's prompts (the step model
-        spreads prompts evenly; every rank of a TP group needs the group's KV), so one share crosses one rank's path."""
-        return _copy_s(tokens / self.prefill.dp * self.kv_bytes_per_token,
-                       *host_path(self.prefill.hardware, "read", remote))
+        """A step's cached prefixes into the prefill instance (harness.step.estimate.prefix_read_s)."""
+        return prefix_read_s(self.prefill, tokens, remote)
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "write", remote))

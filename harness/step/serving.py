@@ -35,8 +35,8 @@ from harness.cost.compute import causal_pairs
 from harness.step.schedule import (CATEGORIES, decode_work, prefill_work_pieces, prefill_work_totals, step_ops,
                                    step_time_s)
 
-_BATCH_POINTS = 48
-_KV_POINTS = 40
+_BATCH_POINTS = 64
+_KV_POINTS = 120   # the streams' bound switches along KV: 40 points left 2% between them, 120 leave 0.2%
 _PIECE_POINTS = 96  # prompt-piece lengths: dense enough that the quadratic attention term interpolates within 0.3%
 _SHARE_POINTS = 24  # where a batch's attention pairs lie between their least and most (geometric: 1/k for k pieces)
 

@@ -167,3 +167,12 @@ def test_inline_deployment_overrides_reach_the_llm_it_names():
     assert wider > plain
     # The template deployment's own LLM (deepseek-r1) is not in use here: overriding it is an error, not a no-op.
     assert run(*args, "--set", "deepseek-r1.hidden=5000").exit_code == 2
+
+
+def test_mtp_needs_a_model_with_an_mtp_module():
+    """Kimi K2 publishes no MTP module: a deployment that drafts with one is an error, not 1.7 tokens per step."""
+    r = run("estimate", "-d", "cm384-decode", "--set", "cm384-decode.llm=kimi-k2")
+    assert r.exit_code != 0 and "mtp_draft_tokens" in r.output and "kimi-k2" in r.output
+    out = est("-d", "cm384-decode", "--set", "cm384-decode.llm=kimi-k2", "--mtp-accept", "0")
+    assert out["llm"] == "kimi-k2" and out["tokens_per_step"] == 1.0
+    assert out["tpot_ms"] == pytest.approx(out["step_time_ms"])

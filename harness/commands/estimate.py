@@ -45,6 +45,8 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
         raise InputError(f"give either --deployment or an inline description, not both ({', '.join(inline)})",
                          field="--deployment")
     if deployment:
+        if mtp_accept is not None:  # as overrides, so the file's MTP setting is never checked against another LLM
+            sets = (*sets, f"{deployment}.mtp_draft_tokens={int(mtp_accept > 0)}", f"{deployment}.mtp_accept={mtp_accept}")
         dep = load_deployment(deployment, sets)
         changes = {k: v for k, v in (("ep", ep), ("tp", tp), ("dp", dp), ("precision", precision)) if v is not None}
         if changes:

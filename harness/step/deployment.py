@@ -81,6 +81,9 @@ def _check(dep: Deployment, path: str) -> Deployment:
     if dep.chips > hw.chips and hw.kind == "supernode":
         raise InputError(f"{dep.chips} chips do not fit in one {hw.name} ({hw.chips} chips)", path=path, field="chips")
     hw.peak(dep.precision)
+    if dep.mtp_draft_tokens and not dep.llm.mtp_modules:
+        raise InputError(f"mtp_draft_tokens = {dep.mtp_draft_tokens} needs an MTP module, and {dep.llm.name} has "
+                         "none (set mtp_draft_tokens = 0)", path=path, field="mtp_draft_tokens")
     if dep.overlap == "split-cores" and dep.stream_share_attention + dep.stream_share_moe > 1.0001:
         raise InputError("stream shares add up to more than 1", path=path, field="stream_share")
     return dep

@@ -72,6 +72,16 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
         raise SystemExit(1)
 
 
+# explain's tables: (key in `explain`, title, (column head, field) ...)
+_EXPLAIN_TABLES = (
+    ("mechanisms", "mechanisms: the prediction with each switched off",
+     (("mechanism", "mechanism"), ("switched off", "switched_off"), ("prediction without", "prediction_without"),
+      ("effect %", "effect_pct"))),
+    ("open_choices", "choices the sources leave open: the prediction under other values (not fitted)",
+     (("choice", "choice"), ("value", "value"), ("prediction", "prediction"), ("error %", "error_pct"))),
+)
+
+
 def _print_explain(row: dict) -> None:
     con = console()
     con.print(f"[bold]{row['id']}[/]: {row['what']} ({row['conditions']})")
@@ -80,21 +90,17 @@ def _print_explain(row: dict) -> None:
     ex = row["explain"]
     est = ex.get("estimate")
     for k, v in ex.items():
-        if k not in ("estimate", "mechanisms", "open_choices"):
+        if k not in ("estimate", *(key for key, _, _ in _EXPLAIN_TABLES)):
             con.print(f"  {k}: {v}")
-    if ex.get("mechanisms"):
-        t = Table(title="mechanisms: the prediction with each switched off")
-        for c in ("mechanism", "switched off", "prediction without", "effect %"):
-            t.add_column(c, justify="right" if c in ("prediction without", "effect %") else "left")
-        for m in ex["mechanisms"]:
-            t.add_row(m["mechanism"], m["switched_off"], f"{m['prediction_without']:,.4g}", f"{m['effect_pct']:+.1f}")
-        con.print(t)
-    if ex.get("open_choices"):
-        t = Table(title="choices the sources leave open: the prediction under other values (not fitted)")
-        for c in ("choice", "value", "prediction", "error %"):
-            t.add_column(c, justify="right" if c in ("prediction", "error %") else "left")
-        for m in ex["open_choices"]:
-            t.add_row(m["choice"], m["value"], f"{m['prediction']:,.4g}", f"{m['error_pct']:+.1f}")
+    for key, title, cols in _EXPLAIN_TABLES:
+        if not ex.get(key):
+            continue
+        t = Table(title=title)
+        for head, field in cols:
+            t.add_column(head, justify="left" if isinstance(ex[key][0][field], str) else "right")
+        for m in ex[key]:
+            t.add_row(*(m[f] if isinstance(m[f], str) else
+                        (f"{m[f]:+.1f}" if f.endswith("pct") else f"{m[f]:,.4g}") for _, f in cols))
         con.print(t)
     if est:
         from harness.commands.estimate import _print

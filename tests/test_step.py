@@ -207,6 +207,12 @@ def test_tensor_parallel_shards_gqa_kv_and_dense_weights():
         return next(o for o in step_ops(d, decode_work(d, 8, 2048)) if o.name == "attention")
     assert attention(sixteen).bytes_moved == pytest.approx(2 * attention(eight).bytes_moved)
     assert attention(sixteen).flops == pytest.approx(attention(eight).flops)
+    # replicated TP: norms, residuals and the FFN shards see all the group's tokens; the FFN's flops per rank stay
+    def ops(d):
+        return {o.name: o for o in step_ops(d, decode_work(d, 8, 2048)) if o.layer == 3 and o.microbatch == 0}
+    assert ops(eight)["ffn_norm"].bytes_moved == pytest.approx(8 * ops(one)["ffn_norm"].bytes_moved)
+    assert ops(eight)["ffn_gate_up"].flops == pytest.approx(ops(one)["ffn_gate_up"].flops)
+    assert "tp_all_reduce" in ops(eight) and "tp_all_reduce" not in ops(one)
     mla = inline_deployment("h100-ib", "deepseek-r1", "decode", 16, tp=2)
     assert memory_plan(mla).kv_split == 1  # MLA's latent KV is replicated on every TP rank
 

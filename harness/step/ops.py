@@ -200,16 +200,18 @@ def imbalance(dep: Deployment, pairs_per_rank, eplb: str):
 def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
     llm, hw, p = dep.llm, dep.hardware, dep.precision
     h = llm.hidden
-    t = np.asarray(w.tokens, float)
+    # dense FFN under replicated TP: every rank holds the group's tokens and a shard of the intermediate dim
+    # (all-reduce after); staged attention hands own tokens back, so the dense FFN runs per rank
+    tp = 1 if (moe or dep.attention_tp == "staged") else dep.tp
+    t = np.asarray(w.tokens, float) * tp
     ops = [_mem(dep, "ffn_norm", "norm", "ffn", t, h * 4)]
-    if not moe:  # dense FFN: replicated TP shards the intermediate dim (all-reduce after); staged runs it per rank
-        tp = 1 if dep.attention_tp == "staged" else dep.tp
-        tg, i = t * tp, llm.dense_ffn_intermediate // tp
+    if not moe:
+        i = llm.dense_ffn_intermediate // tp
         ops += _quant(dep, "ffn_quant", "ffn", t, h)
-        ops += [_gemm(dep, "ffn_gate_up", "ffn", tg, 2 * i, h, p),
-                _mem(dep, "ffn_act", "elementwise", "ffn", tg, i * 6), _gemm(dep, "ffn_down", "ffn", tg, h, i, p)]
+        ops += [_gemm(dep, "ffn_gate_up", "ffn", t, 2 * i, h, p),
+                _mem(dep, "ffn_act", "elementwise", "ffn", t, i * 6), _gemm(dep, "ffn_down", "ffn", t, h, i, p)]
         if tp > 1:
-            ops.append(_tp_collective(dep, "tp_all_reduce", "all_reduce", tg * h * 2))
+            ops.append(_tp_collective(dep, "tp_all_reduce", "all_reduce", t * h * 2))
         ops.append(_mem(dep, "ffn_residual", "elementwise", "ffn", t, h * 6))
         return ops
     i, k = llm.expert_intermediate, llm.top_k

@@ -136,6 +136,13 @@ def test_inconsistent_parallelism_is_an_error(models_copy):
         load_deployment(name)
 
 
+def test_unknown_attention_tp_style_names_the_field(models_copy):
+    name = _broken(models_copy, "deployments", "cm384-prefill",
+                   lambda t: t.replace('attention_tp = "staged"', 'attention_tp = "ring"'))
+    with pytest.raises(InputError, match=r"broken\.toml: line \d+: field 'attention_tp': .*'ring' is not one of"):
+        load_deployment(name)
+
+
 def test_unknown_spec_name_lists_the_available_ones():
     with pytest.raises(InputError, match=r"unknown hardware 'nope' \(available: cloudmatrix384"):
         load_hardware("nope")

@@ -121,6 +121,31 @@ def test_a_kernel_on_part_of_the_chip_is_timed_on_that_part_on_the_source_only()
     assert rt.target_s[1] == pytest.approx(rt.target_s[0])                          # the target gets the whole chip
 
 
+def test_a_full_grid_kernel_gets_the_sms_partial_kernels_beside_it_leave(tmp_path):
+    """DeepEP's all-to-all holds 20 of 132 SMs (a 20-block grid) on its own stream for its whole run: a kernel
+    with a full grid running beside it gets the other 112, time-averaged over its run. A partial kernel on the
+    same stream cannot run beside it, and a partial kernel keeps its own launched share."""
+    import json
+
+    def k(name, ts, dur, stream, bps, corr):
+        return {"ph": "X", "cat": "kernel", "name": name, "ts": ts, "dur": dur, "pid": 0, "tid": stream,
+                "args": {"stream": stream, "correlation": corr, "blocks per SM": bps}}
+    trace = {"traceEvents": [
+        k("deepep_combine", 0, 100, 27, 20 / 132, 1),
+        k("attn_fwd", 10, 40, 7, 31.0, 2),            # wholly beside the combine
+        k("gemm_fill", 80, 40, 7, 4.0, 3),            # half its run beside it
+        k("gemm_persistent", 130, 10, 7, 112 / 132, 4),
+        k("same_stream_partial", 150, 100, 7, 0.5, 5),
+        k("after", 260, 10, 27, 2.0, 6)]}            # nothing beside it
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(trace))
+    share = {op.name: op.sm_share for op in load_op_trace(path).ops}
+    assert share["attn_fwd"] == pytest.approx(112 / 132)
+    assert share["gemm_fill"] == pytest.approx(1 - 0.5 * 20 / 132)
+    assert share["gemm_persistent"] == pytest.approx(112 / 132) and share["after"] == 1.0
+    assert share["deepep_combine"] == pytest.approx(20 / 132)
+
+
 def test_kineto_blocks_per_sm_below_one_becomes_the_ops_sm_share(tmp_path):
     import json
 

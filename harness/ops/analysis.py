@@ -76,7 +76,8 @@ def analyse(graph, source_hw: str | None, target_hw: str | None, table=None, lau
              "target: no CPU launch release times (graph-launched execution, --no-launch)"),
             "target: cross-stream sync, SM-capacity and inferred-wait edges carry over as recorded",
             "source: compute kernels run on the share of the SMs they were launched on (Kineto blocks per SM below "
-            "1, e.g. 112 of 132 while communication kernels hold the rest); target: they get the whole chip",
+            "1, e.g. 112 of 132 while communication kernels hold the rest), or, with a full grid, on the SMs that "
+            "partial-grid kernels running beside them leave; target: they get the whole chip",
             "ops of category 'other' and unclassified kernels keep their recorded time on every backend",
         ]
         for key, dur, hw in (("source_predicted", rt.source_s, source_hw), ("target_predicted", rt.target_s,

@@ -39,7 +39,8 @@ class Op:
     # before it. None where the trace records no launch (synthetic graphs, Chakra, launch-less events).
     release_s: float | None = None
     # Fraction of the chip's compute units the kernel ran on, as recorded (Kineto: grid blocks per SM below 1, e.g.
-    # a persistent GEMM on 112 of 132 SMs while DeepEP's kernels hold 20). 1.0 where unknown or filling the chip.
+    # a persistent GEMM on 112 of 132 SMs while DeepEP's kernels hold 20; a kernel filling the chip gets what the
+    # partial-grid kernels beside it on other streams leave). 1.0 where unknown or alone on the chip.
     sm_share: float = 1.0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import ijson
+import numpy as np
 
 from harness.errors import InputError
 from harness.ops.graph import Op, OpGraph
@@ -33,6 +34,7 @@ from harness.ops.graph import Op, OpGraph
 # A kernel with at least this many blocks per SM (grid / SM count) fills the SMs it is given (see
 # _sm_capacity_edges).
 SM_FILL_BLOCKS_PER_SM = 0.5
+MIN_SM_SHARE = 0.05  # partial kernels beside a full one never leave it less than this (their grids can overlap)
 INFERRED_WAIT_MIN_S = 10e-6  # idle beyond a kernel launch latency (a few microseconds) that needs a cause
 SM_TAIL_SHARE = 0.1  # longest overlap of two such kernels still read as one draining while the next fills in
 # Every phase of the Chrome Trace Event format; anything else is rejected.
@@ -167,6 +169,8 @@ def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotatio
         if 0.0 < blocks_per_sm < 1.0:   # launched on part of the chip: a GEMM on 112 of 132 SMs runs at 112/132
             op.sm_share = blocks_per_sm
         ops.append(op)
+    bps = [float(g[6].get("blocks per SM") or 0.0) for g in gpu]
+    _shares_left_by_partial_kernels(ops, bps)
     corr = [g[4] for g in gpu]
     _annotate(ops, gpu, launch_ts, annotations, gpu_annotations)
     dropped = _sync_from_cuda_sync(ops, gpu, corr, syncs) if syncs else _sync_from_wait_calls(ops, corr, waits, launch_tid)
@@ -176,6 +180,35 @@ def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotatio
             "sm_edges": _sm_capacity_edges(ops, fills), "inferred_wait_edges": _inferred_waits(ops),
             "launch_release_ops": sum(op.release_s is not None for op in ops)}
     return OpGraph(ops, meta)
+
+
+def _shares_left_by_partial_kernels(ops: list[Op], blocks_per_sm: list[float]) -> None:
+    """A kernel whose grid fills the chip (a block per SM or more) gets only the SMs that kernels with a partial
+    grid (under a block per SM, e.g. DeepEP's 20-block all-to-all holding 20 of 132 SMs for its whole run) leave
+    free while it runs: its sm_share is one minus their time-averaged SM fraction over its run. (Kernels of one
+    stream never overlap, so every partial kernel running beside it is on another stream.)"""
+    part = [(ops[i].start_s, ops[i].start_s + ops[i].duration_s, b)
+            for i, b in enumerate(blocks_per_sm) if 0.0 < b < 1.0 and ops[i].duration_s > 0]
+    if not part:
+        return
+    # held(t): the SM fraction partial kernels hold, a step function; cum(t) its integral from the first event
+    edges = sorted([(s, f) for s, _, f in part] + [(e, -f) for _, e, f in part])
+    t = np.array([x for x, _ in edges])
+    held = np.cumsum([f for _, f in edges])          # after each event
+    cum = np.concatenate([[0.0], np.cumsum(held[:-1] * np.diff(t))])
+
+    def integral(x: np.ndarray) -> np.ndarray:
+        k = np.clip(np.searchsorted(t, x, side="right") - 1, 0, len(t) - 1)
+        return np.where(x <= t[0], 0.0, cum[k] + held[k] * (x - t[k]))
+
+    full = [i for i, b in enumerate(blocks_per_sm) if b >= 1.0 and ops[i].duration_s > 0]
+    if not full:
+        return
+    lo = np.array([ops[i].start_s for i in full])
+    dur = np.array([ops[i].duration_s for i in full])
+    share = np.maximum(1.0 - (integral(lo + dur) - integral(lo)) / dur, MIN_SM_SHARE)
+    for i, x in zip(full, share):
+        ops[i].sm_share = min(float(x), 1.0)
 
 
 def _work_from_args(op: Op, extra: dict, shapes: dict) -> None:

@@ -24,3 +24,17 @@ def test_vidur_tables_are_reproduced_by_their_scripts(script, file, table_id, sh
     finally:
         sys.modules.pop(script, None)
     assert made == [tuple(r) for r in table(file, table_id).rows]
+
+
+def test_in_situ_attention_rows_are_reproduced_from_deepseeks_capture(shared_data, repo_root, monkeypatch):
+    """The capture itself is unlicensed and stays in ../shared: the committed rows are what the script derives."""
+    capture = shared_data / "deepseek-profile-data"
+    if not (capture / "train.json.gz").is_file():
+        pytest.skip("../shared/data/deepseek-profile-data/train.json.gz is not present (unlicensed; never bundled)")
+    monkeypatch.syspath_prepend(str(repo_root / "models" / "calibration" / "scripts"))
+    module = importlib.import_module("deepseek_attention")
+    try:
+        made = [tuple(r) for r in module.rows(capture)]
+    finally:
+        sys.modules.pop("deepseek_attention", None)
+    assert made == [tuple(r) for r in table("attention", "h800-prefill-attention-in-situ").rows]

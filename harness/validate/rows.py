@@ -10,7 +10,7 @@ import numpy as np
 from harness.cost.calibration import (dispatch_fit, distinct_ranks, fit_part, gemm_fit, gemm_rows, gemm_shape_fits,
                                      memory_fit, memory_rows, nccl_curve, table)
 from harness.cost.comm import collective_time_s, dispatch_time_s, interp_loglog, transfer_time_s
-from harness.cost.compute import gemm_time_s, memory_time_s
+from harness.cost.compute import attention_time_s, gemm_time_s, memory_time_s
 from harness.hardware import load_hardware
 from harness.hardware.specfile import load_spec
 from harness.hardware.units import parse_quantity
@@ -97,6 +97,25 @@ def mla_rows() -> list[dict[str, Any]]:
                          {"model": "attention_time_s uses this utilisation in the matching regime",
                           "source": t.source}))
     return rows
+
+
+def attention_in_situ_rows() -> list[dict[str, Any]]:
+    """Prefill attention on H800 in place (DeepSeek's capture): the mean forward kernel time against the model on
+    the SMs each kernel had. The model's efficiency comes from FlashMLA's decode kernel, so this is held out."""
+    t = table("attention", "h800-prefill-attention-in-situ")
+    hw = load_hardware("h800-ib")
+    tokens, heads, qk, v, share, us = (t.col(c) for c in ("tokens", "heads", "qk_dim", "v_dim", "sm_share", "time_us"))
+    pairs = tokens * (tokens + 1) / 2
+    flops = 2.0 * heads * (qk + v) * pairs
+    nbytes = tokens * heads * (2 * qk + 2 * v) * 2.0           # q, k, v read and o written, BF16
+    pred = np.array([float(attention_time_s(f, b, hw, "bf16", s)) for f, b, s in zip(flops, nbytes, share)])
+    cond = (f"FlashAttention forward, {int(tokens[0]):,} causal tokens, {int(heads[0])} heads, head dims "
+            f"{int(qk[0])}/{int(v[0])}, on {share.mean():.0%} of the SMs, mean of {len(us)} kernels")
+    return [_row("attn.h800.prefill-in-situ", "MLA prefill attention kernel in place on H800", cond,
+                 float(us.mean()), float(pred.mean()) * 1e6, "us", "held-out operator",
+                 {"model": "attention_time_s at the FlashMLA compute utilisation on the kernel's share of the SMs",
+                  "achieved_tflops_on_its_sms": float((flops / (us * 1e-6) / share).mean() / 1e12),
+                  "source": t.source})]
 
 
 def gemm_rows_validate() -> list[dict[str, Any]]:
@@ -305,7 +324,7 @@ def hbm_overlap_excess_s(ops, hw) -> float:
 
 
 def validation_rows() -> list[dict[str, Any]]:
-    rows = (ub_rows() + dispatch_rows() + mla_rows() + gemm_rows_validate() + bf16_gemm_rows() + nccl_rows() + memops_rows()
+    rows = (ub_rows() + dispatch_rows() + mla_rows() + attention_in_situ_rows() + gemm_rows_validate() + bf16_gemm_rows() + nccl_rows() + memops_rows()
             + headline_rows())
     tg = _targets()
     default = float(tg.get("default_tolerance_pct", 10.0))

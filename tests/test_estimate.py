@@ -176,3 +176,14 @@ def test_mtp_needs_a_model_with_an_mtp_module():
     out = est("-d", "cm384-decode", "--set", "cm384-decode.llm=kimi-k2", "--mtp-accept", "0")
     assert out["llm"] == "kimi-k2" and out["tokens_per_step"] == 1.0
     assert out["tpot_ms"] == pytest.approx(out["step_time_ms"])
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(2, 65536), st.floats(0.0, 0.999), st.integers(256, 32768))
+def test_any_cached_prefix_shorter_than_the_prompt_is_accounted(plen, frac, tokens):
+    cached = min(int(plen * frac), plen - 1)
+    out = est("-d", "h800-prefill", "--prompt-len", str(plen), "--cached-len", str(cached),
+              "--tokens-per-chip", str(tokens))
+    assert out["ttft_ms"] >= out["step_time_ms"] > 0 and out["cache_read_ms"] >= 0
+    assert out["prompt_tokens_per_s_per_chip"] >= out["throughput_per_chip"] * (1 - 1e-12)
+    assert (out["cache_read_ms"] > 0) == (cached > 0)

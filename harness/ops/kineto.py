@@ -175,7 +175,7 @@ def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotatio
     _annotate(ops, gpu, launch_ts, annotations, gpu_annotations)
     dropped = _sync_from_cuda_sync(ops, gpu, corr, syncs) if syncs else _sync_from_wait_calls(ops, corr, waits, launch_tid)
     sync_edges = sum(len(o.deps) for o in ops)
-    fills = [float(g[6].get("blocks per SM") or 0.0) >= SM_FILL_BLOCKS_PER_SM for g in gpu]
+    fills = [b >= SM_FILL_BLOCKS_PER_SM for b in bps]
     meta = {"format": "kineto", "source": str(path), "sync_edges": sync_edges, "sync_edges_dropped": dropped,
             "sm_edges": _sm_capacity_edges(ops, fills), "inferred_wait_edges": _inferred_waits(ops),
             "launch_release_ops": sum(op.release_s is not None for op in ops)}

@@ -141,7 +141,8 @@ def test_serving_costs_has_the_protocol(costs):
     for method in ("prefill_step_s", "decode_step_s", "kv_transfer_s", "cache_read_s", "cache_write_s"):
         assert callable(getattr(costs, method))
     assert costs.decode_kv_capacity_tokens > costs.decode_batch_cap_per_chip * costs.decode_chips * 1000
-    assert costs.cost_per_chip_hour_usd > 0 and costs.kv_bytes_per_token == 70_272
+    # 61 layers (70,272 B in BF16, reference section 6) plus the MTP module's layer: its decode drafts with MTP
+    assert costs.cost_per_chip_hour_usd > 0 and costs.kv_bytes_per_token == 70_272 // 61 * 62
 
 
 @given(st.floats(0.5, 150), st.floats(16, 100_000))
@@ -215,6 +216,25 @@ def test_tensor_parallel_shards_gqa_kv_and_dense_weights():
     assert "tp_all_reduce" in ops(eight) and "tp_all_reduce" not in ops(one)
     mla = inline_deployment("h100-ib", "deepseek-r1", "decode", 16, tp=2)
     assert memory_plan(mla).kv_split == 1  # MLA's latent KV is replicated on every TP rank
+
+
+def test_prefill_for_an_mtp_decode_runs_the_mtp_module_over_the_prompt():
+    """The draft attends over the MTP module's own KV of the whole context, so a prefill feeding an MTP decode runs
+    the module over every prompt token, and its LM head once per prompt (the first draft)."""
+    dep = load_deployment("cm384-prefill")
+    off = dep.replace(mtp_draft_tokens=0)
+    assert dep.mtp_draft_tokens == 1
+    w = prefill_work(dep, 16384, 4096)
+    ops = [o for o in step_ops(dep, w) if o.microbatch == 0]
+    mtp = {o.name: o for o in ops if o.layer == dep.llm.layers + 1}
+    main = {o.name: o for o in ops if o.layer == 10}
+    assert mtp["experts_gate_up"].flops == pytest.approx(main["experts_gate_up"].flops)   # every prompt token
+    head = next(o for o in ops if o.name == "lm_head")
+    assert mtp["mtp_lm_head"].flops == pytest.approx(head.flops)                           # one row per prompt
+    assert not any(o.layer == off.llm.layers + 1 for o in step_ops(off, prefill_work(off, 16384, 4096)))
+    assert float(step_time_s(dep, w)) > float(step_time_s(off, prefill_work(off, 16384, 4096)))
+    # and the KV it hands over carries the module's layer too
+    assert dep.kv_bytes_per_token() == off.kv_bytes_per_token() * 62 // 61
 
 
 def _rank_flops(dep, work) -> float:

@@ -13,7 +13,7 @@ from harness.errors import InputError
 from harness.hardware import Hardware, load_hardware
 from harness.hardware.specfile import _read, line_of, load_spec, spec_names, split_overrides
 from harness.hardware.units import parse_quantity
-from harness.llm import LLM, load_llm
+from harness.llm import BYTES, LLM, load_llm
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,12 @@ class Deployment:
     def tokens_per_step(self) -> float:
         """Tokens produced per decode step per request: 1 + expected accepted drafts."""
         return 1.0 + self.mtp_draft_tokens * self.mtp_accept
+
+    def kv_bytes_per_token(self) -> int:
+        """KV cache bytes per token as this deployment keeps it: every layer's, plus the MTP module's own when it
+        drafts (the draft attends over the whole context in the module's layer)."""
+        layers = self.llm.layers + (self.llm.mtp_modules if self.mtp_draft_tokens else 0)
+        return layers * self.llm.kv_elems_per_token_layer() * BYTES[self.kv_cache_precision]
 
     def replace(self, **changes) -> Deployment:
         return dataclasses.replace(self, **changes)

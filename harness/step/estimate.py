@@ -20,7 +20,7 @@ def prefix_read_s(dep: Deployment, cached_tokens: float, remote: bool = False) -
     TP group needs the group's KV), so one share crosses one rank's path."""
     if cached_tokens <= 0:
         return 0.0
-    per_rank = cached_tokens / dep.dp * dep.llm.kv_bytes_per_token(dep.kv_cache_precision)
+    per_rank = cached_tokens / dep.dp * dep.kv_bytes_per_token()
     return float(transfer_time_s(per_rank, *host_path(dep.hardware, "read", remote)))
 
 

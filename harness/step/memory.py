@@ -53,7 +53,7 @@ def memory_plan(dep: Deployment) -> MemoryPlan:
     w = weights_per_rank_bytes(dep)
     kv = dep.hardware.hbm_bytes - w - dep.memory_reserve_bytes
     split = min(dep.tp, dep.llm.kv_heads) if dep.llm.attention == "gqa" else 1
-    return MemoryPlan(w, dep.memory_reserve_bytes, max(kv, 0.0), dep.llm.kv_bytes_per_token(dep.kv_cache_precision),
+    return MemoryPlan(w, dep.memory_reserve_bytes, max(kv, 0.0), dep.kv_bytes_per_token(),
                       split, dep.tp)
 
 

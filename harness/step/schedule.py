@@ -49,7 +49,9 @@ class StepOp:
 
 @dataclass
 class StepWork:
-    """A step's work per rank: per-microbatch Work for the main layers and for the MTP module (None: off)."""
+    """A step's work per rank: per-microbatch Work for the main layers and for the MTP module (None: off). Decode:
+    the module drafts one token per request. Prefill (for a decode that drafts with MTP): it runs over every prompt
+    token, since the draft attends over the module's own KV of the whole context, and drafts from the last one."""
     main: Work
     mtp: Work | None
     head_tokens: object              # tokens that need logits per microbatch
@@ -77,6 +79,10 @@ def _attn_work(dep: Deployment, new, cached):
     return f, b * gqa_kv_read_factor(dep)
 
 
+def _prefill_mtp(dep: Deployment, main: Work) -> Work | None:
+    return main if dep.mtp_draft_tokens and dep.llm.mtp_modules else None
+
+
 def prefill_work(dep: Deployment, tokens_per_chip, prompt_len, cached_len=0) -> StepWork:
     """Prompts of `prompt_len` new tokens (after `cached_len` cached ones), packed `tokens_per_chip` per chip."""
     mb = dep.microbatches
@@ -85,7 +91,7 @@ def prefill_work(dep: Deployment, tokens_per_chip, prompt_len, cached_len=0) -> 
     f, b = _attn_work(dep, prompt_len, cached_len)
     main = Work(tokens=t / mb, pieces=pieces / mb, attn_flops=pieces * f / mb, attn_bytes=pieces * b / mb,
                 kv_tokens=(t + pieces * cached_len) / mb)
-    return StepWork(main, None, pieces / mb, t, pieces)
+    return StepWork(main, _prefill_mtp(dep, main), pieces / mb, t, pieces)
 
 
 def prefill_work_pieces(dep: Deployment, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> StepWork:
@@ -105,7 +111,7 @@ def prefill_work_totals(dep: Deployment, new_sum: float, cached_sum: float, pair
     t, p = new_sum / ranks, pieces / ranks
     main = Work(tokens=t / mb, pieces=p / mb, attn_flops=f / ranks / mb, attn_bytes=b / ranks / mb,
                 kv_tokens=(new_sum + cached_sum) / ranks / mb)
-    return StepWork(main, None, p / mb, t, p)
+    return StepWork(main, _prefill_mtp(dep, main), p / mb, t, p)
 
 
 def layer_kinds(dep: Deployment, work: StepWork, eplb: str) -> list[tuple[str, int, Callable[[], list[OpSpec]]]]:
@@ -121,9 +127,10 @@ def layer_kinds(dep: Deployment, work: StepWork, eplb: str) -> list[tuple[str, i
     kinds.append(("lm_head", 1, lambda: head_block(dep, work.head_tokens)))
     if work.mtp is not None and llm.mtp_modules:
         mtp = work.mtp
+        drafts = work.head_tokens if dep.phase == "prefill" else mtp.tokens   # rows that need the draft's logits
         kinds.append(("mtp", llm.mtp_modules,
                       lambda: mtp_proj(dep, mtp.tokens) + attention_block(dep, mtp)
-                      + ffn_block(dep, mtp, llm.routed_experts > 0, eplb) + head_block(dep, mtp.tokens, "mtp_lm_head")))
+                      + ffn_block(dep, mtp, llm.routed_experts > 0, eplb) + head_block(dep, drafts, "mtp_lm_head")))
     return kinds
 
 

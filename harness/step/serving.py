@@ -80,7 +80,7 @@ class BackendCosts:
         self.max_context_tokens = d.llm.max_context
         self.mtp_draft_tokens, self.mtp_accept = d.mtp_draft_tokens, d.mtp_accept
         self.cost_per_chip_hour_usd = hw.cost_per_chip_hour_usd
-        self.kv_bytes_per_token = d.llm.kv_bytes_per_token(d.kv_cache_precision)
+        self.kv_bytes_per_token = d.kv_bytes_per_token()
         self.decode_kv_capacity_tokens = int(memory_plan(d).kv_tokens_per_rank_of_instance * d.ranks)
         self.prefill_kv_capacity_tokens = int(memory_plan(p).kv_tokens_per_rank_of_instance * p.ranks)
         # the deployment's configured batch is its cap, unless memory at its KV length holds fewer

@@ -247,9 +247,11 @@ def _switches(dep) -> list[tuple[str, str, dict[str, Any], str | None]]:
     out = []
     if dep.microbatches > 1:
         out.append(("two-microbatch overlap", "one microbatch, everything in order", {"microbatches": 1}, None))
-    if dep.mtp_draft_tokens:
+    if dep.mtp_draft_tokens and dep.phase == "decode":
         out.append(("MTP draft token", "no MTP module, 1 token per step", {"mtp_draft_tokens": 0, "mtp_accept": 0.0},
                     None))
+    elif dep.mtp_draft_tokens:
+        out.append(("MTP module over the prompt (the draft's KV)", "no MTP module", {"mtp_draft_tokens": 0}, None))
     if dep.overlap == "split-cores" and dep.microbatches > 1:
         out.append(("cube-core split between the streams", "each stream gets the whole die",
                     {"stream_share_attention": 1.0, "stream_share_moe": 1.0}, None))

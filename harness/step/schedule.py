@@ -13,6 +13,7 @@ Work for a decode step: `decode_work(dep, batch_per_chip, kv_len, mtp_draft_toke
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,8 +66,9 @@ def decode_work(dep: Deployment, batch_per_chip, kv_len, mtp_draft_tokens: int |
     req = np.asarray(batch_per_chip, float) / dep.hardware.ranks_per_chip
     q = 1.0 + draft
     main = Work(tokens=req * q / mb, requests=req / mb, kv_len=np.asarray(kv_len, float), q=q)
-    mtp = Work(tokens=req / mb, requests=req / mb, kv_len=np.asarray(kv_len, float), q=1.0) if draft else None
-    return StepWork(main, mtp, req * q / mb, req * q, req)
+    # The MTP module extends its own KV over every position the step verified (1 + draft, padded: graphs have static
+    # shapes), the main layers' work, and drafts from the last, one set of logits per request.
+    return StepWork(main, main if draft else None, req * q / mb, req * q, req)
 
 
 def _attn_work(dep: Deployment, new, cached):
@@ -118,19 +120,27 @@ def layer_kinds(dep: Deployment, work: StepWork, eplb: str) -> list[tuple[str, i
     """(kind, repeat count, chain of one microbatch) in execution order."""
     llm = dep.llm
     kinds: list[tuple[str, int, Callable[[], list[OpSpec]]]] = []
+
+    def layer(w: Work, moe: bool) -> Callable[[], list[OpSpec]]:
+        return functools.cache(lambda: attention_block(dep, w) + ffn_block(dep, w, moe, eplb))
+    main_layer = {moe: layer(work.main, moe) for moe in (False, True)}
     if llm.dense_layers or not llm.routed_experts:
-        n = llm.layers if not llm.routed_experts else llm.dense_layers
-        kinds.append(("dense", n, lambda: attention_block(dep, work.main) + ffn_block(dep, work.main, False, eplb)))
+        kinds.append(("dense", llm.layers if not llm.routed_experts else llm.dense_layers, main_layer[False]))
     if llm.moe_layers:
-        kinds.append(("moe", llm.moe_layers,
-                      lambda: attention_block(dep, work.main) + ffn_block(dep, work.main, True, eplb)))
-    kinds.append(("lm_head", 1, lambda: head_block(dep, work.head_tokens)))
+        kinds.append(("moe", llm.moe_layers, main_layer[True]))
+    head = functools.cache(lambda: head_block(dep, work.head_tokens))
+    kinds.append(("lm_head", 1, head))
     if work.mtp is not None and llm.mtp_modules:
-        mtp = work.mtp
-        drafts = work.head_tokens if dep.phase == "prefill" else mtp.tokens   # rows that need the draft's logits
-        kinds.append(("mtp", llm.mtp_modules,
-                      lambda: mtp_proj(dep, mtp.tokens) + attention_block(dep, mtp)
-                      + ffn_block(dep, mtp, llm.routed_experts > 0, eplb) + head_block(dep, drafts, "mtp_lm_head")))
+        mtp, moe = work.mtp, llm.routed_experts > 0
+        # over the main layers' tokens the module's layer is one of theirs: the same ops, evaluated once
+        body = main_layer[moe] if mtp is work.main else layer(mtp, moe)
+        if dep.phase == "prefill":   # it drafts from each prompt's last token: the main LM head's rows
+            def drafts() -> list[OpSpec]:
+                return [dataclasses.replace(o, name=f"mtp_{o.name}") for o in head()]
+        else:                        # one draft per request
+            def drafts() -> list[OpSpec]:
+                return head_block(dep, mtp.requests, "mtp_lm_head")
+        kinds.append(("mtp", llm.mtp_modules, lambda: mtp_proj(dep, mtp.tokens) + body() + drafts()))
     return kinds
 
 

@@ -35,8 +35,9 @@ from harness.cost.compute import causal_pairs
 from harness.step.schedule import (CATEGORIES, decode_work, prefill_work_pieces, prefill_work_totals, step_ops,
                                    step_time_s)
 
-_BATCH_POINTS = 64
-_KV_POINTS = 120   # the streams' bound switches along KV: 40 points left 2% between them, 120 leave 0.2%
+_BATCH_POINTS = 40
+_KV_POINTS = 96    # the streams' bound switches along KV: 40 points left 2% between them, 96 leave 0.3%
+_CACHED_POINTS = 40  # cached-prefix tokens of a prefill batch
 _PIECE_POINTS = 96  # prompt-piece lengths: dense enough that the quadratic attention term interpolates within 0.3%
 _SHARE_POINTS = 24  # where a batch's attention pairs lie between their least and most (geometric: 1/k for k pieces)
 
@@ -138,7 +139,7 @@ class BackendCosts:
         p = self.prefill
         top = float(max(p.prefill_token_budget_per_chip * p.chips, self.max_context_tokens))
         new = np.geomspace(1.0, top, _PIECE_POINTS)
-        cached = _grid(float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens)), _KV_POINTS, 16.0)
+        cached = _grid(float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens)), _CACHED_POINTS, 16.0)
         share = np.concatenate([[0.0], np.geomspace(1.0 / 8192, 1.0, _SHARE_POINTS - 1)])
         n, c, r = np.meshgrid(new, cached, share, indexing="ij")
         lo, hi = n + c, n * c + n * (n + 1) / 2

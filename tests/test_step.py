@@ -130,7 +130,7 @@ def test_split_hbm_slows_cloudmatrix_decode():
 
 # ------------------------------------------------------------------------------------------------------ serving
 
-@pytest.fixture(scope="module", params=["cloudmatrix384", "h800-ib", "h100-ib", "h200-ib"])
+@pytest.fixture(scope="module", params=["cloudmatrix384", "h800-ib", "h100-ib", "h200-ib", "h20-ib"])
 def costs(request):
     return build_serving_costs(request.param)
 

@@ -187,3 +187,11 @@ def test_any_cached_prefix_shorter_than_the_prompt_is_accounted(plen, frac, toke
     assert out["ttft_ms"] >= out["step_time_ms"] > 0 and out["cache_read_ms"] >= 0
     assert out["prompt_tokens_per_s_per_chip"] >= out["throughput_per_chip"] * (1 - 1e-12)
     assert (out["cache_read_ms"] > 0) == (cached > 0)
+
+
+@pytest.mark.parametrize("args", [("--hardware", "h100-ib", "--llm", "llama-3.1-70b", "--chips", "6", "--tp", "6"),
+                                  ("--hardware", "cloudmatrix384", "--llm", "deepseek-r1", "--chips", "48",
+                                   "--tp", "96")])
+def test_tp_must_split_the_heads_evenly(args):
+    r = run("estimate", "--phase", "decode", *args)
+    assert r.exit_code != 0 and "field 'tp'" in r.output and "heads" in r.output and "Traceback" not in r.output

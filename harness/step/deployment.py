@@ -84,6 +84,11 @@ def _check(dep: Deployment, path: str) -> Deployment:
     if dep.dp * dep.tp != dep.ranks:
         raise InputError(f"dp x tp must equal the {dep.ranks} ranks of the instance (got {dep.dp} x {dep.tp})",
                          path=path, field="dp")
+    llm = dep.llm
+    if llm.heads % dep.tp or (llm.attention == "gqa" and llm.kv_heads % dep.tp and dep.tp % llm.kv_heads):
+        kv = f" and {llm.kv_heads} KV heads" if llm.attention == "gqa" else ""
+        raise InputError(f"tp ({dep.tp}) must split {llm.name}'s {llm.heads} attention heads{kv} evenly", path=path,
+                         field="tp")
     if dep.chips > hw.chips and hw.kind == "supernode":
         raise InputError(f"{dep.chips} chips do not fit in one {hw.name} ({hw.chips} chips)", path=path, field="chips")
     hw.peak(dep.precision)

@@ -263,19 +263,28 @@ def _switches(dep) -> list[tuple[str, str, dict[str, Any], str | None]]:
     return out
 
 
-def mechanisms(h: dict[str, Any]) -> list[dict[str, Any]]:
-    """How each modelled mechanism moves one headline: the prediction with that mechanism switched off."""
+def _headline_predictor(h: dict[str, Any]):
+    """(deployment, eplb, predict): predict(changes, eplb) is the headline's metric with the deployment changed."""
     dep = load_deployment(h["deployment"])
     eplb = h.get("eplb", "default")
     args = (h.get("batch_per_chip"), h.get("kv_len"), h.get("tokens_per_chip"), h.get("prompt_len"))
-    base = estimate(dep, *args, eplb)[h["metric"]]
+
+    def predict(changes: dict[str, Any], with_eplb: str | None = None) -> float:
+        return estimate(dep.replace(**changes), *args, with_eplb or eplb)[h["metric"]]
+    return dep, eplb, predict
+
+
+def mechanisms(h: dict[str, Any]) -> list[dict[str, Any]]:
+    """How each modelled mechanism moves one headline: the prediction with that mechanism switched off."""
+    dep, eplb, predict = _headline_predictor(h)
+    base = predict({})
     switches = _switches(dep)
     if eplb == "default":
         switches.append(("expert-load imbalance (routing noise after EPLB)", "perfectly balanced experts", {},
                          "perfect"))
     out = []
     for name, off, changes, eplb_off in switches:
-        other = estimate(dep.replace(**changes), *args, eplb_off or eplb)[h["metric"]]
+        other = predict(changes, eplb_off)
         out.append({"mechanism": name, "switched_off": off, "prediction_without": other,
                     "effect_pct": 100.0 * (base / other - 1.0)})
     return out
@@ -296,12 +305,10 @@ def _open_choices(dep) -> list[tuple[str, str, dict[str, Any]]]:
 def open_choices(h: dict[str, Any]) -> list[dict[str, Any]]:
     """What one headline would be under other values of the choices the sources do not publish: the spread a
     reader should allow for. None of these is fitted; the deployment file keeps its documented value."""
-    dep = load_deployment(h["deployment"])
-    eplb = h.get("eplb", "default")
-    args = (h.get("batch_per_chip"), h.get("kv_len"), h.get("tokens_per_chip"), h.get("prompt_len"))
+    dep, _, predict = _headline_predictor(h)
     out = []
     for name, value, changes in _open_choices(dep):
-        pred = estimate(dep.replace(**changes), *args, eplb)[h["metric"]]
+        pred = predict(changes)
         out.append({"choice": name, "value": value, "prediction": pred,
                     "error_pct": 100.0 * (pred / h["published"] - 1.0)})
     return out

@@ -143,6 +143,14 @@ def test_unknown_attention_tp_style_names_the_field(models_copy):
         load_deployment(name)
 
 
+def test_an_attention_kernel_the_hardware_does_not_list_names_the_field(models_copy):
+    name = _broken(models_copy, "deployments", "h800-decode",
+                   lambda t: t.replace("launch_overlapped = true", 'launch_overlapped = true\nattention_kernel = "fa9"'))
+    with pytest.raises(InputError, match=r"broken\.toml: field 'attention_kernel': attention kernel 'fa9' is not in "
+                                         r"h800-ib's .* \(it has: flashmla-2025-02\)"):
+        load_deployment(name)
+
+
 def test_unknown_spec_name_lists_the_available_ones():
     with pytest.raises(InputError, match=r"unknown hardware 'nope' \(available: cloudmatrix384"):
         load_hardware("nope")

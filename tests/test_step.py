@@ -122,6 +122,26 @@ def test_split_hbm_is_never_faster_and_only_splits_split_core_streams(name, batc
         assert split == shared
 
 
+@given(st.floats(1, 200), st.integers(64, 32768))
+def test_an_older_attention_kernel_prices_only_attention_and_is_never_faster(batch, kv):
+    """FlashMLA's February 2025 release (580 of 989 TFLOPS, what DeepSeek's Day 6 figures ran on) instead of the
+    April one: only attention ops change, none gets faster, and where attention is compute-bound it takes 660/580
+    as long."""
+    dep = load_deployment("h800-decode").replace(attention_kernel="flashmla-2025-02")
+    w = _work(dep, batch, kv)
+    old, new = (step_ops(d, w, "default") for d in (dep, dep.replace(attention_kernel=None)))
+    for a, b in zip(old, new):
+        assert a.name == b.name
+        if a.category == "attention":
+            assert a.duration_s >= b.duration_s * (1 - 1e-12)
+            assert a.duration_s <= b.duration_s * 0.667 / 0.586 * (1 + 1e-9)
+        else:
+            assert a.duration_s == b.duration_s
+    at_day6 = [(a.duration_s, b.duration_s) for a, b in zip(*(step_ops(d, _work(dep, 92, 4989), "default")
+               for d in (dep, dep.replace(attention_kernel=None)))) if a.name == "attention"]
+    assert at_day6 and all(a / b == pytest.approx(0.667 / 0.586) for a, b in at_day6)
+
+
 def test_split_hbm_slows_cloudmatrix_decode():
     dep = load_deployment("cm384-decode")
     w = _work(dep, 96, 4096)

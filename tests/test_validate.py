@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from harness.cli import main
 from harness.validate import validation_rows
+from harness.step import load_deployment
 
 
 def rows() -> list[dict]:
@@ -22,7 +23,8 @@ def test_every_listed_row_is_present():
     for system in ("cm384-ub", "deepep-ll-h800"):
         for op in ("dispatch", "combine"):
             assert {f"moe.{system}.{op}.ep{e}" for e in (8, 16, 32, 64, 128, 256)} <= ids
-    assert sum(i.startswith("mla.") for i in ids) == 4
+    assert {"mla.cloudmatrix384.compute", "mla.cloudmatrix384.memory", "mla.h800-ib.compute", "mla.h800-ib.memory",
+            "mla.h800-ib.compute.flashmla-2025-02"} == {i for i in ids if i.startswith("mla.")}
     assert sum(i.startswith("gemm.ascend910c") for i in ids) == 6
     assert sum(i.startswith("gemm.deepgemm") for i in ids) == 28
     assert sum(i.startswith("nccl.") for i in ids) >= 15
@@ -116,3 +118,13 @@ def test_ub_rows_read_each_path_from_its_own_spec_figure():
     for r in ub:
         assert r["kind"] == "spec input"
         assert abs(r["error_pct"]) < (1e-9 if r["id"].endswith("bandwidth") else 0.5), r
+
+
+def test_deepseek_production_rows_run_the_kernel_of_their_date():
+    """Day 6's figures cover a day before FlashMLA's April update: those rows price attention with the February
+    kernel, while the deployment itself (what `bench replay` uses) keeps the current one."""
+    by_id = {r["id"]: r for r in validation_rows()}
+    for rid in ("e2e.deepseek.decode.throughput", "e2e.deepseek.decode.tpot"):
+        assert by_id[rid]["explain"]["estimate"]["attention_kernel"] == "flashmla-2025-02"
+    assert by_id["e2e.cm384.decode.tpot"]["explain"]["estimate"]["attention_kernel"] == "current"
+    assert load_deployment("h800-decode").attention_kernel is None

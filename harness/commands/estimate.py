@@ -86,7 +86,8 @@ def _print(r: dict) -> None:
     con = console()
     con.print(f"[bold]{r['deployment']}[/]  {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
               f"({r['ranks']} ranks), EP{r['ep']} DP{r['dp']} TP{r['tp']}, {r['precision']}, "
-              f"{r['microbatches']} microbatch(es), EPLB {r['eplb']}")
+              f"{r['microbatches']} microbatch(es), EPLB {r['eplb']}"
+              + (f", attention kernel {r['attention_kernel']}" if r["attention_kernel"] != "current" else ""))
     con.print("operating point: " + ", ".join(f"{k}={v}" for k, v in r["operating_point"].items()))
     con.print(f"step time        {r['step_time_ms']:10.2f} ms")
     if r["phase"] == "decode":

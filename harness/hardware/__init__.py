@@ -90,6 +90,7 @@ class Hardware:
     host_write_latency_s: float = 0.0
     host_remote_write_latency_s: float = 0.0
     memory_ops_table: str | None = None  # calibration table of measured element-wise kernels (memory_ops.toml)
+    attention_compute_by_kernel: tuple[tuple[str, float], ...] = ()  # other attention-kernel versions' utilisation
 
     def peak(self, precision: str) -> float:
         """Dense peak flop/s per rank at `precision`; a precision the chip lacks is an error, not a silent fallback."""
@@ -139,6 +140,7 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
         attention_compute_eff=c["efficiency"]["attention_compute"],
         attention_memory_eff=c["efficiency"]["attention_memory"], memory_eff=c["efficiency"]["memory"],
         memory_ops_table=c["efficiency"].get("memory_ops"),
+        attention_compute_by_kernel=tuple(c["efficiency"].get("attention_compute_by_kernel", {}).items()),
         scale_up=_fabric(d["scale_up"]), scale_out=_fabric(d["scale_out"]), host_uniform=h["uniform"],
         host_read_bytes_per_s=q(h["read_bandwidth"], "bandwidth"),
         host_write_bytes_per_s=q(h["write_bandwidth"], "bandwidth"), host_latency_s=q(h["latency"], "time"),

@@ -53,6 +53,7 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         "deployment": dep.name, "hardware": hw.name, "llm": dep.llm.name, "phase": dep.phase,
         "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
         "precision": dep.precision, "microbatches": dep.microbatches, "eplb": eplb, "operating_point": point,
+        "attention_kernel": dep.attention_kernel or "current",
         "step_time_ms": step_s * 1e3,
     }
     if dep.phase == "decode":

@@ -52,16 +52,20 @@ class Work:
 
 
 def _hw(dep: Deployment, role: str) -> Hardware:
-    """The chip as an op of `role` sees it: with `split_hbm`, a split-cores stream gets its share of HBM too."""
+    """The chip as an op of `role` sees it: running the deployment's attention kernel version; with `split_hbm`, a
+    split-cores stream gets its share of HBM too."""
     share = stream_of(dep, role, "gemm")[1]
     if not dep.split_hbm or dep.overlap != "split-cores" or share >= 1.0:
+        share = 1.0
+    if share == 1.0 and dep.attention_kernel is None:
         return dep.hardware
-    return _with_hbm_share(dep.hardware, share)
+    return _as_run(dep.hardware, share, dep.attention_kernel)
 
 
 @functools.lru_cache(maxsize=64)
-def _with_hbm_share(hw: Hardware, share: float) -> Hardware:
-    return dataclasses.replace(hw, hbm_bytes_per_s=hw.hbm_bytes_per_s * share)
+def _as_run(hw: Hardware, hbm_share: float, attention_kernel: str | None) -> Hardware:
+    eff = dict(hw.attention_compute_by_kernel)[attention_kernel] if attention_kernel else hw.attention_compute_eff
+    return dataclasses.replace(hw, hbm_bytes_per_s=hw.hbm_bytes_per_s * hbm_share, attention_compute_eff=eff)
 
 
 def _gemm(dep: Deployment, name: str, role: str, m, n: int, k: int, precision: str, groups: int = 1) -> OpSpec:

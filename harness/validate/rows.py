@@ -15,7 +15,7 @@ from harness.hardware import load_hardware
 from harness.hardware.specfile import load_spec
 from harness.hardware.units import parse_quantity
 from harness.llm import load_llm
-from harness.step.deployment import load_deployment
+from harness.step.deployment import _check, load_deployment
 from harness.step.estimate import estimate
 
 
@@ -91,8 +91,13 @@ def mla_rows() -> list[dict[str, Any]]:
     rows = []
     for hw_name, setting, achieved, peak, util in t.rows:
         hw = load_hardware(hw_name)
-        pred = hw.attention_compute_eff if setting == "compute" else hw.attention_memory_eff
-        rows.append(_row(f"mla.{hw_name}.{setting}", f"MLA kernel {setting}-bound utilisation", f"{hw.chip_name}",
+        regime, _, version = setting.partition(":")
+        if version:
+            pred = dict(hw.attention_compute_by_kernel)[version]
+        else:
+            pred = hw.attention_compute_eff if regime == "compute" else hw.attention_memory_eff
+        label = f"MLA kernel {regime}-bound utilisation" + (f" ({version})" if version else "")
+        rows.append(_row(f"mla.{hw_name}.{setting.replace(':', '.')}", label, f"{hw.chip_name}",
                          util * 100, pred * 100, "%", "spec input",
                          {"model": "attention_time_s uses this utilisation in the matching regime",
                           "source": t.source}))
@@ -226,17 +231,25 @@ def memops_rows() -> list[dict[str, Any]]:
     return rows
 
 
+def _headline_deployment(h: dict[str, Any]):
+    """The headline's deployment as the measurement ran it (its attention kernel version, when the target names one)."""
+    dep = load_deployment(h["deployment"])
+    if "attention_kernel" in h:
+        dep = _check(dep.replace(attention_kernel=h["attention_kernel"]), f"targets.toml, headline {h['id']}")
+    return dep
+
+
 @functools.lru_cache(maxsize=None)
-def _headline_estimate(deployment: str, eplb: str, batch: float | None, kv: int | None, tokens: int | None,
-                       plen: int | None) -> dict[str, Any]:
-    return estimate(load_deployment(deployment), batch, kv, tokens, plen, eplb)
+def _headline_estimate(hid: str) -> dict[str, Any]:
+    h = next(h for h in _targets()["headline"] if h["id"] == hid)
+    return estimate(_headline_deployment(h), h.get("batch_per_chip"), h.get("kv_len"), h.get("tokens_per_chip"),
+                    h.get("prompt_len"), h.get("eplb", "default"))
 
 
 def headline_rows() -> list[dict[str, Any]]:
     rows = []
     for h in _targets().get("headline", []):
-        est = _headline_estimate(h["deployment"], h.get("eplb", "default"), h.get("batch_per_chip"),
-                                 h.get("kv_len"), h.get("tokens_per_chip"), h.get("prompt_len"))
+        est = _headline_estimate(h["id"])
         rows.append(_row(h["id"], h["what"], h["conditions"], h["published"], est[h["metric"]], h["unit"],
                          "end-to-end prediction", {"source": h["source"], "estimate": est}))
     return rows
@@ -265,7 +278,7 @@ def _switches(dep) -> list[tuple[str, str, dict[str, Any], str | None]]:
 
 def _headline_predictor(h: dict[str, Any]):
     """(deployment, eplb, predict): predict(changes, eplb) is the headline's metric with the deployment changed."""
-    dep = load_deployment(h["deployment"])
+    dep = _headline_deployment(h)
     eplb = h.get("eplb", "default")
     args = (h.get("batch_per_chip"), h.get("kv_len"), h.get("tokens_per_chip"), h.get("prompt_len"))
 

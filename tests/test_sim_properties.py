@@ -31,6 +31,7 @@ class ToyCosts:
     prefill_chunk_tokens: int | None = None
     decode_batch_cap_per_chip: int = 4
     decode_kv_capacity_tokens: int = 40_000
+    decode_dp_ranks: int = 1
     prefill_kv_capacity_tokens: int = 30_000
     max_context_tokens: int = 16_000
     mtp_draft_tokens: int = 0
@@ -108,9 +109,11 @@ def setups(draw):
         cache_pool_bytes=draw(st.sampled_from([0, 300_000, 10**9])),
         cache_ssd_bytes=draw(st.sampled_from([0, 10**9])),
         cache_uniform_access=draw(st.booleans()),
+        decode_dp_ranks=draw(st.sampled_from([1, 2, 4])),
     )
     config = SimConfig(prefill_instances=draw(st.integers(1, 3)), decode_instances=draw(st.integers(1, 3)),
                        routing=draw(st.sampled_from([None, "least-loaded", "cache-aware", "round-robin"])),
+                       dp_balance=draw(st.sampled_from(["least-kv", "perfect"])),
                        seed=draw(st.integers(0, 3)), record_steps=True)
     return costs, config
 
@@ -156,6 +159,45 @@ def test_instances_never_overlap_steps_and_kv_fits(w: Workload, setup) -> None:
     assert decode["batch"].max() is None or decode["batch"].max() <= cap
     prefill = steps.filter(pl.col("kind") == 0)
     assert prefill["kv"].max() is None or prefill["kv"].max() <= max(costs.prefill_kv_capacity_tokens, 1)
+
+
+@given(traces(), setups())
+def test_a_decode_step_waits_for_its_busiest_dp_rank(w: Workload, setup) -> None:
+    """Requests live on DP ranks: a step costs at least the evenly split step at its mean KV, and with one rank (or
+    perfect balance) exactly that."""
+    costs, config = setup
+    res = simulate(w, costs, config)
+    even = config.dp_balance == "perfect" or costs.decode_dp_ranks == 1
+    for kind, _inst, start, end, _kv, batch, mean_kv in res.steps:
+        if kind == 1:
+            split = costs.decode_step_s(batch / costs.decode_chips,
+                                        int(mean_kv / KV_QUANTUM_TOKENS + 0.5) * KV_QUANTUM_TOKENS or 1)
+            assert end - start >= split * (1 - 1e-9)
+            if even:
+                assert end - start == pytest.approx(split, rel=1e-9)
+    assert (res.decode_busiest_kv_sum == pytest.approx(res.decode_kv_sum)) if even else \
+        (res.decode_busiest_kv_sum >= res.decode_kv_sum * (1 - 1e-9))
+
+
+@given(st.integers(1, 6), st.lists(st.integers(1, 5000), min_size=1, max_size=24), st.integers(1, 8),
+       st.integers(0, 2**32 - 1))
+def test_dp_ranks_hold_their_share_and_the_busiest_rank_is_found(ranks, kv, steps, seed) -> None:
+    """Requests join the rank with least KV among those with room; busiest_rank_kv matches a per-step recount."""
+    from harness.sim.decode import DecodeInstance, Uniforms
+    rng = np.random.default_rng(seed)
+    cap = len(kv) + int(rng.integers(0, 4))
+    inst = DecodeInstance(0, cap, 10**9, Uniforms(rng), ranks)
+    inp = np.asarray(kv, dtype=np.int64) - 1
+    inst.waiting.extend(range(len(kv)))
+    inst.join(inp, np.full(len(kv), 100, dtype=np.int64))
+    per_rank = np.bincount(inst.rank, minlength=ranks)
+    assert per_rank.max() <= -(-cap // ranks) and inst.rank.size == len(kv)
+    emitted = np.cumsum(rng.integers(1, 3, size=(steps, len(kv))), axis=0)
+    got = inst.busiest_rank_kv(emitted, steps)
+    held = [inst.kv_len] + [inst.kv_len + emitted[j] for j in range(steps - 1)]
+    want = [int(np.bincount(inst.rank, weights=h, minlength=ranks).max()) for h in held]
+    assert got == want
+    assert all(b * ranks >= inst.kv_sum for b in got)
 
 
 def _mean_e2e(w: Workload, costs: ToyCosts, config: SimConfig) -> float:

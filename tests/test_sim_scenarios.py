@@ -32,9 +32,12 @@ def test_single_request_on_idle_system_matches_the_step_model(backend: str) -> N
     assert res.first_token_s[0] == pytest.approx(3.0 + prefill, rel=1e-12)
     steps = pl.DataFrame(res.steps, schema=list(STEP_COLUMNS), orient="row").filter(pl.col("kind") == 1)
     # Decode starts once the KV has crossed the prefill-to-decode plane, then runs back-to-back steps of one
-    # request, each as long as the step model says at that KV length.
+    # request, each as long as the step model says at that KV length on the one DP rank that holds it (every
+    # rank's attention priced as that rank's: the step waits for it).
     assert steps["start_s"][0] == pytest.approx(res.first_token_s[0] + costs.kv_transfer_s(inp), rel=1e-12)
-    expect = [costs.decode_step_s(1 / costs.decode_chips, quantised(kv)) for kv in steps["mean_kv_len"]]
+    ranks = costs.decode_dp_ranks
+    assert ranks == {"cloudmatrix384": 320, "h800-ib": 144}[backend]
+    expect = [costs.decode_step_s(1 / costs.decode_chips, quantised(kv * ranks)) for kv in steps["mean_kv_len"]]
     np.testing.assert_allclose((steps["end_s"] - steps["start_s"]).to_numpy(), expect, rtol=1e-12)
     assert res.finish_s[0] == pytest.approx(steps["end_s"][-1], rel=1e-12)
     if costs.mtp_draft_tokens == 0:

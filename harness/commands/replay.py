@@ -18,7 +18,7 @@ from harness.commands.common import per_label as _per_label
 from harness.errors import InputError
 from harness.results.slo import parse_slo
 from harness.results.write import dumps, write_replay
-from harness.sim.config import CACHE_SCOPES, ROUTING_POLICIES, SimConfig
+from harness.sim.config import CACHE_SCOPES, DP_BALANCE, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import (COMPARISONS, BackendPlan, build_costs, default_deployment, defaults, labels_for,
                                 overrides_per_plan, run_backend, simulated_seconds, size_plans, sizing_notes,
                                 trace_meta)
@@ -83,6 +83,9 @@ _PER = "[LABEL=]"
 @click.option("--routing", multiple=True, metavar=f"{_PER}POLICY",
               help=f"{', '.join(ROUTING_POLICIES)} (default: least-loaded where cache access is uniform, "
                    "else cache-aware).")
+@click.option("--dp-balance", multiple=True, metavar=f"{_PER}POLICY",
+              help="Decode attention data parallelism: least-kv (default; each request lives on one DP rank, placed "
+                   "where the least KV is, and a step waits for the busiest rank) or perfect (work split evenly).")
 @click.option("--price", multiple=True, metavar=f"{_PER}USD", help="$/chip-hour, overriding the hardware spec.")
 @click.option("--block-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Tokens per cache block when blocks are derived from sessions.")
@@ -102,7 +105,7 @@ _PER = "[LABEL=]"
               help="Also write the HTML report here.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], prefill_instances, decode_instances,
-           batch_cap, token_budget, chunk, cache_capacity, cache_ssd, cache_scope, routing, price, block_size,
+           batch_cap, token_budget, chunk, cache_capacity, cache_ssd, cache_scope, routing, dp_balance, price, block_size,
            comparison, prefill_share, slo_text, sets, seed, out_dir, as_json, report_path, quiet, **trace_opts) -> None:
     """Replay TRACE (a file or a bundled trace name) on each backend with prefill/decode disaggregation and a
     context cache; write per-request results, time series and summaries to --out, and compare the backends."""
@@ -115,7 +118,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
         ("token_budget", token_budget, _count), ("chunk", chunk, _nonneg_int),
         ("cache_capacity", cache_capacity, _size_bytes), ("cache_ssd", cache_ssd, _size_bytes),
         ("cache_scope", cache_scope, _choice(CACHE_SCOPES)), ("routing", routing, _choice(ROUTING_POLICIES)),
-        ("price", price, _price)]}
+        ("dp_balance", dp_balance, _choice(DP_BALANCE)), ("price", price, _price)]}
     plans = []
     for label, backend in zip(labels, backends):
         if label in per["deployment"]:
@@ -128,6 +131,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
         config = SimConfig(prefill_instances=per["prefill_instances"].get(label, d["prefill_instances"]),
                            decode_instances=per["decode_instances"].get(label, d["decode_instances"]),
                            routing=per["routing"].get(label), cache_scope=per["cache_scope"].get(label),
+                           dp_balance=per["dp_balance"].get(label, "least-kv"),
                            token_budget_per_chip=per["token_budget"].get(label), chunk_tokens=per["chunk"].get(label),
                            batch_cap_per_chip=per["batch_cap"].get(label),
                            cache_pool_bytes=per["cache_capacity"].get(label),

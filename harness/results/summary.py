@@ -86,6 +86,9 @@ def summarize(table: pl.DataFrame, result: SimResult, *, backend: str, label: st
                 per_s(out_tokens - completed.height, result.decode_busy_s * caps.decode_chips),
             "mean_decode_batch_per_chip": per_s(result.decode_batch_sum, result.decode_steps * caps.decode_chips),
             "mean_decode_kv_len": per_s(result.decode_kv_sum, result.decode_steps),
+            # KV on the busiest attention DP rank over the mean rank's, averaged over decode steps (1: balanced);
+            # decode steps wait for that rank
+            "decode_dp_kv_imbalance": per_s(result.decode_busiest_kv_sum, result.decode_kv_sum),
             "prefill_steps": result.prefill_steps,
             "decode_steps": result.decode_steps,
         },

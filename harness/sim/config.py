@@ -8,6 +8,7 @@ from harness.sim.costs import ServingCosts
 
 ROUTING_POLICIES = ("least-loaded", "cache-aware", "round-robin")
 CACHE_SCOPES = ("pool", "sharded", "local")
+DP_BALANCE = ("least-kv", "perfect")   # decode's data-parallel attention: requests placed per rank, or ideal split
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class SimConfig:
     batch_cap_per_chip: int | None = None        # decode concurrent requests per chip
     cache_pool_bytes: int | None = None          # DRAM context cache (0: none), as ServingCosts.cache_pool_bytes
     cache_ssd_bytes: int | None = None           # SSD tier (0: none), as ServingCosts.cache_ssd_bytes
+    dp_balance: str = "least-kv"                 # least-kv: each decode request lives on one DP rank (the one with
+                                                 # least KV when it joins) and a step waits for the busiest rank;
+                                                 # perfect: attention work split evenly over the ranks
     block_size: int = 512                        # tokens per block when blocks are derived from sessions
     seed: int = 0
     record_steps: bool = False                   # keep every step's interval and KV use (tests, debugging)
@@ -35,6 +39,8 @@ class SimConfig:
             raise ValueError(f"routing must be one of {', '.join(ROUTING_POLICIES)}")
         if self.cache_scope is not None and self.cache_scope not in CACHE_SCOPES:
             raise ValueError(f"cache scope must be one of {', '.join(CACHE_SCOPES)}")
+        if self.dp_balance not in DP_BALANCE:
+            raise ValueError(f"DP balance must be one of {', '.join(DP_BALANCE)}")
         if self.block_size < 1:
             raise ValueError("block size must be at least 1")
 
@@ -50,6 +56,7 @@ class Capacities:
     prefill_kv_tokens: int
     decode_batch_cap: int             # per instance
     decode_kv_tokens: int
+    decode_dp_ranks: int              # attention DP ranks per decode instance the scheduler places requests on
     max_context_tokens: int
     mtp_draft_tokens: int
     mtp_accept: float
@@ -85,6 +92,7 @@ def resolve(costs: ServingCosts, config: SimConfig) -> Capacities:
         decode_batch_cap=int(pick(config.batch_cap_per_chip, costs.decode_batch_cap_per_chip))
         * int(costs.decode_chips),
         decode_kv_tokens=int(costs.decode_kv_capacity_tokens),
+        decode_dp_ranks=int(costs.decode_dp_ranks) if config.dp_balance == "least-kv" else 1,
         max_context_tokens=int(costs.max_context_tokens),
         mtp_draft_tokens=int(costs.mtp_draft_tokens),
         mtp_accept=float(costs.mtp_accept),

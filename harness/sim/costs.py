@@ -21,6 +21,8 @@ class ServingCosts(Protocol):
     prefill_chunk_tokens: int | None     # longest prompt piece per step when the deployment chunks, else None
     decode_batch_cap_per_chip: int       # max concurrent decode requests per chip
     decode_kv_capacity_tokens: int       # KV tokens one decode instance can hold (all chips)
+    decode_dp_ranks: int                 # attention data-parallel ranks of one decode instance (each holds its
+                                         # requests' KV; 1 where attention is not data-parallel)
     prefill_kv_capacity_tokens: int      # KV tokens one prefill instance can hold while computing
     max_context_tokens: int              # longest input + output the LLM accepts
     mtp_draft_tokens: int                # speculative tokens per decode step (0: no MTP)

@@ -54,11 +54,20 @@ class Plan:
     per_step: list[int]     # tokens emitted per step (uncapped)
     emitted: np.ndarray     # (k, n) cumulative tokens per request
     m: int
+    busiest: list[int]      # KV tokens on the busiest DP rank at each step's start
 
 
 class DecodeInstance:
-    def __init__(self, index: int, batch_cap: int, kv_tokens: int, uniforms: Uniforms) -> None:
+    """One decode instance. With `ranks` > 1 its attention is data-parallel: each request lives on one DP rank
+    (joining the rank with the least KV among those below their share of the batch cap, as DeepSeek's decode load
+    balancer balances KV and request counts), and a step waits for the rank with the most KV, since every MoE
+    all-to-all synchronises all ranks."""
+
+    def __init__(self, index: int, batch_cap: int, kv_tokens: int, uniforms: Uniforms, ranks: int = 1) -> None:
         self.index = index
+        self.ranks = ranks
+        self.rank_cap = -(-batch_cap // ranks)
+        self.rank = np.zeros(0, dtype=np.int64)          # each running request's DP rank
         self.uniforms = uniforms
         self.plan: Plan | None = None
         self.gen = 0                    # identifies the one live end-of-plan event
@@ -89,11 +98,42 @@ class DecodeInstance:
             return self.rid[:0]
         new = np.fromiter((self.waiting.popleft() for _ in range(k)), dtype=np.int64, count=k)
         kv = input_tokens[new] + 1            # the prompt plus the first token, which prefill produced
+        self.rank = np.concatenate([self.rank, self._place(kv)])
         self.rid = np.concatenate([self.rid, new])
         self.remaining = np.concatenate([self.remaining, output_tokens[new] - 1])
         self.kv_len = np.concatenate([self.kv_len, kv])
         self.kv_sum += int(kv.sum())
         return new
+
+    def _place(self, kv: np.ndarray) -> np.ndarray:
+        """DP ranks for joining requests of these KV lengths, one at a time: least KV among ranks with room."""
+        if self.ranks == 1:
+            return np.zeros(kv.size, dtype=np.int64)
+        rank_kv = np.bincount(self.rank, weights=self.kv_len, minlength=self.ranks)
+        rank_n = np.bincount(self.rank, minlength=self.ranks)
+        out = np.empty(kv.size, dtype=np.int64)
+        for i, k in enumerate(kv.tolist()):
+            r = int(np.argmin(np.where(rank_n < self.rank_cap, rank_kv, np.inf)))
+            rank_kv[r] += k
+            rank_n[r] += 1
+            out[i] = r
+        return out
+
+    def busiest_rank_kv(self, emitted: np.ndarray, steps: int) -> list[int]:
+        """KV tokens on the rank holding the most, at the start of each of the next `steps` steps, where
+        emitted[j] is each request's cumulative tokens through step j (uncapped: nobody finishes before the last
+        of these steps). With one rank: the instance's KV."""
+        s = steps - 1
+        if self.ranks == 1:
+            return [self.kv_sum] + (self.kv_sum + emitted[:s].sum(axis=1)).tolist()
+        counts = np.bincount(self.rank, minlength=self.ranks)
+        if counts.max() == 1:   # a request per rank (a light load): its own KV is its rank's
+            return [int(self.kv_len.max())] + (self.kv_len + emitted[:s]).max(axis=1).tolist()
+        r = self.ranks
+        rank_kv = np.bincount(self.rank, weights=self.kv_len, minlength=r)
+        cells = (self.rank + r * np.arange(s)[:, None]).ravel()     # (step, rank) of each request's tokens
+        grown = np.bincount(cells, weights=emitted[:s].ravel(), minlength=s * r).reshape(s, r) + rank_kv
+        return [int(rank_kv.max())] + grown.max(axis=1).astype(np.int64).tolist()
 
     def advance(self, tokens: np.ndarray) -> tuple[int, np.ndarray]:
         """Apply drawn tokens (one step's, or several steps' sums when no request finishes before the last);
@@ -110,4 +150,5 @@ class DecodeInstance:
         self.kv_sum -= int(self.kv_len[done].sum())
         keep = ~done
         self.rid, self.remaining, self.kv_len = self.rid[keep], self.remaining[keep], self.kv_len[keep]
+        self.rank = self.rank[keep]
         return total, finished

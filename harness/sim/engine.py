@@ -67,7 +67,7 @@ class _Run:
         # draws do not depend on how its steps interleave with other instances' (see _plan).
         streams = np.random.SeedSequence(config.seed).spawn(config.decode_instances)
         self.decodes = [DecodeInstance(i, caps.decode_batch_cap, caps.decode_kv_tokens,
-                                       Uniforms(np.random.default_rng(streams[i])))
+                                       Uniforms(np.random.default_rng(streams[i])), caps.decode_dp_ranks)
                         for i in range(config.decode_instances)]
         self.pending: deque[int] = deque()          # admitted, waiting for decode KV to be reserved
         self.remaining = self.inp.copy()            # prompt tokens still to compute
@@ -299,15 +299,15 @@ class _Run:
         if not inst.busy:
             self._start_decode(inst)
 
-    def _step_s(self, n: int, kv_sum: float) -> tuple[float, float]:
-        """(duration, mean KV length) of a decode step of n requests holding kv_sum tokens of KV."""
-        mean_kv = kv_sum / n
-        key = (n, int(mean_kv / KV_QUANTUM_TOKENS + 0.5))
+    def _step_s(self, n: int, busiest_kv: float) -> float:
+        """Duration of a decode step of n requests whose busiest DP rank holds busiest_kv tokens of KV: priced as
+        a step where every rank's attention reads that much (the mean KV length that gives it)."""
+        key = (n, int(busiest_kv * self.caps.decode_dp_ranks / n / KV_QUANTUM_TOKENS + 0.5))
         dur = self._decode_memo.get(key)
         if dur is None:
             dur = float(self.costs.decode_step_s(n / self.caps.decode_chips, key[1] * KV_QUANTUM_TOKENS or 1))
             self._decode_memo[key] = dur
-        return dur, mean_kv
+        return dur
 
     def _start_decode(self, inst: DecodeInstance) -> None:
         joined = inst.join(self.inp, self.out)
@@ -324,17 +324,18 @@ class _Run:
         reach = (emitted >= inst.remaining).any(axis=1)
         last = int(reach.argmax()) if reach.any() else k - 1     # nobody finishes before this step
         per_step = tokens[:last + 1].sum(axis=1).tolist()
+        busiest = inst.busiest_rank_kv(emitted, last + 1)
         t, kv_sum = self.now, inst.kv_sum
         ends, durs, kvs, held = [], [], [], []
         for j in range(last + 1):
-            dur, mean_kv = self._step_s(n, kv_sum)
+            dur = self._step_s(n, busiest[j])
             t += dur
             ends.append(t)
             durs.append(dur)
-            kvs.append(mean_kv)
+            kvs.append(kv_sum / n)
             held.append(kv_sum)
             kv_sum += per_step[j]
-        inst.plan = Plan(self.now, k, n, ends, durs, kvs, held, per_step, emitted, last + 1)
+        inst.plan = Plan(self.now, k, n, ends, durs, kvs, held, per_step, emitted, last + 1, busiest)
         inst.busy = True
         inst.gen += 1
         self._push(ends[-1], DECODE_DONE, inst.index, inst.gen)
@@ -351,6 +352,7 @@ class _Run:
             res.decode_steps += 1
             res.decode_batch_sum += plan.n
             res.decode_kv_sum += plan.mean_kv[j]
+            res.decode_busiest_kv_sum += plan.busiest[j] * inst.ranks / plan.n
             res.decode_busy_s += plan.durs[j]
             res.decode_busy_grid.add_interval(start, plan.ends[j])
             if self.config.record_steps:

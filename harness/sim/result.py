@@ -83,6 +83,7 @@ class SimResult:
     decode_steps: int = 0
     decode_batch_sum: float = 0.0      # sum over decode steps of batch size (mean batch = sum / steps)
     decode_kv_sum: float = 0.0         # sum over decode steps of mean KV length
+    decode_busiest_kv_sum: float = 0.0  # the same for the busiest DP rank (its KV x ranks / batch): what steps cost
     prefill_piece_tokens_sum: int = 0  # new tokens over all prefill pieces
     prefill_cached_sum: int = 0        # cached (already present) tokens over all prefill pieces
     prefill_pieces: int = 0

@@ -36,7 +36,7 @@ from harness.step.schedule import (CATEGORIES, decode_work, prefill_work_pieces,
                                    step_time_s)
 
 _BATCH_POINTS = 40
-_KV_POINTS = 96    # the streams' bound switches along KV: 40 points left 2% between them, 96 leave 0.3%
+_KV_POINTS_PER_DECADE = 29  # the streams' bound switches along KV: 12 per decade left 2% between them, 29 leave 0.3%
 _CACHED_POINTS = 40  # cached-prefix tokens of a prefill batch
 _PIECE_POINTS = 96  # prompt-piece lengths: dense enough that the quadratic attention term interpolates within 0.3%
 _SHARE_POINTS = 24  # where a batch's attention pairs lie between their least and most (geometric: 1/k for k pieces)
@@ -59,6 +59,7 @@ class BackendCosts:
     prefill_chunk_tokens: int | None = None
     decode_batch_cap_per_chip: int = 0
     decode_kv_capacity_tokens: int = 0
+    decode_dp_ranks: int = 1
     prefill_kv_capacity_tokens: int = 0
     max_context_tokens: int = 0
     mtp_draft_tokens: int = 0
@@ -83,6 +84,7 @@ class BackendCosts:
         self.cost_per_chip_hour_usd = hw.cost_per_chip_hour_usd
         self.kv_bytes_per_token = d.kv_bytes_per_token()
         self.decode_kv_capacity_tokens = int(memory_plan(d).kv_tokens_per_rank_of_instance * d.ranks)
+        self.decode_dp_ranks = d.dp
         self.prefill_kv_capacity_tokens = int(memory_plan(p).kv_tokens_per_rank_of_instance * p.ranks)
         # the deployment's configured batch is its cap, unless memory at its KV length holds fewer
         self.decode_batch_cap_per_chip = max(min(int(d.batch_per_chip), max_batch_per_chip(d, d.kv_len)), 1)
@@ -91,7 +93,10 @@ class BackendCosts:
         self.cache_ssd_bytes = int(hw.ssd_per_node_bytes * pool_nodes)
         self.cache_uniform_access = hw.host_uniform
         self._batch_grid = _grid(max(self.decode_batch_cap_per_chip * 2.0, 8.0), _BATCH_POINTS, 1.0)
-        self._kv_grid = _grid(float(self.max_context_tokens), _KV_POINTS, 64.0)
+        # A step is priced at its busiest DP rank's KV spread over the batch (harness.sim.engine), which for a few
+        # requests on many ranks reaches one full context per rank.
+        kv_hi = float(self.max_context_tokens) * d.dp
+        self._kv_grid = _grid(kv_hi, math.ceil(_KV_POINTS_PER_DECADE * math.log10(kv_hi / 64.0)) + 2, 64.0)
         b, k = np.meshgrid(np.maximum(self._batch_grid, 1e-6), self._kv_grid, indexing="ij")
         self._table = np.asarray(step_time_s(d, decode_work(d, b, k), self.eplb), float)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.hardware.units import parse_quantity
-from harness.sim.config import CACHE_SCOPES, ROUTING_POLICIES, SimConfig
+from harness.sim.config import CACHE_SCOPES, DP_BALANCE, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import BackendPlan
 
 
@@ -71,6 +71,7 @@ SIM_KNOBS: dict[str, tuple[Callable[[Any], Any], str | None]] = {
     "cache_ssd": (_size_bytes, "cache_ssd_bytes"),
     "cache_scope": (_choice(CACHE_SCOPES), "cache_scope"),
     "routing": (_choice(ROUTING_POLICIES), "routing"),
+    "dp_balance": (_choice(DP_BALANCE), "dp_balance"),
     "seed": (_seed, "seed"),
     "price": (_positive, None),                     # $/chip-hour, overriding the hardware spec
     "prefill": (_name, None),                       # deployment spec names

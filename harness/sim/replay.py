@@ -172,7 +172,8 @@ def describe_deployment(plan: BackendPlan, costs: ServingCosts) -> dict:
 
 def step_breakdown(result: SimResult, costs: ServingCosts) -> dict:
     """Per-category seconds of a representative step of each phase: the run's mean prefill step (mean piece,
-    mean pieces per step) and its mean decode step (mean batch per chip, mean KV length)."""
+    mean pieces per step) and its mean decode step (mean batch per chip, and the KV length decode steps were
+    priced at: the busiest DP rank's, spread over the batch)."""
     out: dict[str, dict[str, float]] = {}
     if result.prefill_steps:
         pieces = result.prefill_pieces / result.prefill_steps
@@ -182,7 +183,7 @@ def step_breakdown(result: SimResult, costs: ServingCosts) -> dict:
     if result.decode_steps:
         out["decode"] = costs.step_breakdown(
             "decode", batch_per_chip=result.decode_batch_sum / result.decode_steps / costs.decode_chips,
-            mean_kv_len=result.decode_kv_sum / result.decode_steps)
+            mean_kv_len=result.decode_busiest_kv_sum / result.decode_steps)
     return {phase: {k: float(v) for k, v in cats.items()} for phase, cats in out.items()}
 
 

@@ -123,31 +123,30 @@ def test_name_must_match_file(models_copy):
         load_spec("llm", "other")
 
 
-def test_unknown_reference_in_deployment(models_copy):
-    name = _broken(models_copy, "deployments", "cm384-decode",
-                   lambda t: t.replace('hardware = "cloudmatrix384"', 'hardware = "cloudmatrix999"'))
-    with pytest.raises(InputError, match=r"broken\.toml: line \d+: field 'hardware': unknown hardware 'cloudmatrix999'"):
+BROKEN_DEPLOYMENT = [
+    ("unknown hardware", "cm384-decode",
+     lambda t: t.replace('hardware = "cloudmatrix384"', 'hardware = "cloudmatrix999"'),
+     r"broken\.toml: line \d+: field 'hardware': unknown hardware 'cloudmatrix999'"),
+    ("unknown attention_tp style", "cm384-prefill",
+     lambda t: t.replace('attention_tp = "staged"', 'attention_tp = "ring"'),
+     r"broken\.toml: line \d+: field 'attention_tp': .*'ring' is not one of"),
+    ("attention kernel the hardware does not list", "h800-decode",
+     lambda t: t.replace("launch_overlapped = true", 'launch_overlapped = true\nattention_kernel = "fa9"'),
+     r"broken\.toml: field 'attention_kernel': attention kernel 'fa9' is not in h800-ib's .* "
+     r"\(it has: flashmla-2025-02\)"),
+]
+
+
+@pytest.mark.parametrize("label,base,edit,message", BROKEN_DEPLOYMENT, ids=[b[0] for b in BROKEN_DEPLOYMENT])
+def test_broken_deployment_names_file_and_field(models_copy, label, base, edit, message):
+    name = _broken(models_copy, "deployments", base, edit)
+    with pytest.raises(InputError, match=message):
         load_deployment(name)
 
 
 def test_inconsistent_parallelism_is_an_error(models_copy):
     name = _broken(models_copy, "deployments", "cm384-decode", lambda t: t.replace("dp = 320", "dp = 300"))
     with pytest.raises(InputError, match="must divide|dp x tp"):
-        load_deployment(name)
-
-
-def test_unknown_attention_tp_style_names_the_field(models_copy):
-    name = _broken(models_copy, "deployments", "cm384-prefill",
-                   lambda t: t.replace('attention_tp = "staged"', 'attention_tp = "ring"'))
-    with pytest.raises(InputError, match=r"broken\.toml: line \d+: field 'attention_tp': .*'ring' is not one of"):
-        load_deployment(name)
-
-
-def test_an_attention_kernel_the_hardware_does_not_list_names_the_field(models_copy):
-    name = _broken(models_copy, "deployments", "h800-decode",
-                   lambda t: t.replace("launch_overlapped = true", 'launch_overlapped = true\nattention_kernel = "fa9"'))
-    with pytest.raises(InputError, match=r"broken\.toml: field 'attention_kernel': attention kernel 'fa9' is not in "
-                                         r"h800-ib's .* \(it has: flashmla-2025-02\)"):
         load_deployment(name)
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from harness.cost.calibration import table
 
-SCRIPTS = [("vidur_gemm", "gemm", "h100-bf16-vidur"), ("vidur_memory_ops", "memory_ops", "h100-vidur")]
+SCRIPTS = [("vidur_gemm", "gemm", "h100-bf16-vidur"), ("vidur_memory_ops", "memory_ops", "h100-vidur"),
+           ("vidur_nccl", "nccl", "h100-vidur-all-reduce")]
 
 
 @pytest.mark.parametrize("script,file,table_id", SCRIPTS)

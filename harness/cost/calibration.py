@@ -185,14 +185,14 @@ def dispatch_fit(table_id: str, op: str) -> LinkFit:
 
 @functools.lru_cache(maxsize=None)
 def nccl_curve(table_id: str, op: str) -> tuple[np.ndarray, np.ndarray]:
-    """(log size_bytes, log time_s) of one collective in a NCCL table, sorted by size."""
+    """(size_bytes, time_s) of one collective in a NCCL table, sorted by size."""
     t = table("nccl", table_id)
     ops, size, us = t.col("op"), t.col("size_bytes").astype(float), t.col("time_us").astype(float)
     sel = ops == op
     if not sel.any():
         raise InputError(f"NCCL table '{table_id}' has no '{op}' rows", field="collectives")
     order = np.argsort(size[sel])
-    return np.log(size[sel][order]), np.log(us[sel][order] * 1e-6)
+    return size[sel][order], us[sel][order] * 1e-6
 
 
 # ------------------------------------------------------------------------------------------------ memory-bound ops

@@ -128,7 +128,7 @@ def _fabric(d: dict[str, Any]) -> Fabric:
 def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
     d, path = load_spec("hardware", name, overrides)
     c, h, q = d["chip"], d["host"], parse_quantity
-    _check_tables(c["efficiency"], path)
+    _check_tables(d, path)
     return Hardware(
         name=d["name"], description=d["description"], kind=d["kind"], chips=d["chips"],
         chips_per_node=d["chips_per_node"], default_precision=d["default_precision"],
@@ -158,18 +158,23 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
     )
 
 
-def _check_tables(eff: dict[str, Any], path) -> None:
-    """A spec naming an unknown calibration table (GEMM or element-wise kernels) fails on load, naming the field."""
+def _check_tables(d: dict[str, Any], path) -> None:
+    """A spec naming an unknown calibration table (GEMM, element-wise kernels, a fabric's NCCL curve) fails on
+    load, naming the field. Held-out NCCL tables (no `op` column) are not curves a fabric can use."""
     from harness.cost.calibration import tables  # imported here: harness.cost imports this module
     from harness.errors import InputError
+    eff = d["chip"]["efficiency"]
     named = [("gemm", f"chip.efficiency.gemm.{p}", t) for p, t in eff["gemm"].items()]
     if eff.get("memory_ops") is not None:
         named.append(("memory_ops", "chip.efficiency.memory_ops", eff["memory_ops"]))
+    named += [("nccl", f"{f}.collectives", d[f]["collectives"]) for f in ("scale_up", "scale_out")
+              if d[f]["collectives"] != "alpha-beta"]
     for file, field, table_id in named:
-        known = tables(file)
+        known = [i for i, t in tables(file).items() if file != "nccl" or "op" in t.columns]
         if table_id not in known:
+            extra = "'alpha-beta' or " if file == "nccl" else ""
             raise InputError(f"unknown {file.replace('_', '-')} table '{table_id}' (calibration/{file}.toml has: "
-                             f"{', '.join(known)})", path=str(path), field=field)
+                             f"{extra}{', '.join(known)})", path=str(path), field=field)
 
 
 def load_hardware(name: str, overrides: Sequence[tuple[str, str]] = ()) -> Hardware:

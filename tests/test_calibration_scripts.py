@@ -9,22 +9,31 @@ import pytest
 
 from harness.cost.calibration import table
 
-SCRIPTS = [("vidur_gemm", "gemm", "h100-bf16-vidur"), ("vidur_memory_ops", "memory_ops", "h100-vidur"),
-           ("vidur_nccl", "nccl", "h100-vidur-all-reduce")]
+# (script, its function, calibration file, table id, which of the table's rows it makes)
+SCRIPTS = [("vidur_gemm", "rows", "gemm", "h100-bf16-vidur", None),
+           ("vidur_memory_ops", "rows", "memory_ops", "h100-vidur", None),
+           ("vidur_nccl", "rows", "nccl", "h100-vidur-all-reduce", None),
+           ("vidur_nccl", "p2p_rows", "nccl", "nccl-h100-8", "send_recv"),
+           ("vidur_nccl", "p2p_rows", "nccl", "nccl-h200-8", "send_recv")]
 
 
-@pytest.mark.parametrize("script,file,table_id", SCRIPTS)
-def test_vidur_tables_are_reproduced_by_their_scripts(script, file, table_id, shared_data, repo_root, monkeypatch):
-    vidur = shared_data / "vidur-profiling"
-    if not vidur.is_dir():
-        pytest.skip("../shared/data/vidur-profiling is not present")
+def _made(script: str, func: str, data, repo_root, monkeypatch) -> list[tuple]:
     monkeypatch.syspath_prepend(str(repo_root / "models" / "calibration" / "scripts"))
     module = importlib.import_module(script)
     try:
-        made = [tuple(r) for r in module.rows(vidur)]
+        return [tuple(r) for r in getattr(module, func)(data)]
     finally:
         sys.modules.pop(script, None)
-    assert made == [tuple(r) for r in table(file, table_id).rows]
+
+
+@pytest.mark.parametrize("script,func,file,table_id,op", SCRIPTS, ids=[f"{s[3]}-{s[1]}" for s in SCRIPTS])
+def test_vidur_tables_are_reproduced_by_their_scripts(script, func, file, table_id, op, shared_data, repo_root,
+                                                      monkeypatch):
+    vidur = shared_data / "vidur-profiling"
+    if not vidur.is_dir():
+        pytest.skip("../shared/data/vidur-profiling is not present")
+    made = _made(script, func, vidur, repo_root, monkeypatch)
+    assert made == [tuple(r) for r in table(file, table_id).rows if op is None or r[0] == op]
 
 
 def test_in_situ_attention_rows_are_reproduced_from_deepseeks_capture(shared_data, repo_root, monkeypatch):
@@ -32,10 +41,5 @@ def test_in_situ_attention_rows_are_reproduced_from_deepseeks_capture(shared_dat
     capture = shared_data / "deepseek-profile-data"
     if not (capture / "train.json.gz").is_file():
         pytest.skip("../shared/data/deepseek-profile-data/train.json.gz is not present (unlicensed; never bundled)")
-    monkeypatch.syspath_prepend(str(repo_root / "models" / "calibration" / "scripts"))
-    module = importlib.import_module("deepseek_attention")
-    try:
-        made = [tuple(r) for r in module.rows(capture)]
-    finally:
-        sys.modules.pop("deepseek_attention", None)
+    made = _made("deepseek_attention", "rows", capture, repo_root, monkeypatch)
     assert made == [tuple(r) for r in table("attention", "h800-prefill-attention-in-situ").rows]

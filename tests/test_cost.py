@@ -76,6 +76,14 @@ def test_collective_edge_cases():
         collective_time_s("broadcast", 10, 8, hw)
     # reproduces the measured NCCL row it was built from (8 x H100 all-reduce, 32 MB: 197 us)
     assert float(collective_time_s("all_reduce", 33554432, 8, hw)) == pytest.approx(197e-6, rel=1e-6)
+    # point to point over NVLink follows NCCL's measured curve (Vidur: 64 MiB in 193 us, 348 GB/s of 450); H800's
+    # slower NVLink the same curve at its bandwidth; a fabric without a curve (UB) pays latency + bytes / bandwidth
+    assert float(collective_time_s("send_recv", 67108864, 2, hw)) == pytest.approx(193e-6, rel=1e-6)
+    assert float(collective_time_s("send_recv", 67108864 * 160 / 450, 2, load_hardware("h800-ib"))) == \
+        pytest.approx(193e-6, rel=1e-6)
+    cm = load_hardware("cloudmatrix384")
+    bw, lat = cm.scale_up.path("write", True)
+    assert float(collective_time_s("send_recv", 1e6, 2, cm)) == pytest.approx(lat + 1e6 / bw)
 
 
 @given(st.floats(0.0, 1.0))

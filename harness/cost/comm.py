@@ -6,8 +6,9 @@ dispatch_time_s(tokens, ep, hw, llm, op, precision, shared_dedicated=False) -> s
 bulk_all_to_all_time_s(tokens, ep, hw, llm, op, precision) -> seconds
     prefill dispatch/combine with bulk kernels (SDMA on CM384; DeepEP normal kernels over RDMA on GPUs).
 collective_time_s(kind, bytes_per_rank, ranks, hw) -> seconds
-    kind in all_reduce, all_gather, all_to_all, reduce_scatter. Inside a GPU node: NCCL table interpolation;
-    CM384 UB (and anything across nodes): alpha-beta from the fabric's measured bandwidth and latency.
+    kind in all_reduce, all_gather, all_to_all, reduce_scatter, send_recv. Inside a GPU node: the measured NCCL
+    curves (send_recv too where measured); CM384 UB (and anything across nodes): alpha-beta from the fabric's
+    measured bandwidth and latency.
     Alpha-beta fabrics use their write figures, same-node ones when every rank is in one node.
 transfer_time_s(nbytes, bytes_per_s, latency_s) -> seconds for one point-to-point copy.
 host_path(hw, op, remote) -> (bytes/s, latency s) to the context-cache DRAM ("read" / "write").
@@ -84,7 +85,7 @@ def bulk_all_to_all_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, pre
 
 
 def _bus_factor(kind: str, n: int) -> float:
-    return {"all_reduce": 2.0 * (n - 1) / n}.get(kind, (n - 1) / n)
+    return {"all_reduce": 2.0 * (n - 1) / n, "send_recv": 1.0}.get(kind, (n - 1) / n)
 
 
 def _table_size(kind: str, bytes_per_rank: float, ranks: int) -> float:
@@ -105,7 +106,7 @@ def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
     fabric = hw.scale_up if same_node or hw.kind == "supernode" else hw.scale_out
     # collectives write into peers' buffers; a group spanning nodes is paced by its slowest (other-node) peers
     bw, lat = fabric.path("write", same_node)
-    if kind == "send_recv":
+    if kind == "send_recv" and not _has_curve(fabric, kind):
         return transfer_time_s(b, bw, lat)
     if kind in ("moe_dispatch", "moe_combine"):
         kind = "all_to_all"
@@ -113,6 +114,10 @@ def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
         steps = 2.0 if kind == "all_reduce" else 1.0
         return steps * lat + _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / bw
     return _nccl_time_s(kind, b, ranks, fabric)
+
+
+def _has_curve(fabric: Fabric, kind: str) -> bool:
+    return fabric.collectives != "alpha-beta" and kind in table("nccl", fabric.collectives).col("op")
 
 
 def _nccl_time_s(kind: str, b: np.ndarray, ranks: int, fabric: Fabric):

@@ -181,6 +181,9 @@ def bf16_gemm_rows() -> list[dict[str, Any]]:
     return rows
 
 
+P2P_SHOWN = (2048, 1048576, 16777216, 67108864)  # sizes of the send_recv rows listed (Vidur, 15 measured)
+
+
 def nccl_rows() -> list[dict[str, Any]]:
     """The NCCL curve is used as measured (log-log interpolation between sizes), so these rows are in-sample:
     they check collective_time_s's size and bus-factor bookkeeping. `explain` gives the leave-one-out value
@@ -192,13 +195,16 @@ def nccl_rows() -> list[dict[str, Any]]:
         for op, size, us in t.rows:
             if table_id == "nccl-h200-8" and op != "all_reduce":
                 continue  # those rows repeat the H100 ones
+            if op == "send_recv" and size not in P2P_SHOWN:
+                continue
             xs, ys = nccl_curve(table_id, op)
             keep = xs != size
             loo_us = float(interp_measured(xs[keep], ys[keep], size)) * 1e6
             per_rank = size / (8 if op == "all_gather" else 1)
             in_us = float(collective_time_s(op, per_rank, 8, hw)) * 1e6
+            gpus = "2 GPUs (point to point)" if op == "send_recv" else "8 GPUs"
             rows.append(_row(f"nccl.{table_id}.{op}.{size}", f"NCCL {op.replace('_', '-')} inside one node",
-                             f"8 GPUs, {size:,} bytes", us, in_us, "us", "in-sample operator",
+                             f"{gpus}, {size:,} bytes", us, in_us, "us", "in-sample operator",
                              {"model": "linear interpolation of the measured curve",
                               "leave_one_out_us": loo_us, "source": t.source}))
     return rows

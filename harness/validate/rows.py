@@ -185,7 +185,7 @@ P2P_SHOWN = (2048, 1048576, 16777216, 67108864)  # sizes of the send_recv rows l
 
 
 def nccl_rows() -> list[dict[str, Any]]:
-    """The NCCL curve is used as measured (log-log interpolation between sizes), so these rows are in-sample:
+    """The NCCL curve is used as measured (linear between measured sizes), so these rows are in-sample:
     they check collective_time_s's size and bus-factor bookkeeping. `explain` gives the leave-one-out value
     (the row predicted from the other sizes) as the uncertainty between measured sizes."""
     rows = []

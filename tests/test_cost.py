@@ -86,6 +86,23 @@ def test_collective_edge_cases():
     assert float(collective_time_s("send_recv", 1e6, 2, cm)) == pytest.approx(lat + 1e6 / bw)
 
 
+@pytest.mark.parametrize("rows", [[("all_reduce", 2048, 15.8)],
+                                  [("all_reduce", 2048, 15.8), ("all_reduce", 2048, 16.0)],
+                                  [("all_reduce", 2048, 15.8), ("all_reduce", 131072, 0.0)]],
+                         ids=["one size", "a size twice", "zero time"])
+def test_a_nccl_curve_that_cannot_be_interpolated_is_a_clear_error(rows, monkeypatch):
+    from harness.cost import calibration
+    from harness.errors import InputError
+    bad = calibration.Table("mine", "test", ("op", "size_bytes", "time_us"), tuple(rows), {"ranks": 8})
+    monkeypatch.setattr(calibration, "table", lambda file, table_id: bad)
+    calibration.nccl_curve.cache_clear()
+    try:
+        with pytest.raises(InputError, match="NCCL table 'mine': the 'all_reduce' rows need two or more distinct"):
+            calibration.nccl_curve("mine", "all_reduce")
+    finally:
+        calibration.nccl_curve.cache_clear()
+
+
 @given(st.floats(0.0, 1.0))
 def test_nccl_curve_is_latency_plus_bytes_between_measured_sizes(frac):
     """Between two measured sizes time is affine in bytes (one protocol regime), not a power law: 8 x H100

@@ -192,7 +192,12 @@ def nccl_curve(table_id: str, op: str) -> tuple[np.ndarray, np.ndarray]:
     if not sel.any():
         raise InputError(f"NCCL table '{table_id}' has no '{op}' rows", field="collectives")
     order = np.argsort(size[sel])
-    return size[sel][order], us[sel][order] * 1e-6
+    size, us = size[sel][order], us[sel][order]
+    # a curve needs two sizes to have a slope beyond the largest, and one time per size
+    if len(size) < 2 or np.any(np.diff(size) <= 0) or np.any(size <= 0) or np.any(us <= 0):
+        raise InputError(f"NCCL table '{table_id}': the '{op}' rows need two or more distinct positive sizes, "
+                         f"each with one positive time (got sizes {size.tolist()})", field="rows")
+    return size, us * 1e-6
 
 
 # ------------------------------------------------------------------------------------------------ memory-bound ops

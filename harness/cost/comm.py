@@ -17,6 +17,8 @@ ssd_read_s(nbytes, hw) -> seconds from the SSD tier into a rank.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from harness.cost.calibration import dispatch_fit, distinct_ranks, nccl_curve, table
@@ -106,7 +108,7 @@ def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
     fabric = hw.scale_up if same_node or hw.kind == "supernode" else hw.scale_out
     # collectives write into peers' buffers; a group spanning nodes is paced by its slowest (other-node) peers
     bw, lat = fabric.path("write", same_node)
-    if kind == "send_recv" and not _has_curve(fabric, kind):
+    if kind == "send_recv" and not _has_curve(fabric.collectives, kind):
         return transfer_time_s(b, bw, lat)
     if kind in ("moe_dispatch", "moe_combine"):
         kind = "all_to_all"
@@ -116,8 +118,9 @@ def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
     return _nccl_time_s(kind, b, ranks, fabric)
 
 
-def _has_curve(fabric: Fabric, kind: str) -> bool:
-    return fabric.collectives != "alpha-beta" and kind in table("nccl", fabric.collectives).col("op")
+@functools.lru_cache(maxsize=64)
+def _has_curve(collectives: str, kind: str) -> bool:
+    return collectives != "alpha-beta" and kind in table("nccl", collectives).col("op")
 
 
 def _nccl_time_s(kind: str, b: np.ndarray, ranks: int, fabric: Fabric):

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from harness.cost import (attention_time_s, bulk_all_to_all_time_s, collective_time_s, dispatch_time_s, gemm_time_s,
                           memory_time_s, mla_decode_work, transfer_time_s, weight_load_time_s)
-from harness.cost.calibration import distinct_ranks, gemm_shape_fits
+from harness.cost.calibration import distinct_ranks, gemm_shape_fits, table
+from harness.cost.comm import messages_per_token, message_bytes_per_token
 from harness.hardware import load_hardware
 from harness.llm import load_llm
 
@@ -125,6 +126,33 @@ def test_dispatch_monotone_in_tokens_and_fabric(hw_name, tokens, ep, op):
     bulk, sent = bulk_all_to_all_time_s(tokens, ep, hw, llm, op, p)
     bulk2, sent2 = bulk_all_to_all_time_s(tokens + 1, ep, hw, llm, op, p)
     assert float(bulk2) >= float(bulk) and float(sent2) >= float(sent)
+
+
+@pytest.mark.parametrize("table_id", ["cm384-ub", "deepep-ll-h800"])
+@pytest.mark.parametrize("op", ["dispatch", "combine"])
+def test_dispatch_tables_move_the_same_bytes_at_every_ep(table_id, op):
+    """What the low-latency model rests on: each table's own per-rank bandwidth x latency is the same byte count at
+    every EP size (one message per token and expert), within the rounding of the printed GB/s."""
+    t = table("dispatch_combine", table_id)
+    moved = t.col(f"{op}_gbps").astype(float) * t.col(f"{op}_us").astype(float) * 1e3
+    per_expert = t.params["tokens"] * t.params["top_k"] * t.params[f"{op}_bytes_per_token"]
+    assert moved.max() / moved.min() < 1.03
+    assert moved == pytest.approx(np.full(len(moved), per_expert), rel=0.08)
+
+
+@given(st.sampled_from(HW), st.integers(1, 4096), st.sampled_from([8, 32, 144, 320]),
+       st.sampled_from(["dispatch", "combine"]), st.booleans())
+def test_each_more_token_costs_its_messages_over_the_wire(hw_name, tokens, ep, op, shared):
+    """A low-latency dispatch's marginal token costs exactly its messages' bytes over the fabric the kernel uses
+    (never less: no fitted bandwidth above the wire)."""
+    hw, llm = load_hardware(hw_name), load_llm("deepseek-r1")
+    p = PREC[hw_name]
+    extra = float(dispatch_time_s(tokens + 1, ep, hw, llm, op, p, shared)) - float(
+        dispatch_time_s(tokens, ep, hw, llm, op, p, shared))
+    fabric = hw.scale_up if table("dispatch_combine", hw.moe_low_latency_table).params["fabric"] == "scale_up" \
+        else hw.scale_out
+    wire = messages_per_token(llm, shared) * message_bytes_per_token(llm, hw, op, p) / fabric.bandwidth_bytes_per_s
+    assert extra == pytest.approx(wire, rel=1e-6)
 
 
 @given(st.integers(1, 512), st.integers(1, 16), st.integers(1, 1024))

@@ -162,23 +162,34 @@ def distinct_ranks(experts: int, top_k: int, ranks: int) -> float:
 
 
 @dataclass(frozen=True)
-class LinkFit:
-    """t = alpha_s + bytes_sent / beta_bytes_per_s."""
-    alpha_s: float
-    beta_bytes_per_s: float
+class DispatchFit:
+    """A low-latency dispatch/combine kernel's cost beyond moving its bytes over the wire, at EP size `ep`:
+    overhead_s(d) = fixed_s + per_rank_s * d, d = distinct ranks a token's top-k experts land on."""
+    fixed_s: float
+    per_rank_s: float
+    wire_bytes_per_s: float  # the fabric bandwidth the table was measured on
+
+    def overhead_s(self, distinct: float) -> float:
+        return max(self.fixed_s + self.per_rank_s * distinct, 0.0)
 
 
 @functools.lru_cache(maxsize=None)
-def dispatch_fit(table_id: str, op: str) -> LinkFit:
-    """Two-point fit of `op` ('dispatch' or 'combine') at the table's fit_ep sizes; other rows are held out."""
+def dispatch_fit(table_id: str, op: str) -> DispatchFit:
+    """Two-point fit of `op` ('dispatch' or 'combine') at the table's fit_ep sizes; other rows are held out.
+
+    Every (token, expert) pair is one message: the tables' per-rank bandwidth columns give the same bytes at every
+    EP size (tokens x top-k x message), so the latency's growth with EP is not bytes. What the wire does not
+    explain (measured latency less bytes over the measured fabric bandwidth) is the kernel's overhead per call; it
+    grows with EP like the distinct ranks per token (saturating once experts outnumber picks)."""
     t = table("dispatch_combine", table_id)
     p = t.params
-    ep, us = t.col("ep"), t.col(f"{op}_us")
-    e1, e2 = p["fit_ep"]
-    t1, t2 = float(us[list(ep).index(e1)]) * 1e-6, float(us[list(ep).index(e2)]) * 1e-6
-    b1, b2 = (p["tokens"] * distinct_ranks(p["experts"], p["top_k"], e) * p[f"{op}_bytes_per_token"] for e in (e1, e2))
-    inv_beta = (t2 - t1) / (b2 - b1)
-    return LinkFit(t1 - b1 * inv_beta, 1.0 / inv_beta)
+    ep, us = list(t.col("ep")), t.col(f"{op}_us")
+    wire = parse_quantity(p["fabric_bandwidth"], "bandwidth")
+    wire_s = p["tokens"] * p["top_k"] * p[f"{op}_bytes_per_token"] / wire
+    (e1, r1), (e2, r2) = ((e, float(us[ep.index(e)]) * 1e-6 - wire_s) for e in p["fit_ep"])
+    d1, d2 = (distinct_ranks(p["experts"], p["top_k"], e) for e in (e1, e2))
+    per_rank = (r2 - r1) / (d2 - d1)
+    return DispatchFit(r1 - per_rank * d1, per_rank, wire)
 
 
 # ------------------------------------------------------------------------------------------------------------- NCCL

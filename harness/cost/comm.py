@@ -1,8 +1,9 @@
 """Communication and data-movement costs: pure functions of (message, hardware).
 
 dispatch_time_s(tokens, ep, hw, llm, op, precision, shared_dedicated=False) -> seconds
-    MoE dispatch ('dispatch') or combine ('combine') with low-latency kernels (decode): alpha + bytes / beta,
-    fitted per fabric from the published 128-token table (models/calibration/dispatch_combine.toml).
+    MoE dispatch ('dispatch') or combine ('combine') with low-latency kernels (decode): one message per (token,
+    expert) over the fabric's bandwidth, plus the kernel's overhead at that EP size, fitted per fabric on the
+    published 128-token table (models/calibration/dispatch_combine.toml).
 bulk_all_to_all_time_s(tokens, ep, hw, llm, op, precision) -> seconds
     prefill dispatch/combine with bulk kernels (SDMA on CM384; DeepEP normal kernels over RDMA on GPUs).
 collective_time_s(kind, bytes_per_rank, ranks, hw) -> seconds
@@ -41,31 +42,32 @@ def message_bytes_per_token(llm: LLM, hw: Hardware, op: str, precision: str) -> 
     return llm.hidden * 2.0
 
 
-def destinations(llm: LLM, ep: int, shared_dedicated: bool) -> float:
-    """Expected distinct ranks one token is sent to (shared expert on its own ranks adds one)."""
-    return distinct_ranks(llm.routed_experts, llm.top_k, ep) + (1.0 if shared_dedicated else 0.0)
+def messages_per_token(llm: LLM, shared_dedicated: bool) -> float:
+    """Messages one token sends: one per top-k expert (the low-latency kernels do not merge two experts on one
+    rank), plus one to its shared expert when that lives on its own ranks."""
+    return llm.top_k + (1.0 if shared_dedicated else 0.0)
 
 
-def dispatch_beta_bytes_per_s(hw: Hardware, op: str) -> float:
-    """The fitted effective bandwidth, scaled by this spec's fabric bandwidth over the one measured on."""
+def _wire_bytes_per_s(hw: Hardware) -> float:
+    """The fabric the kernels send over, from this spec (so --set on its bandwidth scales the wire time)."""
     t = table("dispatch_combine", hw.moe_low_latency_table)
     fabric = hw.scale_up if t.params["fabric"] == "scale_up" else hw.scale_out
-    ref = parse_quantity(t.params["fabric_bandwidth"], "bandwidth")
-    return dispatch_fit(hw.moe_low_latency_table, op).beta_bytes_per_s * fabric.bandwidth_bytes_per_s / ref
+    return fabric.bandwidth_bytes_per_s
 
 
 def dispatch_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str,
                     shared_dedicated: bool = False):
-    alpha = dispatch_fit(hw.moe_low_latency_table, op).alpha_s
+    """The kernel's overhead at this EP size (fitted on the 128-token table) plus the bytes over the wire."""
+    fit = dispatch_fit(hw.moe_low_latency_table, op)
     t = np.asarray(tokens, float)
-    sent = t * destinations(llm, ep, shared_dedicated) * message_bytes_per_token(llm, hw, op, precision)
-    return np.where(t > 0, alpha + sent / dispatch_beta_bytes_per_s(hw, op), 0.0)
+    overhead = fit.overhead_s(distinct_ranks(llm.routed_experts, llm.top_k, ep))
+    sent = dispatch_bytes(t, hw, llm, op, precision, shared_dedicated)
+    return np.where(t > 0, overhead + sent / _wire_bytes_per_s(hw), 0.0)
 
 
-def dispatch_bytes(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str,
-                   shared_dedicated: bool = False):
+def dispatch_bytes(tokens, hw: Hardware, llm: LLM, op: str, precision: str, shared_dedicated: bool = False):
     t = np.asarray(tokens, float)
-    return t * destinations(llm, ep, shared_dedicated) * message_bytes_per_token(llm, hw, op, precision)
+    return t * messages_per_token(llm, shared_dedicated) * message_bytes_per_token(llm, hw, op, precision)
 
 
 def bulk_all_to_all_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str):

@@ -97,7 +97,7 @@ def _moe_all_to_all(dep: Deployment, kind: str, t, hw, llm, precision: str, dedi
     all-to-all (bandwidth matters)."""
     if dep.phase == "decode":
         time_s = dispatch_time_s(t, dep.ep, hw, llm, kind, precision, dedicated)
-        sent = dispatch_bytes(t, dep.ep, hw, llm, kind, precision, dedicated)
+        sent = dispatch_bytes(t, hw, llm, kind, precision, dedicated)
     else:
         time_s, sent = bulk_all_to_all_time_s(t, dep.ep, hw, llm, kind, precision)
     return OpSpec(f"moe_{kind}", f"moe_{kind}", "comm", time_s, 0.0, sent, sent)

@@ -92,7 +92,9 @@ class BackendCosts:
         self.cache_pool_bytes = int(hw.dram_per_node_bytes * pool_nodes)
         self.cache_ssd_bytes = int(hw.ssd_per_node_bytes * pool_nodes)
         self.cache_uniform_access = hw.host_uniform
-        self._batch_grid = _grid(max(self.decode_batch_cap_per_chip * 2.0, 8.0), _BATCH_POINTS, 1.0)
+        # from a quarter request per chip: below one the busiest stream can switch (a fixed all-to-all overhead
+        # against attention over long contexts)
+        self._batch_grid = _grid(max(self.decode_batch_cap_per_chip * 2.0, 8.0), _BATCH_POINTS, 0.25)
         # A step is priced at its busiest DP rank's KV spread over the batch (harness.sim.engine), which for a few
         # requests on many ranks reaches one full context per rank.
         kv_hi = float(self.max_context_tokens) * d.dp

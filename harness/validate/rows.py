@@ -80,8 +80,9 @@ def dispatch_rows() -> list[dict[str, Any]]:
                 rows.append(_row(f"moe.{table_id}.{op}.ep{ep}", f"MoE {op} latency, {label}",
                                  f"EP{ep}, {p['tokens']} tokens per rank, top-{p['top_k']} of {p['experts']}",
                                  float(us), pred, "us", kind,
-                                 {"model": "alpha + tokens x distinct ranks x message bytes / beta",
-                                  "alpha_us": fit.alpha_s * 1e6, "beta_gbps": fit.beta_bytes_per_s / 1e9,
+                                 {"model": "overhead(distinct ranks) + tokens x top-k x message bytes / fabric "
+                                           "bandwidth",
+                                  "overhead_us": fit.overhead_s(d) * 1e6, "wire_gbps": fit.wire_bytes_per_s / 1e9,
                                   "distinct_ranks_per_token": d, "fit_ep": p["fit_ep"], "source": t.source}))
     return rows
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.cost import (attention_time_s, bulk_all_to_all_time_s, collective_time_s, dispatch_time_s, gemm_time_s,
-                          memory_time_s, mla_decode_work, transfer_time_s, weight_load_time_s)
+                          memory_time_s, mla_decode_work, transfer_time_s)
 from harness.cost.calibration import distinct_ranks, gemm_shape_fits, table
 from harness.cost.comm import messages_per_token, message_bytes_per_token
 from harness.hardware import load_hardware
@@ -188,16 +188,6 @@ def test_precision_the_chip_lacks_is_an_error():
     from harness.errors import InputError
     with pytest.raises(InputError, match="has no fp8 peak"):
         gemm_time_s(16, 16, 16, "fp8", load_hardware("cloudmatrix384"))
-
-
-def test_weight_loading_paper_scenario():
-    """671B INT8 model from one OBS bucket at 2.5 GB/s: about 671 GB / 2.5 GB/s, i.e. minutes (paper Sec. 4)."""
-    llm, hw = load_llm("deepseek-r1"), load_hardware("cloudmatrix384")
-    t_obs = weight_load_time_s(llm, "int8", hw, "object_store")
-    assert 240 < t_obs < 320
-    assert weight_load_time_s(llm, "int8", hw, "object_store", readers=8) == pytest.approx(8 * t_obs)
-    assert weight_load_time_s(llm, "int8", hw, "pool") < t_obs / 100
-    assert weight_load_time_s(llm, "int8", hw, "pool", ranks=32) > weight_load_time_s(llm, "int8", hw, "pool")
 
 
 MEASURED_SHAPES = [("fp8", s) for s in sorted(gemm_shape_fits("deepgemm-fp8-h800"))] + [

@@ -195,3 +195,23 @@ def test_any_cached_prefix_shorter_than_the_prompt_is_accounted(plen, frac, toke
 def test_tp_must_split_the_heads_evenly(args):
     r = run("estimate", "--phase", "decode", *args)
     assert r.exit_code != 0 and "field 'tp'" in r.output and "heads" in r.output and "Traceback" not in r.output
+
+
+def test_weight_loading_paper_scenario():
+    """The paper's model-caching scenario (Sec. 4): DeepSeek-R1 INT8 (671B + the 14B MTP module) from one OBS bucket
+    at 2.5 GB/s takes minutes per instance, eight instances at once eight times that; from the DRAM pool each rank
+    pulls only its own weights (attention replicated on every DP rank, one expert each), a fraction of a second."""
+    from harness.step.deployment import load_deployment
+    from harness.step.loading import object_store_load_s, pool_load_s
+    from harness.step.memory import weights_per_rank_bytes
+    dep = load_deployment("cm384-decode")
+    out = est("--deployment", "cm384-decode")["weight_load_s"]
+    assert out["model_gb"] == pytest.approx(684.7, rel=0.01)
+    assert out["object_store"] == pytest.approx(684.7 / 2.5, rel=0.01)
+    assert object_store_load_s(dep, instances=8) == pytest.approx(8 * out["object_store"])
+    # 19.5 GB per die over UB's NPU-to-CPU read (147-151 GB/s): the shard, not the checkpoint over 320 ranks
+    assert weights_per_rank_bytes(dep) > 684.7e9 / dep.ranks * 5
+    assert out["memory_pool"] == pytest.approx(weights_per_rank_bytes(dep) / 147e9, rel=0.03)
+    wider = load_deployment("cm384-decode", ("cloudmatrix384.host.remote_read_bandwidth=300GB/s",
+                                             "cloudmatrix384.host.read_bandwidth=300GB/s"))
+    assert pool_load_s(wider) < pool_load_s(dep)

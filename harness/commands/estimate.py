@@ -106,6 +106,9 @@ def _print(r: dict) -> None:
     con.print(f"tokens/s/TFLOPS  {r['tokens_per_s_per_tflops']:10.3f}      (peak {r['peak_tflops_per_chip']:.0f} "
               f"TFLOPS per chip at {r['precision']})")
     con.print(f"cost             {r['cost_per_million_tokens_usd']:10.3f} USD per million tokens")
+    w = r["weight_load_s"]
+    con.print(f"weight load      {w['object_store']:10.1f} s    from the object store ({w['model_gb']:.0f} GB checkpoint), "
+              f"{w['memory_pool']:.2f} s from the memory pool ({r['memory_per_rank_gb']['weights']:.1f} GB per rank)")
     con.print("stream busy      " + ", ".join(f"{s} {v:.2f} ms" for s, v in r["stream_busy_ms"].items()))
     t = Table(title="per-op breakdown (microseconds)", show_lines=False)
     for c in ("layer kind", "layers", "op", "stream", "us / microbatch", "ms / step"):

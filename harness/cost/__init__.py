@@ -12,14 +12,13 @@
     transfer_time_s(nbytes, bytes_per_s, latency_s) -> s
     host_path(hw, op, remote) -> (bytes/s, latency s)          (context-cache DRAM; op: read | write)
     ssd_read_s(nbytes, hw, readers_per_node=1) -> s           (SSD cache tier into each of a node's ranks)
-    weight_load_time_s(llm, precision, hw, source="object_store" | "pool", readers=1) -> s
-`hw` is a harness.hardware.Hardware (load_hardware(name)); `llm` a harness.llm.LLM (load_llm(name))."""
+`hw` is a harness.hardware.Hardware (load_hardware(name)); `llm` a harness.llm.LLM (load_llm(name)).
+Weight loading needs a deployment (which weights each rank holds): harness.step.loading."""
 
 from harness.cost.comm import (bulk_all_to_all_time_s, collective_time_s, dispatch_time_s, host_path, ssd_read_s,
-                               transfer_time_s, weight_load_time_s)
+                               transfer_time_s)
 from harness.cost.compute import (attention_time_s, gemm_time_s, gqa_work, memory_time_s, mla_decode_work,
                                   mla_prefill_work)
 
 __all__ = ["attention_time_s", "bulk_all_to_all_time_s", "collective_time_s", "dispatch_time_s", "gemm_time_s",
-           "gqa_work", "host_path", "ssd_read_s", "memory_time_s", "mla_decode_work", "mla_prefill_work", "transfer_time_s",
-           "weight_load_time_s"]
+           "gqa_work", "host_path", "ssd_read_s", "memory_time_s", "mla_decode_work", "mla_prefill_work", "transfer_time_s"]

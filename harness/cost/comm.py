@@ -175,21 +175,3 @@ def ssd_read_s(nbytes: float, hw: Hardware, readers_per_node: int = 1) -> float:
 def transfer_time_s(nbytes, bytes_per_s: float, latency_s: float):
     n = np.asarray(nbytes, float)
     return np.where(n > 0, latency_s + n / bytes_per_s, 0.0)
-
-
-def weight_load_time_s(llm: LLM, precision: str, hw: Hardware, source: str = "object_store", readers: int = 1,
-                       ranks: int | None = None):
-    """Load a whole model's weights: from the object store (one bucket's bandwidth, shared by `readers` model
-    instances loading at once) or from the DRAM memory pool, where each of the instance's `ranks` (default: every
-    rank of the backend) pulls its shard over its own host link."""
-    experts = (llm.routed_experts + llm.shared_experts) * llm.expert_params()
-    total = (llm.layers * llm.attention_params() + llm.moe_layers * experts
-             + (llm.dense_layers if llm.routed_experts else llm.layers) * llm.dense_ffn_params()) * BYTES[precision]
-    total += 2 * llm.vocab * llm.hidden * 2  # embedding and LM head in BF16
-    if source == "object_store":
-        return total * readers / hw.object_store_bytes_per_s
-    if source == "pool":
-        n = ranks or hw.chips * hw.ranks_per_chip
-        bw, lat = host_path(hw, "read", True)
-        return lat + total / (bw * n)
-    raise ValueError(f"source must be 'object_store' or 'pool', got {source!r}")

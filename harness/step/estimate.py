@@ -8,7 +8,8 @@ from typing import Any
 from harness.cost.comm import host_path, transfer_time_s
 from harness.errors import InputError
 from harness.step.deployment import Deployment
-from harness.step.memory import max_batch_per_chip, memory_plan
+from harness.step.loading import object_store_load_s, pool_load_s
+from harness.step.memory import max_batch_per_chip, memory_plan, model_bytes
 from harness.step.schedule import decode_work, layer_kinds, makespan_s, prefill_work, step_ops
 from harness.step.streams import stream_of
 
@@ -76,6 +77,8 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
     plan = memory_plan(dep)
     out["memory_per_rank_gb"] = {"hbm": hw.hbm_bytes / 1e9, "weights": plan.weights_bytes / 1e9,
                                  "reserve": plan.reserve_bytes / 1e9, "kv_cache": plan.kv_bytes / 1e9}
+    out["weight_load_s"] = {"model_gb": model_bytes(dep.llm, dep.precision) / 1e9,
+                            "object_store": object_store_load_s(dep), "memory_pool": pool_load_s(dep)}
     busy: dict[str, float] = defaultdict(float)
     for o in ops:
         busy[o.stream] += o.duration_s

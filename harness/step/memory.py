@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.llm import BYTES
+from harness.llm import BYTES, LLM
 from harness.step.deployment import Deployment
 
 
@@ -47,6 +47,19 @@ def weights_per_rank_bytes(dep: Deployment) -> float:
         total += llm.mtp_modules * (attn + 2 * llm.hidden * llm.hidden * 2)
     total += 2 * llm.vocab * llm.hidden * 2
     return float(total)
+
+
+def model_bytes(llm: LLM, precision: str, mtp: bool = True) -> float:
+    """Every distinct weight once (what a checkpoint holds): GEMM weights at `precision`, embedding and LM head in
+    BF16, router weights in BF16; the MTP module's layer when `mtp`."""
+    b = BYTES[precision]
+    experts = (llm.routed_experts + llm.shared_experts) * llm.expert_params() * b + llm.hidden * llm.routed_experts * 2
+    moe_layers = llm.moe_layers + (llm.mtp_modules if mtp else 0)
+    total = ((llm.layers + (llm.mtp_modules if mtp else 0)) * llm.attention_params() * b + moe_layers * experts
+             + (llm.dense_layers if llm.routed_experts else llm.layers) * llm.dense_ffn_params() * b)
+    if mtp:
+        total += llm.mtp_modules * 2 * llm.hidden * llm.hidden * 2
+    return float(total + 2 * llm.vocab * llm.hidden * 2)
 
 
 def memory_plan(dep: Deployment) -> MemoryPlan:

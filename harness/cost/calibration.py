@@ -163,8 +163,8 @@ def distinct_ranks(experts: int, top_k: int, ranks: int) -> float:
 
 @dataclass(frozen=True)
 class DispatchFit:
-    """A low-latency dispatch/combine kernel's cost beyond moving its bytes over the wire, at EP size `ep`:
-    overhead_s(d) = fixed_s + per_rank_s * d, d = distinct ranks a token's top-k experts land on."""
+    """A low-latency dispatch/combine kernel's cost beyond moving its bytes over the wire, as a function of the EP
+    size through d, the distinct ranks a token's top-k experts land on: overhead_s(d) = fixed_s + per_rank_s * d."""
     fixed_s: float
     per_rank_s: float
     wire_bytes_per_s: float  # the fabric bandwidth the table was measured on

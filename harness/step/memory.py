@@ -32,34 +32,35 @@ class MemoryPlan:
 def weights_per_rank_bytes(dep: Deployment) -> float:
     """Attention replicated over DP (split over TP), dense FFN replicated, experts spread over EP, embedding and
     LM head in BF16 on every rank, the MTP module like one more MoE layer."""
-    llm, b = dep.llm, BYTES[dep.precision]
-    attn = llm.attention_params() / dep.tp * b
-    dense = llm.dense_ffn_params() / dep.tp * b
-    total = llm.layers * attn + (llm.dense_layers if llm.routed_experts else llm.layers) * dense
+    llm = dep.llm
+    experts_here = 0
     if llm.routed_experts:
         dedicated = dep.shared_expert_placement == "dedicated"
         routed_ranks = dep.ep - (dep.shared_expert_ranks if dedicated else 0)
         experts_here = -(-(llm.routed_experts + dep.redundant_experts) // routed_ranks)
         if not dedicated:
             experts_here += llm.shared_experts
+    return _weights_bytes(llm, dep.precision, dep.tp, experts_here)
+
+
+def model_bytes(llm: LLM, precision: str) -> float:
+    """Every distinct weight once (what a checkpoint holds, the MTP module included)."""
+    return _weights_bytes(llm, precision, 1, llm.routed_experts + llm.shared_experts)
+
+
+def _weights_bytes(llm: LLM, precision: str, tp: int, experts_here: int) -> float:
+    """GEMM weights at `precision` (attention and dense FFN split `tp` ways, `experts_here` experts per MoE layer),
+    router, embedding and LM head in BF16."""
+    b = BYTES[precision]
+    attn = llm.attention_params() / tp * b
+    dense = llm.dense_ffn_params() / tp * b
+    total = llm.layers * attn + (llm.dense_layers if llm.routed_experts else llm.layers) * dense
+    if llm.routed_experts:
         moe_layers = llm.moe_layers + llm.mtp_modules
         total += moe_layers * (experts_here * llm.expert_params() * b + llm.hidden * llm.routed_experts * 2)
         total += llm.mtp_modules * (attn + 2 * llm.hidden * llm.hidden * 2)
     total += 2 * llm.vocab * llm.hidden * 2
     return float(total)
-
-
-def model_bytes(llm: LLM, precision: str, mtp: bool = True) -> float:
-    """Every distinct weight once (what a checkpoint holds): GEMM weights at `precision`, embedding and LM head in
-    BF16, router weights in BF16; the MTP module's layer when `mtp`."""
-    b = BYTES[precision]
-    experts = (llm.routed_experts + llm.shared_experts) * llm.expert_params() * b + llm.hidden * llm.routed_experts * 2
-    moe_layers = llm.moe_layers + (llm.mtp_modules if mtp else 0)
-    total = ((llm.layers + (llm.mtp_modules if mtp else 0)) * llm.attention_params() * b + moe_layers * experts
-             + (llm.dense_layers if llm.routed_experts else llm.layers) * llm.dense_ffn_params() * b)
-    if mtp:
-        total += llm.mtp_modules * 2 * llm.hidden * llm.hidden * 2
-    return float(total + 2 * llm.vocab * llm.hidden * 2)
 
 
 def memory_plan(dep: Deployment) -> MemoryPlan:

@@ -128,7 +128,7 @@ def test_dispatch_monotone_in_tokens_and_fabric(hw_name, tokens, ep, op):
     assert float(bulk2) >= float(bulk) and float(sent2) >= float(sent)
 
 
-@pytest.mark.parametrize("table_id", ["cm384-ub", "deepep-ll-h800"])
+@pytest.mark.parametrize("table_id", ["cm384-ub", "deepep-ll-h800", "deepep-ll-h800-nvlink"])
 @pytest.mark.parametrize("op", ["dispatch", "combine"])
 def test_dispatch_tables_move_the_same_bytes_at_every_ep(table_id, op):
     """What the low-latency model rests on: each table's own per-rank bandwidth x latency is the same byte count at
@@ -141,18 +141,50 @@ def test_dispatch_tables_move_the_same_bytes_at_every_ep(table_id, op):
 
 
 @given(st.sampled_from(HW), st.integers(1, 4096), st.sampled_from([8, 32, 144, 320]),
-       st.sampled_from(["dispatch", "combine"]), st.booleans())
-def test_each_more_token_costs_its_messages_over_the_wire(hw_name, tokens, ep, op, shared):
-    """A low-latency dispatch's marginal token costs exactly its messages' bytes over the fabric the kernel uses
-    (never less: no fitted bandwidth above the wire)."""
+       st.sampled_from(["dispatch", "combine"]), st.booleans(), st.sampled_from([None, "deepep-2025-02"]))
+def test_each_more_token_costs_its_messages_over_the_wire(hw_name, tokens, ep, op, shared, kernel):
+    """A low-latency dispatch's marginal token costs exactly its messages' bytes over the fabrics the kernel uses
+    (never less: no fitted bandwidth above the wire). Kernels with an NVLink path send the share of messages bound
+    for the sender's own node over it while the rest cross the NIC; the slower of the two sets the pace."""
     hw, llm = load_hardware(hw_name), load_llm("deepseek-r1")
+    if kernel in dict(hw.moe_low_latency_by_kernel):
+        hw = dataclasses.replace(hw, moe_low_latency_table=dict(hw.moe_low_latency_by_kernel)[kernel])
     p = PREC[hw_name]
     extra = float(dispatch_time_s(tokens + 1, ep, hw, llm, op, p, shared)) - float(
         dispatch_time_s(tokens, ep, hw, llm, op, p, shared))
-    fabric = hw.scale_up if table("dispatch_combine", hw.moe_low_latency_table).params["fabric"] == "scale_up" \
-        else hw.scale_out
-    wire = messages_per_token(llm, shared) * message_bytes_per_token(llm, hw, op, p) / fabric.bandwidth_bytes_per_s
+    params = table("dispatch_combine", hw.moe_low_latency_table).params
+    fabric = hw.scale_up if params["fabric"] == "scale_up" else hw.scale_out
+    msg = messages_per_token(llm, shared) * message_bytes_per_token(llm, hw, op, p)
+    if params.get("local_fabric") == "scale_up":
+        in_node = min(hw.ranks_per_node, ep) / ep
+        wire = max(msg * in_node / hw.scale_up.bandwidth_bytes_per_s,
+                   msg * (1 - in_node) / fabric.bandwidth_bytes_per_s)
+    else:
+        wire = msg / fabric.bandwidth_bytes_per_s
     assert extra == pytest.approx(wire, rel=1e-6)
+
+
+@given(st.sampled_from(["h800-ib", "h100-ib", "h200-ib", "h20-ib"]), st.integers(1, 1024),
+       st.sampled_from([8, 16, 64, 144, 256]), st.sampled_from(["dispatch", "combine"]))
+def test_nvlink_path_inside_a_node(hw_name, tokens, ep, op):
+    """DeepEP's June 2025 kernels: within one node (EP <= 8) the NIC carries nothing, so its bandwidth does not
+    matter while NVLink's does; across nodes, more NVLink or NIC bandwidth is never slower."""
+    hw, llm = load_hardware(hw_name), load_llm("deepseek-r1")
+    assert hw.moe_low_latency_table == "deepep-ll-h800-nvlink"
+
+    def t(up: float = 1.0, out: float = 1.0) -> float:
+        h = dataclasses.replace(
+            hw, scale_up=dataclasses.replace(hw.scale_up, bandwidth_bytes_per_s=hw.scale_up.bandwidth_bytes_per_s * up),
+            scale_out=dataclasses.replace(hw.scale_out,
+                                          bandwidth_bytes_per_s=hw.scale_out.bandwidth_bytes_per_s * out))
+        return float(dispatch_time_s(tokens, ep, h, llm, op, "fp8"))
+
+    base = t()
+    assert t(up=2.0) <= base and t(out=2.0) <= base
+    if ep <= hw.ranks_per_node:
+        assert t(out=0.1) == base and t(up=0.5) > base
+    else:
+        assert t(out=0.5) > base
 
 
 @given(st.integers(1, 512), st.integers(1, 16), st.integers(1, 1024))
@@ -248,7 +280,10 @@ def test_memory_ops_use_the_measured_kernel_curves_where_the_spec_names_them():
 @pytest.mark.parametrize("field,kind,value", [("chip.efficiency.memory_ops", "memory-ops", "nope"),
                                               ("chip.efficiency.gemm.bf16", "gemm", "nope"),
                                               ("scale_up.collectives", "nccl", "nope"),
-                                              ("scale_up.collectives", "nccl", "h100-vidur-all-reduce")])
+                                              ("scale_up.collectives", "nccl", "h100-vidur-all-reduce"),
+                                              ("moe_comm.low_latency", "dispatch-combine", "nope"),
+                                              ("moe_comm.low_latency_by_kernel.deepep-2025-02", "dispatch-combine",
+                                               "nope")])
 def test_an_unknown_calibration_table_is_a_clear_error_naming_the_field(field, kind, value):
     """Held-out tables (Vidur's all-reduce, kept only to check the model) are not curves a fabric can use."""
     from harness.errors import InputError

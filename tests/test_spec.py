@@ -134,6 +134,10 @@ BROKEN_DEPLOYMENT = [
      lambda t: t.replace("launch_overlapped = true", 'launch_overlapped = true\nattention_kernel = "fa9"'),
      r"broken\.toml: field 'attention_kernel': attention kernel 'fa9' is not in h800-ib's .* "
      r"\(it has: flashmla-2025-02\)"),
+    ("dispatch kernel the hardware does not list", "h800-decode",
+     lambda t: t.replace("launch_overlapped = true", 'launch_overlapped = true\ndispatch_kernel = "deepep-2031"'),
+     r"broken\.toml: field 'dispatch_kernel': dispatch kernel 'deepep-2031' is not in h800-ib's "
+     r"moe_comm\.low_latency_by_kernel \(it has: deepep-2025-02\)"),
 ]
 
 

@@ -41,7 +41,7 @@ def test_row_fields_and_kinds():
             assert r["kind"] == "end-to-end prediction"
     held_out = [r for r in rows() if r["kind"] == "held-out operator"]
     moe = [r for r in held_out if r["id"].startswith("moe.")]
-    assert len(moe) == 16 and all(abs(r["error_pct"]) < 10 for r in moe)
+    assert len(moe) == 24 and all(abs(r["error_pct"]) < 10 for r in moe)  # three tables x 2 ops x 4 held-out EP sizes
     memops = [r for r in held_out if r["id"].startswith("memops.")]
     assert len(memops) == 27 and all(abs(r["error_pct"]) < 35 for r in memops)
     full = [r for r in validation_rows() if r["id"].startswith("memops.")]
@@ -121,10 +121,13 @@ def test_ub_rows_read_each_path_from_its_own_spec_figure():
 
 
 def test_deepseek_production_rows_run_the_kernel_of_their_date():
-    """Day 6's figures cover a day before FlashMLA's April update: those rows price attention with the February
-    kernel, while the deployment itself (what `bench replay` uses) keeps the current one."""
+    """Day 6's figures cover a day before FlashMLA's April update and DeepEP's June one: those rows price attention
+    and dispatch/combine with the February kernels, while the deployment itself (what `bench replay` uses) keeps
+    the current ones."""
     by_id = {r["id"]: r for r in validation_rows()}
     for rid in ("e2e.deepseek.decode.throughput", "e2e.deepseek.decode.tpot"):
         assert by_id[rid]["explain"]["estimate"]["attention_kernel"] == "flashmla-2025-02"
+        assert by_id[rid]["explain"]["estimate"]["dispatch_kernel"] == "deepep-2025-02"
     assert by_id["e2e.cm384.decode.tpot"]["explain"]["estimate"]["attention_kernel"] == "current"
-    assert load_deployment("h800-decode").attention_kernel is None
+    dep = load_deployment("h800-decode")
+    assert dep.attention_kernel is None and dep.dispatch_kernel is None

@@ -87,7 +87,8 @@ def _print(r: dict) -> None:
     con.print(f"[bold]{r['deployment']}[/]  {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
               f"({r['ranks']} ranks), EP{r['ep']} DP{r['dp']} TP{r['tp']}, {r['precision']}, "
               f"{r['microbatches']} microbatch(es), EPLB {r['eplb']}"
-              + (f", attention kernel {r['attention_kernel']}" if r["attention_kernel"] != "current" else ""))
+              + "".join(f", {what} kernel {r[f'{what}_kernel']}" for what in ("attention", "dispatch")
+                        if r[f"{what}_kernel"] != "current"))
     con.print("operating point: " + ", ".join(f"{k}={v}" for k, v in r["operating_point"].items()))
     con.print(f"step time        {r['step_time_ms']:10.2f} ms")
     if r["phase"] == "decode":

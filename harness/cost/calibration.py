@@ -161,6 +161,17 @@ def distinct_ranks(experts: int, top_k: int, ranks: int) -> float:
     return min(ranks * (1.0 - miss), float(top_k), float(ranks))  # more ranks than experts: one per pick
 
 
+def wire_time_s(nbytes, ep: int, ranks_per_node: int, bytes_per_s: float, local_bytes_per_s: float | None = None):
+    """Time on the wire of a low-latency dispatch/combine's messages. With a local path (NVLink), the messages for
+    ranks in the sender's node (a share min(ranks_per_node, ep) / ep: experts spread evenly) go over it while the
+    rest go over the main fabric at the same time; without one, every message goes over the main fabric."""
+    nbytes = np.asarray(nbytes, float)
+    if local_bytes_per_s is None:
+        return nbytes / bytes_per_s
+    local = min(ranks_per_node, ep) / ep
+    return np.maximum(nbytes * local / local_bytes_per_s, nbytes * (1.0 - local) / bytes_per_s)
+
+
 @dataclass(frozen=True)
 class DispatchFit:
     """A low-latency dispatch/combine kernel's cost beyond moving its bytes over the wire, as a function of the EP
@@ -168,6 +179,7 @@ class DispatchFit:
     fixed_s: float
     per_rank_s: float
     wire_bytes_per_s: float  # the fabric bandwidth the table was measured on
+    local_bytes_per_s: float | None = None  # its in-node path's, for kernels that have one
 
     def overhead_s(self, distinct: float) -> float:
         return max(self.fixed_s + self.per_rank_s * distinct, 0.0)
@@ -179,17 +191,20 @@ def dispatch_fit(table_id: str, op: str) -> DispatchFit:
 
     Every (token, expert) pair is one message: the tables' per-rank bandwidth columns give the same bytes at every
     EP size (tokens x top-k x message), so the latency's growth with EP is not bytes. What the wire does not
-    explain (measured latency less bytes over the measured fabric bandwidth) is the kernel's overhead per call; it
-    grows with EP like the distinct ranks per token (saturating once experts outnumber picks)."""
+    explain (measured latency less the bytes' wire time over the measured fabrics, wire_time_s) is the kernel's
+    overhead per call; it grows with EP like the distinct ranks per token (saturating once experts outnumber picks)."""
     t = table("dispatch_combine", table_id)
     p = t.params
     ep, us = list(t.col("ep")), t.col(f"{op}_us")
     wire = parse_quantity(p["fabric_bandwidth"], "bandwidth")
-    wire_s = p["tokens"] * p["top_k"] * p[f"{op}_bytes_per_token"] / wire
-    (e1, r1), (e2, r2) = ((e, float(us[ep.index(e)]) * 1e-6 - wire_s) for e in p["fit_ep"])
+    local = parse_quantity(p["local_fabric_bandwidth"], "bandwidth") if "local_fabric" in p else None
+    nbytes = p["tokens"] * p["top_k"] * p[f"{op}_bytes_per_token"]
+    (e1, r1), (e2, r2) = ((e, float(us[ep.index(e)]) * 1e-6
+                           - float(wire_time_s(nbytes, e, p.get("ranks_per_node", 1), wire, local)))
+                          for e in p["fit_ep"])
     d1, d2 = (distinct_ranks(p["experts"], p["top_k"], e) for e in (e1, e2))
     per_rank = (r2 - r1) / (d2 - d1)
-    return DispatchFit(r1 - per_rank * d1, per_rank, wire)
+    return DispatchFit(r1 - per_rank * d1, per_rank, wire, local)
 
 
 # ------------------------------------------------------------------------------------------------------------- NCCL

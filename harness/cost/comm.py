@@ -2,8 +2,9 @@
 
 dispatch_time_s(tokens, ep, hw, llm, op, precision, shared_dedicated=False) -> seconds
     MoE dispatch ('dispatch') or combine ('combine') with low-latency kernels (decode): one message per (token,
-    expert) over the fabric's bandwidth, plus the kernel's overhead at that EP size, fitted per fabric on the
-    published 128-token table (models/calibration/dispatch_combine.toml).
+    expert) over the fabric's bandwidth (messages to the sender's own node over NVLink, in parallel, for kernels with
+    that path), plus the kernel's overhead at that EP size, fitted per kernel on the published 128-token table
+    (models/calibration/dispatch_combine.toml).
 bulk_all_to_all_time_s(tokens, ep, hw, llm, op, precision) -> seconds
     prefill dispatch/combine with bulk kernels (SDMA on CM384; DeepEP normal kernels over RDMA on GPUs).
 collective_time_s(kind, bytes_per_rank, ranks, hw) -> seconds
@@ -22,7 +23,7 @@ import functools
 
 import numpy as np
 
-from harness.cost.calibration import dispatch_fit, distinct_ranks, nccl_curve, table
+from harness.cost.calibration import dispatch_fit, distinct_ranks, nccl_curve, table, wire_time_s
 from harness.hardware import Fabric, Hardware
 from harness.hardware.units import parse_quantity
 from harness.llm import BYTES, LLM
@@ -48,11 +49,14 @@ def messages_per_token(llm: LLM, shared_dedicated: bool) -> float:
     return llm.top_k + (1.0 if shared_dedicated else 0.0)
 
 
-def _wire_bytes_per_s(hw: Hardware) -> float:
-    """The fabric the kernels send over, from this spec (so --set on its bandwidth scales the wire time)."""
-    t = table("dispatch_combine", hw.moe_low_latency_table)
-    fabric = hw.scale_up if t.params["fabric"] == "scale_up" else hw.scale_out
-    return fabric.bandwidth_bytes_per_s
+def _wire_s(sent, ep: int, hw: Hardware):
+    """The messages' time on the fabrics the kernel sends over, at this spec's bandwidths (so --set on a fabric's
+    bandwidth scales it): its main fabric, and the in-node one (scale_up) for messages to the sender's own node
+    when the kernel has that path."""
+    p = table("dispatch_combine", hw.moe_low_latency_table).params
+    fabric = hw.scale_up if p["fabric"] == "scale_up" else hw.scale_out
+    local = hw.scale_up.bandwidth_bytes_per_s if p.get("local_fabric") == "scale_up" else None
+    return wire_time_s(sent, ep, hw.ranks_per_node, fabric.bandwidth_bytes_per_s, local)
 
 
 def dispatch_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str,
@@ -62,7 +66,7 @@ def dispatch_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision:
     t = np.asarray(tokens, float)
     overhead = fit.overhead_s(distinct_ranks(llm.routed_experts, llm.top_k, ep))
     sent = dispatch_bytes(t, hw, llm, op, precision, shared_dedicated)
-    return np.where(t > 0, overhead + sent / _wire_bytes_per_s(hw), 0.0)
+    return np.where(t > 0, overhead + _wire_s(sent, ep, hw), 0.0)
 
 
 def dispatch_bytes(tokens, hw: Hardware, llm: LLM, op: str, precision: str, shared_dedicated: bool = False):

@@ -91,6 +91,7 @@ class Hardware:
     host_remote_write_latency_s: float = 0.0
     memory_ops_table: str | None = None  # calibration table of measured element-wise kernels (memory_ops.toml)
     attention_compute_by_kernel: tuple[tuple[str, float], ...] = ()  # other attention-kernel versions' utilisation
+    moe_low_latency_by_kernel: tuple[tuple[str, str], ...] = ()  # other dispatch/combine kernel versions' tables
 
     def peak(self, precision: str) -> float:
         """Dense peak flop/s per rank at `precision`; a precision the chip lacks is an error, not a silent fallback."""
@@ -153,6 +154,7 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
         host_remote_write_latency_s=q(h.get("remote_write_latency", h["remote_latency"]), "time"),
         object_store_bytes_per_s=q(d["storage"]["object_store_bandwidth"], "bandwidth"),
         moe_low_latency_table=d["moe_comm"]["low_latency"],
+        moe_low_latency_by_kernel=tuple(d["moe_comm"].get("low_latency_by_kernel", {}).items()),
         moe_bulk_bytes_per_s=q(d["moe_comm"]["bulk_bandwidth"], "bandwidth"), moe_bulk_scope=d["moe_comm"]["bulk_scope"],
         graph_launch_s=q(d["launch"]["graph_launch"], "time"),
     )
@@ -169,6 +171,9 @@ def _check_tables(d: dict[str, Any], path) -> None:
         named.append(("memory_ops", "chip.efficiency.memory_ops", eff["memory_ops"]))
     named += [("nccl", f"{f}.collectives", d[f]["collectives"]) for f in ("scale_up", "scale_out")
               if d[f]["collectives"] != "alpha-beta"]
+    named.append(("dispatch_combine", "moe_comm.low_latency", d["moe_comm"]["low_latency"]))
+    named += [("dispatch_combine", f"moe_comm.low_latency_by_kernel.{k}", t)
+              for k, t in d["moe_comm"].get("low_latency_by_kernel", {}).items()]
     for file, field, table_id in named:
         known = [i for i, t in tables(file).items() if file != "nccl" or "op" in t.columns]
         if table_id not in known:

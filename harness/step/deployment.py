@@ -59,6 +59,9 @@ class Deployment:
     # the attention kernel version this deployment ran, when not the hardware spec's current one (a key of the
     # spec's chip.efficiency.attention_compute_by_kernel); None: the spec's attention_compute
     attention_kernel: str | None = None
+    # the low-latency dispatch/combine kernel version it ran, when not the spec's current one (a key of the spec's
+    # moe_comm.low_latency_by_kernel); None: the spec's moe_comm.low_latency
+    dispatch_kernel: str | None = None
 
     @property
     def ranks(self) -> int:
@@ -103,6 +106,10 @@ def _check(dep: Deployment, path: str) -> Deployment:
         raise InputError(f"attention kernel '{dep.attention_kernel}' is not in {hw.name}'s "
                          f"chip.efficiency.attention_compute_by_kernel (it has: {have})", path=path,
                          field="attention_kernel")
+    if dep.dispatch_kernel is not None and dep.dispatch_kernel not in dict(hw.moe_low_latency_by_kernel):
+        have = ", ".join(k for k, _ in hw.moe_low_latency_by_kernel) or "none"
+        raise InputError(f"dispatch kernel '{dep.dispatch_kernel}' is not in {hw.name}'s "
+                         f"moe_comm.low_latency_by_kernel (it has: {have})", path=path, field="dispatch_kernel")
     if dep.overlap == "split-cores" and dep.stream_share_attention + dep.stream_share_moe > 1.0001:
         raise InputError("stream shares add up to more than 1", path=path, field="stream_share")
     return dep
@@ -133,7 +140,7 @@ def _load(name: str, sets: tuple[str, ...]) -> Deployment:
         eplb=d["eplb"], memory_reserve_bytes=parse_quantity(d["memory_reserve"], "size"),
         launch_overlapped=d["launch_overlapped"], fused_attention_prolog=d.get("fused_attention_prolog", False),
         split_hbm=d.get("split_hbm", False), attention_tp=d.get("attention_tp", "replicated"),
-        attention_kernel=d.get("attention_kernel"),
+        attention_kernel=d.get("attention_kernel"), dispatch_kernel=d.get("dispatch_kernel"),
         prefill_token_budget_per_chip=d.get("prefill_token_budget_per_chip", op.get("tokens_per_chip", 16384)),
         batch_per_chip=float(op.get("batch_per_chip", 1)), kv_len=op.get("kv_len", 4096),
         tokens_per_chip=op.get("tokens_per_chip", 16384), prompt_len=op.get("prompt_len", 4096),
@@ -181,7 +188,7 @@ def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int |
         name=f"inline:{hardware}/{llm}/{phase}/{chips}", description="described on the command line",
         llm=llm_spec, chips=chips, ep=ep or ranks, tp=tp, dp=dp or ranks // tp,
         precision=precision or base.hardware.default_precision, mtp_draft_tokens=0, mtp_accept=0.0,
-        microbatches=2, eplb="default", attention_kernel=None,
+        microbatches=2, eplb="default", attention_kernel=None, dispatch_kernel=None,
         redundant_experts=0 if not llm_spec.routed_experts else base.redundant_experts,
         shared_expert_placement="every-rank" if llm_spec.shared_experts == 0 else base.shared_expert_placement,
     )

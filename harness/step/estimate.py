@@ -55,6 +55,7 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
         "precision": dep.precision, "microbatches": dep.microbatches, "eplb": eplb, "operating_point": point,
         "attention_kernel": dep.attention_kernel or "current",
+        "dispatch_kernel": dep.dispatch_kernel or "current",
         "step_time_ms": step_s * 1e3,
     }
     if dep.phase == "decode":

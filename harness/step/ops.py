@@ -68,6 +68,13 @@ def _as_run(hw: Hardware, hbm_share: float, attention_kernel: str | None) -> Har
     return dataclasses.replace(hw, hbm_bytes_per_s=hw.hbm_bytes_per_s * hbm_share, attention_compute_eff=eff)
 
 
+@functools.lru_cache(maxsize=64)
+def _with_dispatch_kernel(hw: Hardware, kernel: str | None) -> Hardware:
+    if kernel is None:
+        return hw
+    return dataclasses.replace(hw, moe_low_latency_table=dict(hw.moe_low_latency_by_kernel)[kernel])
+
+
 def _gemm(dep: Deployment, name: str, role: str, m, n: int, k: int, precision: str, groups: int = 1) -> OpSpec:
     share = stream_of(dep, role, "gemm")[1]
     f, b = gemm_work(m, n, k, precision, groups)
@@ -93,9 +100,10 @@ def _quant(dep: Deployment, name: str, role: str, rows, width: int) -> list[OpSp
 
 
 def _moe_all_to_all(dep: Deployment, kind: str, t, hw, llm, precision: str, dedicated: bool) -> OpSpec:
-    """MoE dispatch or combine: decode uses the low-latency kernels (per-message latency matters), prefill the bulk
-    all-to-all (bandwidth matters)."""
+    """MoE dispatch or combine: decode uses the low-latency kernels (per-message latency matters; the version the
+    deployment ran), prefill the bulk all-to-all (bandwidth matters)."""
     if dep.phase == "decode":
+        hw = _with_dispatch_kernel(hw, dep.dispatch_kernel)
         time_s = dispatch_time_s(t, dep.ep, hw, llm, kind, precision, dedicated)
         sent = dispatch_bytes(t, hw, llm, kind, precision, dedicated)
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 from typing import Any
 
@@ -66,10 +68,12 @@ def ub_rows() -> list[dict[str, Any]]:
 def dispatch_rows() -> list[dict[str, Any]]:
     llm = load_llm("deepseek-r1")
     rows = []
-    for table_id, hw_name, label, precision in (("cm384-ub", "cloudmatrix384", "CM384", "int8"),
-                                                ("deepep-ll-h800", "h800-ib", "DeepEP on H800", "fp8")):
+    for table_id, hw_name, label, precision in (
+            ("cm384-ub", "cloudmatrix384", "CM384", "int8"),
+            ("deepep-ll-h800", "h800-ib", "DeepEP on H800 (Feb 2025, pure RDMA)", "fp8"),
+            ("deepep-ll-h800-nvlink", "h800-ib", "DeepEP on H800 (June 2025, NVLink in node)", "fp8")):
         t = table("dispatch_combine", table_id)
-        hw = load_hardware(hw_name)
+        hw = dataclasses.replace(load_hardware(hw_name), moe_low_latency_table=table_id)  # the kernel the table ran
         p = t.params
         for op in ("dispatch", "combine"):
             fit = dispatch_fit(table_id, op)
@@ -81,8 +85,11 @@ def dispatch_rows() -> list[dict[str, Any]]:
                                  f"EP{ep}, {p['tokens']} tokens per rank, top-{p['top_k']} of {p['experts']}",
                                  float(us), pred, "us", kind,
                                  {"model": "overhead(distinct ranks) + tokens x top-k x message bytes / fabric "
-                                           "bandwidth",
+                                           "bandwidth" + ("; messages to the sender's node over NVLink, the rest "
+                                                          "over the NIC, in parallel" if fit.local_bytes_per_s
+                                                          else ""),
                                   "overhead_us": fit.overhead_s(d) * 1e6, "wire_gbps": fit.wire_bytes_per_s / 1e9,
+                                  "local_wire_gbps": (fit.local_bytes_per_s or 0.0) / 1e9,
                                   "distinct_ranks_per_token": d, "fit_ep": p["fit_ep"], "source": t.source}))
     return rows
 
@@ -262,11 +269,11 @@ def memops_rows() -> list[dict[str, Any]]:
 
 
 def _headline_deployment(h: dict[str, Any]):
-    """The headline's deployment as the measurement ran it (its attention kernel version, when the target names one)."""
+    """The headline's deployment as the measurement ran it (its attention and dispatch kernel versions, when the
+    target names them)."""
     dep = load_deployment(h["deployment"])
-    if "attention_kernel" in h:
-        dep = _check(dep.replace(attention_kernel=h["attention_kernel"]), f"targets.toml, headline {h['id']}")
-    return dep
+    ran = {k: h[k] for k in ("attention_kernel", "dispatch_kernel") if k in h}
+    return _check(dep.replace(**ran), f"targets.toml, headline {h['id']}") if ran else dep
 
 
 @functools.lru_cache(maxsize=None)

@@ -190,6 +190,25 @@ def test_set_on_deployment_reaches_hardware_and_llm():
         load_deployment("cm384-decode", ["mtp_accept"])
 
 
+def test_set_reaches_optional_fields_the_file_leaves_out():
+    """What-if on a field the schema defines but the file omits (its default applies otherwise): the kernel versions
+    a measurement ran, a what-if switch, a quantity. The schema gives the type; a table is not created."""
+    dep = load_deployment("h800-decode", ["h800-decode.dispatch_kernel=deepep-2025-02",
+                                          "h800-decode.attention_kernel=flashmla-2025-02",
+                                          "h800-decode.split_hbm=true", "h800-decode.comm_compute_share=0.1"])
+    assert (dep.dispatch_kernel, dep.attention_kernel, dep.split_hbm, dep.comm_compute_share) == \
+        ("deepep-2025-02", "flashmla-2025-02", True, 0.1)
+    assert load_hardware("cloudmatrix384", [("chip.efficiency.memory_ops", "h100-vidur")]).memory_ops_table == \
+        "h100-vidur"
+    for bad, message in (("h800-decode.split_hbm=maybe", "expected true or false"),
+                         ("h800-decode.dispatch_kernel=deepep-2031", "dispatch kernel 'deepep-2031' is not in"),
+                         ("h800-decode.dispatch_kernal=deepep-2025-02", "no such path 'dispatch_kernal'"),
+                         ("h800-ib.moe_comm.low_latency_by_kernel=x", "cannot replace a whole table"),
+                         ("h800-decode.operating_point.prompt_len=4k", "bad value '4k'")):
+        with pytest.raises(InputError, match=re.escape(message)):
+            load_deployment("h800-decode", [bad])
+
+
 # ------------------------------------------------------------------------------------------------------------ units
 
 UNITS = {"GB/s": 1e9, "TB/s": 1e12, "Gb/s": 1e9 / 8, "GB": 1e9, "GiB": 2**30, "us": 1e-6, "ms": 1e-3,

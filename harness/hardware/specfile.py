@@ -80,9 +80,12 @@ def line_of(text: str, dotted: Sequence[str | int]) -> int | None:
     return best
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[tuple[str, str]], path: Path) -> dict[str, Any]:
+def apply_overrides(data: dict[str, Any], overrides: Sequence[tuple[str, str]], path: Path,
+                    schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Set dotted paths to new values. The value's type follows the old one: numbers parse as numbers, quantities
-    keep their text (schema-checked next), so `ub.bandwidth=98GB/s` works and `ub.bandwidth=98` is a unit error."""
+    keep their text (schema-checked next), so `ub.bandwidth=98GB/s` works and `ub.bandwidth=98` is a unit error.
+    An optional field the file leaves out (e.g. a deployment's `dispatch_kernel`) may be set when `schema` defines
+    it; its type then comes from the schema."""
     data = copy.deepcopy(data)
     for dotted, raw in overrides:
         keys = dotted.split(".")
@@ -91,11 +94,37 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[tuple[str, str]], 
             if not isinstance(node, dict) or k not in node:
                 raise InputError(f"--set: no such path '{dotted}' in this spec", path=str(path), field=dotted)
             node = node[k]
-        if not isinstance(node, dict) or keys[-1] not in node:
-            raise InputError(f"--set: no such path '{dotted}' in this spec", path=str(path), field=dotted)
-        old = node[keys[-1]]
+        if isinstance(node, dict) and keys[-1] in node:
+            old = node[keys[-1]]
+        else:
+            old = _schema_default(schema, keys) if isinstance(node, dict) else None
+            if old is None:
+                raise InputError(f"--set: no such path '{dotted}' in this spec", path=str(path), field=dotted)
         node[keys[-1]] = _coerce(raw, old, dotted, path)
     return data
+
+
+_BLANK = {"boolean": False, "integer": 0, "number": 0.0, "string": ""}
+
+
+def _schema_default(schema: dict[str, Any] | None, keys: list[str]) -> Any:
+    """A blank value of the type the schema gives the field at `keys` (None: the schema has no such field, or it
+    is a table or list, which --set does not create)."""
+    node: Any = schema
+    for k in keys:
+        if not isinstance(node, dict):
+            return None
+        node = _deref(schema, node).get("properties", {}).get(k)
+    if node is None:
+        return None
+    node = _deref(schema, node)
+    kind = node.get("type") or ("string" if all(isinstance(v, str) for v in node.get("enum", [None])) else None)
+    return _BLANK.get(kind) if isinstance(kind, str) else None
+
+
+def _deref(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref", "")
+    return schema["$defs"][ref.rsplit("/", 1)[-1]] if ref.startswith("#/$defs/") else node
 
 
 def _coerce(raw: str, old: Any, dotted: str, path: Path) -> Any:
@@ -125,7 +154,7 @@ def _coerce(raw: str, old: Any, dotted: str, path: Path) -> Any:
 def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], Path]:
     """Read, override, validate. Returns the raw (unit-bearing) dict and its path; InputError on any problem."""
     path, text, data = _read(kind, name)
-    data = apply_overrides(data, overrides, path)
+    data = apply_overrides(data, overrides, path, _schema(kind))
     for check, message in ((_non_finite, "not a finite number"),
                            (_zero_rate, "a bandwidth or compute rate must be greater than zero")):
         bad = check(data, [])

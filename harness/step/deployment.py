@@ -101,15 +101,14 @@ def _check(dep: Deployment, path: str) -> Deployment:
     if dep.mtp_draft_tokens and not dep.llm.mtp_modules:
         raise InputError(f"mtp_draft_tokens = {dep.mtp_draft_tokens} needs an MTP module, and {dep.llm.name} has "
                          "none (set mtp_draft_tokens = 0)", path=path, field="mtp_draft_tokens")
-    if dep.attention_kernel is not None and dep.attention_kernel not in dict(hw.attention_compute_by_kernel):
-        have = ", ".join(k for k, _ in hw.attention_compute_by_kernel) or "none"
-        raise InputError(f"attention kernel '{dep.attention_kernel}' is not in {hw.name}'s "
-                         f"chip.efficiency.attention_compute_by_kernel (it has: {have})", path=path,
-                         field="attention_kernel")
-    if dep.dispatch_kernel is not None and dep.dispatch_kernel not in dict(hw.moe_low_latency_by_kernel):
-        have = ", ".join(k for k, _ in hw.moe_low_latency_by_kernel) or "none"
-        raise InputError(f"dispatch kernel '{dep.dispatch_kernel}' is not in {hw.name}'s "
-                         f"moe_comm.low_latency_by_kernel (it has: {have})", path=path, field="dispatch_kernel")
+    for what, ran, versions, listed_in in (
+            ("attention", dep.attention_kernel, hw.attention_compute_by_kernel,
+             "chip.efficiency.attention_compute_by_kernel"),
+            ("dispatch", dep.dispatch_kernel, hw.moe_low_latency_by_kernel, "moe_comm.low_latency_by_kernel")):
+        if ran is not None and ran not in dict(versions):
+            have = ", ".join(k for k, _ in versions) or "none"
+            raise InputError(f"{what} kernel '{ran}' is not in {hw.name}'s {listed_in} (it has: {have})", path=path,
+                             field=f"{what}_kernel")
     if dep.overlap == "split-cores" and dep.stream_share_attention + dep.stream_share_moe > 1.0001:
         raise InputError("stream shares add up to more than 1", path=path, field="stream_share")
     return dep

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from harness.cost import (attention_time_s, bulk_all_to_all_time_s, collective_time_s, dispatch_time_s, gemm_time_s,
                           memory_time_s, mla_decode_work, transfer_time_s)
-from harness.cost.calibration import distinct_ranks, gemm_shape_fits, table
+from harness.cost.calibration import distinct_ranks, fixed_time_fit, gemm_shape_fits, table
 from harness.cost.comm import messages_per_token, message_bytes_per_token
 from harness.hardware import load_hardware
 from harness.llm import load_llm
@@ -54,6 +54,26 @@ def test_attention_monotone(hw_name, requests, kv, factor):
     assert float(attention_time_s(f2, b2, hw)) >= t
     assert float(attention_time_s(f, b, faster(hw, factor))) <= t
     assert float(attention_time_s(f, b, hw, compute_share=0.5)) >= t
+
+
+@given(st.sampled_from(HW), st.floats(0, 1e15), st.floats(0, 1e12))
+def test_attention_costs_its_fixed_time_once_there_is_work_and_nothing_without(hw_name, flops, nbytes):
+    hw = load_hardware(hw_name)
+    t = float(attention_time_s(flops, nbytes, hw))
+    if flops == 0 and nbytes == 0:
+        assert t == 0.0
+    else:
+        assert t >= hw.attention_overhead_s
+        assert t == pytest.approx(float(attention_time_s(flops, nbytes, dataclasses.replace(
+            hw, attention_overhead_s=0.0))) + hw.attention_overhead_s)
+
+
+@given(st.floats(0, 50e-6), st.lists(st.floats(1e-7, 1e-2), min_size=2, max_size=30))
+def test_fixed_time_fit_recovers_a_planted_fixed_time(fixed, busy):
+    """Rows made as fixed + busy give back fixed (the fit behind a GPU spec's attention_overhead)."""
+    busy = np.array(busy)
+    assert fixed_time_fit(fixed + busy, busy) == pytest.approx(fixed, rel=1e-6, abs=1e-12)
+    assert fixed_time_fit(busy * 0.5, busy) == 0.0   # never a negative fixed time
 
 
 @given(st.sampled_from(HW), st.sampled_from(["all_reduce", "all_gather", "all_to_all", "reduce_scatter", "send_recv",

@@ -97,6 +97,9 @@ BROKEN_HARDWARE = [
      "greater than zero"),
     ("efficiency above 1", lambda t: t.replace("attention_compute = 0.654", "attention_compute = 1.5"),
      "chip.efficiency.attention_compute", "greater than the maximum"),
+    ("fixed time not a time", lambda t: t.replace("attention_compute = 0.654",
+                                                  'attention_compute = 0.654\nattention_overhead = "7 GB/s"'),
+     "chip.efficiency.attention_overhead", "needs a unit of time"),
 ]
 
 

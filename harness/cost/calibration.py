@@ -226,6 +226,39 @@ def nccl_curve(table_id: str, op: str) -> tuple[np.ndarray, np.ndarray]:
     return size, us * 1e-6
 
 
+# ------------------------------------------------------------------------------------------------------ attention
+
+def attention_rows(t: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(is_decode, flops, bytes, seconds) of each row of a measured attention table. decode: `batch` requests, one
+    query each, over kv_len cached tokens (each KV head's K and V read once); prefill: `batch` causal sequences of
+    q_len tokens (q, k, v read and o written once). BF16."""
+    c = {name: t.col(name).astype(float) for name in
+         ("batch", "q_len", "kv_len", "q_heads", "kv_heads", "qk_dim", "v_dim", "time_us")}
+    decode = t.col("phase") == "decode"
+    pairs = c["batch"] * np.where(decode, c["kv_len"], c["q_len"] * (c["q_len"] + 1) / 2)
+    flops = 2 * c["q_heads"] * (c["qk_dim"] + c["v_dim"]) * pairs
+    nbytes = 2 * c["batch"] * np.where(decode, c["kv_len"] * c["kv_heads"] * (c["qk_dim"] + c["v_dim"]),
+                                       c["q_len"] * c["q_heads"] * 2 * (c["qk_dim"] + c["v_dim"]))
+    return decode, flops, nbytes, c["time_us"] * 1e-6
+
+
+@functools.lru_cache(maxsize=None)
+def attention_overhead_fit(table_id: str) -> float:
+    """Fixed seconds per attention call: least squares in relative error over the table's decode rows (memory-bound:
+    a few flops per byte), their streaming time at the table's eta_memory held fixed. Closed form, never < 0."""
+    t = table("attention", table_id)
+    decode, _, nbytes, secs = attention_rows(t)
+    stream = nbytes[decode] / (parse_quantity(t.params["hbm_bandwidth"], "bandwidth") * t.params["eta_memory"])
+    return fixed_time_fit(secs[decode], stream)
+
+
+def fixed_time_fit(secs, busy_s) -> float:
+    """The constant c >= 0 minimising the squared relative error of c + busy_s against the measured secs."""
+    secs, busy_s = np.asarray(secs, float), np.asarray(busy_s, float)
+    w = 1.0 / secs**2
+    return max(float(((secs - busy_s) * w).sum() / w.sum()), 0.0)
+
+
 # ------------------------------------------------------------------------------------------------ memory-bound ops
 
 @dataclass(frozen=True)

@@ -78,9 +78,12 @@ def gemm_work(m, n: int, k: int, precision: str, groups: int = 1, out_bytes: int
 
 
 def attention_time_s(flops, bytes_moved, hw: Hardware, precision: str = "bf16", compute_share: float = 1.0):
-    """Attention core: compute- or memory-bound, at the chip's measured attention-kernel utilisation."""
-    return np.maximum(np.asarray(flops, float) / (hw.peak(precision) * compute_share * hw.attention_compute_eff),
-                      np.asarray(bytes_moved, float) / (hw.hbm_bytes_per_s * hw.attention_memory_eff))
+    """Attention core: the kernel's fixed time plus compute- or memory-bound time at the chip's measured
+    attention-kernel utilisation. No work costs nothing."""
+    f, b = np.asarray(flops, float), np.asarray(bytes_moved, float)
+    busy = np.maximum(f / (hw.peak(precision) * compute_share * hw.attention_compute_eff),
+                      b / (hw.hbm_bytes_per_s * hw.attention_memory_eff))
+    return np.where((f > 0) | (b > 0), hw.attention_overhead_s + busy, 0.0)
 
 
 # Which measured kernel an element-wise op moves its bytes like: a per-token reduction then a write (norms,

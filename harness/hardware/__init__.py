@@ -92,6 +92,7 @@ class Hardware:
     memory_ops_table: str | None = None  # calibration table of measured element-wise kernels (memory_ops.toml)
     attention_compute_by_kernel: tuple[tuple[str, float], ...] = ()  # other attention-kernel versions' utilisation
     moe_low_latency_by_kernel: tuple[tuple[str, str], ...] = ()  # other dispatch/combine kernel versions' tables
+    attention_overhead_s: float = 0.0  # fixed time of one attention kernel call (0 where none is measured)
 
     def peak(self, precision: str) -> float:
         """Dense peak flop/s per rank at `precision`; a precision the chip lacks is an error, not a silent fallback."""
@@ -142,6 +143,7 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
         attention_memory_eff=c["efficiency"]["attention_memory"], memory_eff=c["efficiency"]["memory"],
         memory_ops_table=c["efficiency"].get("memory_ops"),
         attention_compute_by_kernel=tuple(c["efficiency"].get("attention_compute_by_kernel", {}).items()),
+        attention_overhead_s=q(c["efficiency"].get("attention_overhead", "0 us"), "time"),
         scale_up=_fabric(d["scale_up"]), scale_out=_fabric(d["scale_out"]), host_uniform=h["uniform"],
         host_read_bytes_per_s=q(h["read_bandwidth"], "bandwidth"),
         host_write_bytes_per_s=q(h["write_bandwidth"], "bandwidth"), host_latency_s=q(h["latency"], "time"),

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.cost.calibration import (dispatch_fit, distinct_ranks, fit_part, gemm_fit, gemm_rows, gemm_shape_fits,
-                                     memory_fit, memory_rows, nccl_curve, table)
+from harness.cost.calibration import (attention_overhead_fit, attention_rows, dispatch_fit, distinct_ranks, fit_part,
+                                     gemm_fit, gemm_rows, gemm_shape_fits, memory_fit, memory_rows, nccl_curve, table)
 from harness.cost.comm import collective_time_s, dispatch_time_s, interp_measured, transfer_time_s
 from harness.cost.compute import attention_time_s, gemm_time_s, memory_time_s
 from harness.hardware import load_hardware
@@ -128,6 +128,75 @@ def attention_in_situ_rows() -> list[dict[str, Any]]:
                  {"model": "attention_time_s at the FlashMLA compute utilisation on the kernel's share of the SMs",
                   "achieved_tflops_on_its_sms": float((flops / (us * 1e-6) / share).mean() / 1e12),
                   "source": t.source})]
+
+
+MEASURED_CHIPS = (("h100", "h100-ib", "H100"), ("h200", "h200-ib", "H200"))  # (table prefix, hardware, label)
+
+
+def attention_sdpa_rows() -> list[dict[str, Any]]:
+    """cuDNN attention timed on a lent H100 and H200 (calibration/attention.toml <chip>-sdpa-graph). The spec's fixed
+    time per call is fitted to the H100's decode rows (in-sample); the H200's decode rows and every prefill row are
+    held out. The first row per chip sets the fitted fixed time against the spec's."""
+    rows = []
+    for prefix, hw_name, label in MEASURED_CHIPS:
+        table_id, hw = f"{prefix}-sdpa-graph", load_hardware(hw_name)
+        t = table("attention", table_id)
+        decode, flops, nbytes, secs = attention_rows(t)
+        pred = np.asarray(attention_time_s(flops, nbytes, hw, "bf16"), float)
+        fitted = attention_overhead_fit(table_id)
+        own = prefix == "h100"
+        expl = {"model": "attention_overhead + max(flops / (peak x attention_compute), bytes / (HBM x "
+                         "attention_memory))", "attention_overhead_us": hw.attention_overhead_s * 1e6,
+                "attention_compute": hw.attention_compute_eff, "attention_memory": hw.attention_memory_eff,
+                "mape_pct": {ph: float(100 * np.mean(np.abs(pred[m] / secs[m] - 1)))
+                             for ph, m in (("decode", decode), ("prefill", ~decode))}, "source": t.source}
+        rows.append(_row(f"attn.{prefix}-sdpa.overhead", "Attention kernel fixed time per call",
+                         f"cuDNN GQA decode on one {label}, fitted to its {int(decode.sum())} decode rows", fitted * 1e6,
+                         hw.attention_overhead_s * 1e6, "us", "spec input" if own else "held-out operator", expl))
+        c = {n: t.col(n) for n in ("batch", "q_len", "kv_len", "q_heads", "qk_dim", "v_dim")}
+        for i in range(len(secs)):
+            if decode[i]:
+                rid = f"decode.b{c['batch'][i]}.kv{c['kv_len'][i]}"
+                cond = f"GQA 64/8 heads x 128, batch {c['batch'][i]}, KV {c['kv_len'][i]:,}"
+                kind = "in-sample operator" if own else "held-out operator"
+            else:
+                rid = f"prefill.h{c['q_heads'][i]}.s{c['q_len'][i]}"
+                cond = (f"causal, {c['q_len'][i]:,} tokens, {c['q_heads'][i]} heads, head dims "
+                        f"{c['qk_dim'][i]}/{c['v_dim'][i]}")
+                kind = "held-out operator"
+            rows.append(_row(f"attn.{prefix}-sdpa.{rid}", f"cuDNN attention on one {label}", cond, secs[i] * 1e6,
+                             pred[i] * 1e6, "us", kind, expl))
+    return rows
+
+
+GRAPH_GEMM_SHOWN = ((1, 16), (1, 4096), (8, 32), (8, 512))  # (groups, m) of the measured rows listed
+
+
+def gemm_graph_rows() -> list[dict[str, Any]]:
+    """cuBLAS BF16 GEMMs timed in CUDA graphs on a lent H100 and H200 (DeepSeek-V3 and Llama-3-70B shapes, dense and
+    grouped), against the BF16 curve fitted to Vidur's H100 profiles: every row held out. `explain` has the mean
+    error over all of a chip's rows."""
+    rows = []
+    for prefix, hw_name, label in MEASURED_CHIPS:
+        table_id, hw = f"{prefix}-bf16-graph", load_hardware(hw_name)
+        t = table("gemm", table_id)
+        _, _, secs = gemm_rows(t)
+        c = {n: t.col(n) for n in ("shape", "m", "n", "k", "groups")}
+        pred = np.array([float(gemm_time_s(m, int(n), int(k), "bf16", hw, int(g)))
+                         for m, n, k, g in zip(c["m"], c["n"], c["k"], c["groups"])])
+        err = pred / secs - 1
+        expl = {"model": "the BF16 curve fitted to Vidur's H100 profiles (table h100-bf16-vidur)",
+                "mape_pct": float(100 * np.mean(np.abs(err))), "mean_error_pct": float(100 * np.mean(err)),
+                "rows": len(secs), "source": t.source}
+        for i in range(len(secs)):
+            g, m = int(c["groups"][i]), int(c["m"][i])
+            if (g, m) in GRAPH_GEMM_SHOWN:
+                grouped = f"{g} x " if g > 1 else ""
+                rows.append(_row(f"gemm.{prefix}-bf16-graph.{c['shape'][i]}.{'g%d.' % g if g > 1 else ''}m{m}",
+                                 f"BF16 {'grouped ' if g > 1 else ''}GEMM on one {label} (CUDA graph)",
+                                 f"{c['shape'][i]}: {grouped}M{m} N{c['n'][i]} K{c['k'][i]}", secs[i] * 1e6,
+                                 pred[i] * 1e6, "us", "held-out operator", expl))
+    return rows
 
 
 def gemm_rows_validate() -> list[dict[str, Any]]:
@@ -382,8 +451,8 @@ def hbm_overlap_excess_s(ops, hw) -> float:
 
 
 def validation_rows() -> list[dict[str, Any]]:
-    rows = (ub_rows() + dispatch_rows() + mla_rows() + attention_in_situ_rows() + gemm_rows_validate()
-            + bf16_gemm_rows() + nccl_rows() + nccl_held_out_rows() + memops_rows() + headline_rows())
+    rows = (ub_rows() + dispatch_rows() + mla_rows() + attention_in_situ_rows() + attention_sdpa_rows()
+            + gemm_rows_validate() + bf16_gemm_rows() + gemm_graph_rows() + nccl_rows() + nccl_held_out_rows() + memops_rows() + headline_rows())
     tg = _targets()
     default = float(tg.get("default_tolerance_pct", 10.0))
     tol = tg.get("tolerances", {})

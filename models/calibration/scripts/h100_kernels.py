@@ -11,6 +11,8 @@ that weights and KV are read from HBM, not from the 50 MB L2; per-op time = grap
   memops    RMSNorm, SiLU-and-mul, residual add and per-token FP8 quantisation compiled by torch.compile (Triton),
             at DeepSeek-V3 and Llama widths
   attention torch SDPA (flash / cuDNN backends): GQA decode (Llama-3-70B heads) and causal prefill
+  gemm_fp8_block  cuBLAS FP8 with DeepSeek-V3's block scales (1x128 activations, 128x128 weights), DeepSeek shapes
+  grouped_fp8     torch._scaled_grouped_mm (FP8, row-wise scales) at DeepSeek-V3 expert shapes
 
 Usage (on the GPU machine): PYTHONUNBUFFERED=1 python3 models/calibration/scripts/h100_kernels.py OUT.json [sections]
 Writes the JSON after every section, so a run cut short keeps what it measured.
@@ -217,6 +219,111 @@ def grouped_rows() -> list[dict]:
     return rows
 
 
+def _fp8_scaled(x: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """FP8 e4m3 values and float32 scales, one scale per (block[0] x block[1]) tile (DeepSeek-V3's recipe: 1 x 128
+    for activations, 128 x 128 for weights)."""
+    r, c = x.shape
+    tiles = x.float().view(r // block[0], block[0], c // block[1], block[1])
+    s = tiles.abs().amax(dim=(1, 3), keepdim=True).clamp(min=1e-6) / 448.0
+    return (tiles / s).to(torch.float8_e4m3fn).view(r, c), s.view(r // block[0], c // block[1])
+
+
+def _blockwise_mm():
+    """(mm, fa, fw): mm(a, fa(sa), w, fw(sw)) -> bf16 for block-scaled FP8 (a: m x k, 1x128 scales; w: n x k,
+    128x128 scales), or an error where this PyTorch has none. The scale layouts cuBLAS wants are tried in turn, each checked
+    against BF16: a layout that runs but computes something else is refused."""
+    from torch.nn.functional import ScalingType, SwizzleType, scaled_mm  # PyTorch 2.10+
+    layouts = {"a outer-major, w as is": (lambda sa: sa.t().contiguous().t(), lambda sw: sw),
+               "a outer-major, w transposed": (lambda sa: sa.t().contiguous().t(), lambda sw: sw.t()),
+               "a outer-major, w transposed contiguous": (lambda sa: sa.t().contiguous().t(),
+                                                          lambda sw: sw.t().contiguous()),
+               "both as is": (lambda sa: sa, lambda sw: sw)}
+    # blocks of very different magnitudes, so that a scale applied to the wrong block shows
+    x = torch.randn(256, 1024, device=DEV) * torch.logspace(-2, 2, 8, device=DEV)[torch.randperm(8, device=DEV)
+                                                                                  ].repeat_interleave(128)
+    w = torch.randn(512, 1024, device=DEV) * torch.logspace(-3, 1, 4, device=DEV).repeat_interleave(128)[:, None]
+    a, sa = _fp8_scaled(x, (1, 128))
+    b, sb = _fp8_scaled(w, (128, 128))
+    ref = x @ w.t()
+    tried = []
+
+    def mm(a, sa, w, sw):  # scales already in the layout found below
+        return scaled_mm(a, w.t(), sa, ScalingType.BlockWise1x128, sw, ScalingType.BlockWise128x128,
+                         swizzle_a=SwizzleType.NO_SWIZZLE, swizzle_b=SwizzleType.NO_SWIZZLE,
+                         output_dtype=torch.bfloat16)
+    for label, (fa, fw) in layouts.items():
+        try:
+            out = mm(a, fa(sa), b, fw(sb))
+            torch.cuda.synchronize()
+        except Exception as e:
+            tried.append(f"{label}: {e!r}"[:200])
+            continue
+        err = float((out.float() - ref).norm() / ref.norm())
+        if err < 0.05:
+            print(f"  block-scaled FP8: {label}, relative error {err:.4f}; refused before it: {tried}", flush=True)
+            return mm, fa, fw
+        tried.append(f"{label}: relative error {err:.3f}")
+    raise RuntimeError("no block-scaled FP8 layout worked: " + " | ".join(tried))
+
+
+def gemm_fp8_block_rows() -> list[dict]:
+    """DeepSeek-V3's FP8 recipe through cuBLAS (block scales), at the DeepSeek shapes: the nearest thing to DeepGEMM."""
+    mm, fa, fw = _blockwise_mm()
+    rows = []
+    for (n, k), name in GEMM_SHAPES.items():
+        if not name.startswith("ds_") or n % 128:   # whole 128 x 128 weight blocks only (N 2,112 is not)
+            continue
+        wbytes = n * k
+        copies = max(1, min(MAX_COPIES, math.ceil(L2_ROTATE_BYTES / wbytes)))
+        ws = [_fp8_scaled(torch.randn(n, k, device=DEV, dtype=torch.bfloat16) * 0.05, (128, 128))
+              for _ in range(copies)]
+        ws = [(b, fw(sb)) for b, sb in ws]
+        for m in GEMM_M:
+            if m < 16:
+                continue
+            xs = [_fp8_scaled(torch.randn(m, k, device=DEV, dtype=torch.bfloat16), (1, 128)) for _ in range(copies)]
+            xs = [(a, fa(sa)) for a, sa in xs]
+
+            def make(i):
+                (a, sa), (b, sb) = xs[i % len(xs)], ws[i % len(ws)]
+                return lambda: mm(a, sa, b, sb)
+            flops, nbytes = 2 * m * n * k, wbytes + m * k + m * n * 2
+            measure(rows, {"name": name, "m": m, "n": n, "k": k, "bytes": nbytes}, make, nbytes,
+                    max(flops / (0.7 * 1979e12), nbytes / 3e12) + 3e-6, ("tflops", flops, 1e12))
+            del xs
+        del ws
+        torch.cuda.empty_cache()
+    return rows
+
+
+def grouped_fp8_rows() -> list[dict]:
+    """torch._scaled_grouped_mm (FP8, row-wise scales) at DeepSeek-V3's expert shapes: a decode rank's few experts."""
+    rows = []
+    for (n, k), name in (((4096, 7168), "ds_expert_gate_up"), ((7168, 2048), "ds_expert_down")):
+        for groups in (2, 4, 8, 32):
+            wbytes = groups * n * k
+            copies = max(1, min(8, math.ceil(L2_ROTATE_BYTES / wbytes)))
+            ws = [_fp8(torch.randn(groups, n, k, device=DEV, dtype=torch.bfloat16)) for _ in range(copies)]
+            sb = torch.ones(groups, n, device=DEV, dtype=torch.float32)
+            for m in (16, 32, 64, 128, 256, 512, 1024, 2048):
+                offs = torch.arange(1, groups + 1, device=DEV, dtype=torch.int32) * m
+                xs = [_fp8(torch.randn(groups * m, k, device=DEV, dtype=torch.bfloat16)) for _ in range(copies)]
+                sa = torch.ones(groups * m, device=DEV, dtype=torch.float32)
+
+                def make(i):
+                    a, b = xs[i % len(xs)], ws[i % len(ws)]
+                    return lambda: torch._scaled_grouped_mm(a, b.transpose(-2, -1), sa, sb, offs=offs,
+                                                            out_dtype=torch.bfloat16, use_fast_accum=True)
+                flops = 2 * groups * m * n * k
+                nbytes = wbytes + groups * m * (k + 2 * n)
+                measure(rows, {"name": name, "groups": groups, "m": m, "n": n, "k": k, "bytes": nbytes}, make,
+                        nbytes, max(flops / (0.6 * 1979e12), nbytes / 3e12) + 5e-6, ("tflops", flops, 1e12))
+                del xs
+            del ws
+            torch.cuda.empty_cache()
+    return rows
+
+
 def _rms(x, w):
     v = x.float()
     return (v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * w.float()).to(x.dtype)
@@ -314,7 +421,7 @@ def attention_rows() -> list[dict]:
 
 SECTIONS = {"env": env, "copy": copy_rows, "floor": floor_rows, "gemm_bf16": lambda: gemm_rows("bf16"),
             "gemm_fp8": lambda: gemm_rows("fp8"), "grouped": grouped_rows, "memops": memop_rows,
-            "attention": attention_rows}
+            "attention": attention_rows, "gemm_fp8_block": gemm_fp8_block_rows, "grouped_fp8": grouped_fp8_rows}
 
 
 def main() -> None:

@@ -228,17 +228,24 @@ def nccl_curve(table_id: str, op: str) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------------------------------------------ attention
 
+def causal_attention_work(tokens, heads, qk_dim, v_dim) -> tuple[np.ndarray, np.ndarray]:
+    """(flops, bytes) of one causal sequence's attention kernel, MHA layout, BF16: q, k, v read and o written once."""
+    tokens, heads, qk_dim, v_dim = (np.asarray(x, float) for x in (tokens, heads, qk_dim, v_dim))
+    return (2 * heads * (qk_dim + v_dim) * tokens * (tokens + 1) / 2,
+            2 * tokens * heads * 2 * (qk_dim + v_dim))
+
+
 def attention_rows(t: Table) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(is_decode, flops, bytes, seconds) of each row of a measured attention table. decode: `batch` requests, one
-    query each, over kv_len cached tokens (each KV head's K and V read once); prefill: `batch` causal sequences of
-    q_len tokens (q, k, v read and o written once). BF16."""
+    query each, over kv_len cached tokens (each KV head's K and V read once, BF16); prefill: `batch` causal
+    sequences of q_len tokens."""
     c = {name: t.col(name).astype(float) for name in
          ("batch", "q_len", "kv_len", "q_heads", "kv_heads", "qk_dim", "v_dim", "time_us")}
     decode = t.col("phase") == "decode"
-    pairs = c["batch"] * np.where(decode, c["kv_len"], c["q_len"] * (c["q_len"] + 1) / 2)
-    flops = 2 * c["q_heads"] * (c["qk_dim"] + c["v_dim"]) * pairs
-    nbytes = 2 * c["batch"] * np.where(decode, c["kv_len"] * c["kv_heads"] * (c["qk_dim"] + c["v_dim"]),
-                                       c["q_len"] * c["q_heads"] * 2 * (c["qk_dim"] + c["v_dim"]))
+    dims = c["qk_dim"] + c["v_dim"]
+    causal_flops, causal_bytes = causal_attention_work(c["q_len"], c["q_heads"], c["qk_dim"], c["v_dim"])
+    flops = c["batch"] * np.where(decode, 2 * c["q_heads"] * dims * c["kv_len"], causal_flops)
+    nbytes = c["batch"] * np.where(decode, 2 * c["kv_len"] * c["kv_heads"] * dims, causal_bytes)
     return decode, flops, nbytes, c["time_us"] * 1e-6
 
 

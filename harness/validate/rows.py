@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.cost.calibration import (attention_overhead_fit, attention_rows, dispatch_fit, distinct_ranks, fit_part,
-                                     gemm_fit, gemm_rows, gemm_shape_fits, memory_fit, memory_rows, nccl_curve, table)
+from harness.cost.calibration import (attention_overhead_fit, attention_rows, causal_attention_work, dispatch_fit,
+                                     distinct_ranks, fit_part, gemm_fit, gemm_rows, gemm_shape_fits, memory_fit,
+                                     memory_rows, nccl_curve, table)
 from harness.cost.comm import collective_time_s, dispatch_time_s, interp_measured, transfer_time_s
 from harness.cost.compute import attention_time_s, gemm_time_s, memory_time_s
 from harness.hardware import load_hardware
@@ -117,9 +118,7 @@ def attention_in_situ_rows() -> list[dict[str, Any]]:
     t = table("attention", "h800-prefill-attention-in-situ")
     hw = load_hardware("h800-ib")
     tokens, heads, qk, v, share, us = (t.col(c) for c in ("tokens", "heads", "qk_dim", "v_dim", "sm_share", "time_us"))
-    pairs = tokens * (tokens + 1) / 2
-    flops = 2.0 * heads * (qk + v) * pairs
-    nbytes = tokens * heads * (2 * qk + 2 * v) * 2.0           # q, k, v read and o written, BF16
+    flops, nbytes = causal_attention_work(tokens, heads, qk, v)
     pred = np.array([float(attention_time_s(f, b, hw, "bf16", s)) for f, b, s in zip(flops, nbytes, share)])
     cond = (f"FlashAttention forward, {int(tokens[0]):,} causal tokens, {int(heads[0])} heads, head dims "
             f"{int(qk[0])}/{int(v[0])}, on {share.mean():.0%} of the SMs, mean of {len(us)} kernels")
@@ -452,7 +451,8 @@ def hbm_overlap_excess_s(ops, hw) -> float:
 
 def validation_rows() -> list[dict[str, Any]]:
     rows = (ub_rows() + dispatch_rows() + mla_rows() + attention_in_situ_rows() + attention_sdpa_rows()
-            + gemm_rows_validate() + bf16_gemm_rows() + gemm_graph_rows() + nccl_rows() + nccl_held_out_rows() + memops_rows() + headline_rows())
+            + gemm_rows_validate() + bf16_gemm_rows() + gemm_graph_rows() + nccl_rows() + nccl_held_out_rows()
+            + memops_rows() + headline_rows())
     tg = _targets()
     default = float(tg.get("default_tolerance_pct", 10.0))
     tol = tg.get("tolerances", {})

@@ -51,6 +51,7 @@ def test_in_situ_attention_rows_are_reproduced_from_deepseeks_capture(shared_dat
 def test_measured_gpu_tables_are_the_committed_kernel_timings(chip, kind, file, table_id, repo_root, monkeypatch):
     """The tables timed on a lent GPU are what measured_rows.py makes of the raw timing files kept beside them."""
     import json
-    raw = json.loads((repo_root / "models" / "calibration" / "measured" / f"{chip}-kernels-2026-11-24.json").read_text())
+    measured = repo_root / "models" / "calibration" / "measured"
+    raw = json.loads((measured / f"{chip}-kernels-2026-11-24.json").read_text())
     made = _made("measured_rows", kind, raw, repo_root, monkeypatch)
     assert made == [tuple(r) for r in table(file, table_id.format(chip=chip)).rows]

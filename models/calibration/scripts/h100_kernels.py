@@ -230,8 +230,8 @@ def _fp8_scaled(x: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor, 
 
 def _blockwise_mm():
     """(mm, fa, fw): mm(a, fa(sa), w, fw(sw)) -> bf16 for block-scaled FP8 (a: m x k, 1x128 scales; w: n x k,
-    128x128 scales), or an error where this PyTorch has none. The scale layouts cuBLAS wants are tried in turn, each checked
-    against BF16: a layout that runs but computes something else is refused."""
+    128x128 scales), or an error where this PyTorch has none. The scale layouts cuBLAS wants are tried in turn,
+    each checked against BF16: a layout that runs but computes something else is refused."""
     from torch.nn.functional import ScalingType, SwizzleType, scaled_mm  # PyTorch 2.10+
     layouts = {"a outer-major, w as is": (lambda sa: sa.t().contiguous().t(), lambda sw: sw),
                "a outer-major, w transposed": (lambda sa: sa.t().contiguous().t(), lambda sw: sw.t()),

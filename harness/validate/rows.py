@@ -151,7 +151,8 @@ def attention_sdpa_rows() -> list[dict[str, Any]]:
                              for ph, m in (("decode", decode), ("prefill", ~decode))}, "source": t.source}
         rows.append(_row(f"attn.{prefix}-sdpa.overhead", "Attention kernel fixed time per call",
                          f"cuDNN GQA decode on one {label}, fitted to its {int(decode.sum())} decode rows",
-                         fitted * 1e6, hw.attention_overhead_s * 1e6, "us", "spec input" if own else "held-out operator", expl))
+                         fitted * 1e6, hw.attention_overhead_s * 1e6, "us",
+                         "spec input" if own else "held-out operator", expl))
         c = {n: t.col(n) for n in ("batch", "q_len", "kv_len", "q_heads", "qk_dim", "v_dim")}
         for i in range(len(secs)):
             if decode[i]:

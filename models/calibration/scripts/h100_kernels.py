@@ -1,4 +1,4 @@
-"""Measure kernel times on one H100 for the GPU backend's calibration tables (run on the GPU machine).
+"""Measure kernel times on one Hopper GPU (an H100 or H200) for the GPU backend's calibration tables (run there).
 
 What it times, each op inside a CUDA graph (as production decode runs), cycling through enough copies of its inputs
 that weights and KV are read from HBM, not from the 50 MB L2; per-op time = graph replay time / ops in the graph

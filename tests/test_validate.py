@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner
 
 from harness.cli import main
+from harness.cost.calibration import table
 from harness.validate import validation_rows
 from harness.step import load_deployment
 
@@ -63,8 +64,9 @@ def test_kernels_timed_on_a_lent_gpu_are_checked():
         assert len(decode) == 14 and all(abs(r["error_pct"]) < 10 for r in decode)
         assert len([i for i in by_id if i.startswith(f"attn.{chip}-sdpa.prefill.")]) == 8
         gemm = [r for i, r in by_id.items() if i.startswith(f"gemm.{chip}-bf16-graph.")]
-        assert len(gemm) == 32 and all(r["kind"] == "held-out operator" for r in gemm)
-        assert gemm[0]["explain"]["rows"] == 228 and gemm[0]["explain"]["mape_pct"] < 12
+        assert len(gemm) >= 32 and all(r["kind"] == "held-out operator" for r in gemm)
+        assert gemm[0]["explain"]["rows"] == len(table("gemm", f"{chip}-bf16-graph").rows) >= 228
+        assert gemm[0]["explain"]["mape_pct"] < 12
     assert by_id["attn.h100-sdpa.overhead"]["kind"] == "spec input"
     assert abs(by_id["attn.h200-sdpa.overhead"]["error_pct"]) < 5
     assert {r["kind"] for i, r in by_id.items() if i.startswith("attn.h100-sdpa.decode.")} == {"in-sample operator"}

@@ -145,7 +145,7 @@ def attention_sdpa_rows() -> list[dict[str, Any]]:
         fitted = attention_overhead_fit(table_id)
         own = prefix == "h100"
         expl = {"model": "attention_overhead + max(flops / (peak x attention_compute), bytes / (HBM x "
-                         "attention_memory))", "attention_overhead_us": hw.attention_overhead_s * 1e6,
+                         "attention_memory))", "attention_overhead_us": round(hw.attention_overhead_s * 1e6, 3),
                 "attention_compute": hw.attention_compute_eff, "attention_memory": hw.attention_memory_eff,
                 "mape_pct": {ph: float(100 * np.mean(np.abs(pred[m] / secs[m] - 1)))
                              for ph, m in (("decode", decode), ("prefill", ~decode))}, "source": t.source}
@@ -169,7 +169,7 @@ def attention_sdpa_rows() -> list[dict[str, Any]]:
     return rows
 
 
-GRAPH_GEMM_SHOWN = ((1, 16), (1, 4096), (8, 32), (8, 512))  # (groups, m) of the measured rows listed
+GRAPH_GEMM_SHOWN = ((1, 16), (1, 4096), (8, 32), (8, 512), (128, 64))  # (groups, m) of the measured rows listed
 
 
 def gemm_graph_rows() -> list[dict[str, Any]]:

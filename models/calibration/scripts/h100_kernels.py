@@ -13,6 +13,7 @@ that weights and KV are read from HBM, not from the 50 MB L2; per-op time = grap
   attention torch SDPA (flash / cuDNN backends): GQA decode (Llama-3-70B heads) and causal prefill
   gemm_fp8_block  cuBLAS FP8 with DeepSeek-V3's block scales (1x128 activations, 128x128 weights), DeepSeek shapes
   grouped_fp8     torch._scaled_grouped_mm (FP8, row-wise scales) at DeepSeek-V3 expert shapes
+  decode_extra    DeepSeek-V3 decode's absorbed MLA matmuls (torch.bmm over 128 heads) and its LM head, BF16
 
 Usage (on the GPU machine): PYTHONUNBUFFERED=1 python3 models/calibration/scripts/h100_kernels.py OUT.json [sections]
 Writes the JSON after every section, so a run cut short keeps what it measured.
@@ -324,6 +325,36 @@ def grouped_fp8_rows() -> list[dict]:
     return rows
 
 
+def decode_extra_rows() -> list[dict]:
+    """DeepSeek-V3 decode's other BF16 matmuls: the absorbed MLA products (per head: q_nope x W_UK, 128 x 512, and
+    the latent output x W_UV, 512 x 128; torch.bmm over 128 heads) and the LM head (vocabulary 129,280 x 7,168)."""
+    rows = []
+    heads = 128
+    for name, n, k in (("ds_q_absorb", 512, 128), ("ds_v_absorb", 128, 512)):
+        wbytes = heads * n * k * 2
+        copies = max(1, min(MAX_COPIES, math.ceil(L2_ROTATE_BYTES / wbytes)))
+        ws = [torch.randn(heads, k, n, device=DEV, dtype=torch.bfloat16) * 0.05 for _ in range(copies)]
+        for m in (8, 16, 32, 64, 128, 256, 512):
+            xs = [torch.randn(heads, m, k, device=DEV, dtype=torch.bfloat16) for _ in range(copies)]
+
+            def make(i):
+                a, b = xs[i % len(xs)], ws[i % len(ws)]
+                return lambda: torch.bmm(a, b)
+            flops, nbytes = 2 * heads * m * n * k, wbytes + heads * m * (n + k) * 2
+            measure(rows, {"name": name, "groups": heads, "m": m, "n": n, "k": k, "bytes": nbytes}, make, nbytes,
+                    max(flops / (0.6 * 989e12), nbytes / 3e12) + 3e-6, ("tflops", flops, 1e12))
+            del xs
+        del ws
+    w = torch.randn(129280, 7168, device=DEV, dtype=torch.bfloat16) * 0.05
+    for m in (16, 32, 64, 128, 256, 1024):
+        x = torch.randn(m, 7168, device=DEV, dtype=torch.bfloat16)
+        flops, nbytes = 2 * m * 129280 * 7168, 129280 * 7168 * 2 + m * (7168 + 129280) * 2
+        measure(rows, {"name": "ds_lm_head", "groups": 1, "m": m, "n": 129280, "k": 7168, "bytes": nbytes},
+                lambda i: (lambda: torch.mm(x, w.t())), nbytes, max(flops / (0.7 * 989e12), nbytes / 3e12),
+                ("tflops", flops, 1e12))
+    return rows
+
+
 def _rms(x, w):
     v = x.float()
     return (v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + 1e-6) * w.float()).to(x.dtype)
@@ -421,7 +452,8 @@ def attention_rows() -> list[dict]:
 
 SECTIONS = {"env": env, "copy": copy_rows, "floor": floor_rows, "gemm_bf16": lambda: gemm_rows("bf16"),
             "gemm_fp8": lambda: gemm_rows("fp8"), "grouped": grouped_rows, "memops": memop_rows,
-            "attention": attention_rows, "gemm_fp8_block": gemm_fp8_block_rows, "grouped_fp8": grouped_fp8_rows}
+            "attention": attention_rows, "gemm_fp8_block": gemm_fp8_block_rows, "grouped_fp8": grouped_fp8_rows,
+            "decode_extra": decode_extra_rows}
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Print the calibration-table rows kept from a kernel-timing file written by h100_kernels.py.
 
-  gemm       rows of gemm.toml tables <chip>-bf16-graph: (shape, m, n, k, groups, time_us), cuBLAS BF16 dense GEMMs
-             and torch._grouped_mm expert GEMMs
+  gemm       rows of gemm.toml tables <chip>-bf16-graph: (shape, m, n, k, groups, time_us), cuBLAS BF16 dense GEMMs,
+             torch._grouped_mm expert GEMMs, and where timed DeepSeek decode's absorbed-MLA bmm and LM head
   attention  rows of attention.toml tables <chip>-sdpa-graph: the cuDNN SDPA rows (GQA decode, causal prefill)
 
 The FA2 (SDPA flash), cuBLAS FP8, torch.compile element-wise and copy rows stay in the JSON only (see
@@ -17,8 +17,9 @@ import sys
 
 
 def gemm(d: dict) -> list[tuple]:
+    grouped = d["grouped"] + d.get("decode_extra", [])   # decode_extra: absorbed-MLA bmm (128 heads), LM head
     return ([(r["name"], r["m"], r["n"], r["k"], 1, r["time_us"]) for r in d["gemm_bf16"]]
-            + [(r["name"], r["m"], r["n"], r["k"], r["groups"], r["time_us"]) for r in d["grouped"]])
+            + [(r["name"], r["m"], r["n"], r["k"], r["groups"], r["time_us"]) for r in grouped])
 
 
 def attention(d: dict) -> list[tuple]:

@@ -47,6 +47,11 @@ GEMM_SHAPES = {  # (n, k) of the linear layers, name
 GEMM_M = (1, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
 
 
+def copies_for(nbytes: int, cap: int = MAX_COPIES) -> int:
+    """Input copies to cycle through so that one pass over them spills the L2 (at most `cap`)."""
+    return max(1, min(cap, math.ceil(L2_ROTATE_BYTES / max(nbytes, 1))))
+
+
 def _sync_time(fn, reps: int = REPLAYS) -> float:
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
@@ -62,7 +67,7 @@ def _sync_time(fn, reps: int = REPLAYS) -> float:
 
 def graph_time(make_call, bytes_per_call: int, est_s: float) -> dict:
     """Median per-call seconds of `make_call(i)()` replayed in a CUDA graph, cycling through input copies."""
-    copies = max(1, min(MAX_COPIES, math.ceil(L2_ROTATE_BYTES / max(bytes_per_call, 1))))
+    copies = copies_for(bytes_per_call)
     calls = [make_call(i) for i in range(copies)]
     per_graph = max(copies, min(2000, math.ceil(TARGET_GRAPH_S / max(est_s, 1e-7))))
     per_graph = math.ceil(per_graph / copies) * copies
@@ -163,7 +168,7 @@ def gemm_rows(dtype: str) -> list[dict]:
             inb = 2 if dtype == "bf16" else 1
             wbytes = n * k * inb
             nbytes = wbytes + m * k * inb + m * n * 2
-            copies = max(1, min(MAX_COPIES, math.ceil(L2_ROTATE_BYTES / nbytes)))
+            copies = copies_for(nbytes)
             if ws is None or len(ws) < copies:
                 ws = [(torch.randn(n, k, device=DEV, dtype=torch.bfloat16) * 0.05) for _ in range(copies)]
                 if dtype == "fp8":
@@ -197,7 +202,7 @@ def grouped_rows() -> list[dict]:
     for (n, k), name in (((4096, 7168), "ds_expert_gate_up"), ((7168, 2048), "ds_expert_down")):
         for groups in (2, 4, 8, 16, 32):
             wbytes = groups * n * k * 2
-            copies = max(1, min(8, math.ceil(L2_ROTATE_BYTES / wbytes)))
+            copies = copies_for(wbytes, 8)
             ws = [torch.randn(groups, n, k, device=DEV, dtype=torch.bfloat16) * 0.05 for _ in range(copies)]
             for m in (16, 32, 64, 128, 256, 512, 1024, 2048, 4096):
                 if groups * m > 65536:
@@ -275,7 +280,7 @@ def gemm_fp8_block_rows() -> list[dict]:
         if not name.startswith("ds_") or n % 128:   # whole 128 x 128 weight blocks only (N 2,112 is not)
             continue
         wbytes = n * k
-        copies = max(1, min(MAX_COPIES, math.ceil(L2_ROTATE_BYTES / wbytes)))
+        copies = copies_for(wbytes)
         ws = [_fp8_scaled(torch.randn(n, k, device=DEV, dtype=torch.bfloat16) * 0.05, (128, 128))
               for _ in range(copies)]
         ws = [(b, fw(sb)) for b, sb in ws]
@@ -303,7 +308,7 @@ def grouped_fp8_rows() -> list[dict]:
     for (n, k), name in (((4096, 7168), "ds_expert_gate_up"), ((7168, 2048), "ds_expert_down")):
         for groups in (2, 4, 8, 32):
             wbytes = groups * n * k
-            copies = max(1, min(8, math.ceil(L2_ROTATE_BYTES / wbytes)))
+            copies = copies_for(wbytes, 8)
             ws = [_fp8(torch.randn(groups, n, k, device=DEV, dtype=torch.bfloat16)) for _ in range(copies)]
             sb = torch.ones(groups, n, device=DEV, dtype=torch.float32)
             for m in (16, 32, 64, 128, 256, 512, 1024, 2048):
@@ -332,7 +337,7 @@ def decode_extra_rows() -> list[dict]:
     heads = 128
     for name, n, k in (("ds_q_absorb", 512, 128), ("ds_v_absorb", 128, 512)):
         wbytes = heads * n * k * 2
-        copies = max(1, min(MAX_COPIES, math.ceil(L2_ROTATE_BYTES / wbytes)))
+        copies = copies_for(wbytes)
         ws = [torch.randn(heads, k, n, device=DEV, dtype=torch.bfloat16) * 0.05 for _ in range(copies)]
         for m in (8, 16, 32, 64, 128, 256, 512):
             xs = [torch.randn(heads, m, k, device=DEV, dtype=torch.bfloat16) for _ in range(copies)]
@@ -392,7 +397,7 @@ def memop_rows() -> list[dict]:
     for op, width, build, per_token in ops:
         for tokens in (1, 16, 64, 256, 1024, 4096, 16384):
             nbytes = tokens * per_token
-            copies = max(1, min(MAX_COPIES, math.ceil(L2_ROTATE_BYTES / nbytes)))
+            copies = copies_for(nbytes)
             xs = [torch.randn(tokens, width, device=DEV, dtype=torch.bfloat16) for _ in range(copies)]
             w = torch.randn(width, device=DEV, dtype=torch.bfloat16)
             measure(rows, {"op": op, "width": width, "tokens": tokens, "bytes": nbytes},
@@ -413,7 +418,7 @@ def attention_rows() -> list[dict]:
                 if batch * kv > 128 * 4096 * 2:
                     continue
                 kvbytes = 2 * batch * kv * 8 * 128 * 2
-                copies = max(1, min(16, math.ceil(L2_ROTATE_BYTES / kvbytes)))
+                copies = copies_for(kvbytes, 16)
                 q = torch.randn(batch, 64, 1, 128, device=DEV, dtype=torch.bfloat16)
                 ks = [torch.randn(batch, 8, kv, 128, device=DEV, dtype=torch.bfloat16) for _ in range(copies)]
                 vs = [torch.randn(batch, 8, kv, 128, device=DEV, dtype=torch.bfloat16) for _ in range(copies)]

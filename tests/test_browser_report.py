@@ -96,10 +96,6 @@ def test_combined_report_with_ops_and_validation_draws(browser, tmp_path: Path) 
 
 def test_report_of_a_real_small_replay_draws(browser, tmp_path: Path, repo_root: Path) -> None:
     """`bench replay --report` on 300 requests of the bundled Azure conversation trace, opened in chromium."""
-    try:
-        import harness.step.serving  # noqa: F401  - the replay's cost model
-    except ModuleNotFoundError:
-        pytest.skip("bench replay's cost model (harness.step.serving) is not in this tree yet")
     from click.testing import CliRunner
 
     from harness.cli import main

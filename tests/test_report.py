@@ -20,7 +20,7 @@ from harness.report import load_results, render_html, render_report
 from harness.report.ops_model import merge_intervals
 from harness.report.replay_model import HEADLINE, relative_diff, replay_model
 from harness.report.series import bucket_mean, cdf_points, sample_indices
-from harness.report.validation import fit_summary
+from harness.report.validation import by_table, fit_summary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_report_sample import write_sample_results  # noqa: E402
@@ -260,6 +260,41 @@ def test_validation_section_shows_rows_and_fit(tmp_path: Path) -> None:
     assert s["rows"] == 3 and s["rows_with_error"] == 2
     assert s["mean_abs_error_pct"] == pytest.approx(18.68)
     assert s["max_abs_error_pct"] == 30.0 and s["within_10_pct"] == 0.5
+
+
+_ROW_IDS = st.lists(st.sampled_from(["moe.cm384-ub", "gemm.h100", "e2e.cm384"]), min_size=1, max_size=30)
+
+
+@given(_ROW_IDS, st.data())
+def test_by_table_accounts_for_every_row_once(tables: list[str], data) -> None:
+    rows = [{"id": f"{t}.r{i}", "error_pct": data.draw(st.one_of(st.none(), st.floats(-90, 90))),
+             "ok": data.draw(st.booleans()), "kind": "held-out operator"} for i, t in enumerate(tables)]
+    groups = by_table(rows)
+    assert [g["table"] for g in groups] == list(dict.fromkeys(tables))   # first-seen order, one line each
+    assert sum(g["rows"] for g in groups) == len(rows)
+    for g in groups:
+        mine = [r for r in rows if r["id"].startswith(g["table"] + ".")]
+        assert g["rows"] == len(mine) and g["within_tolerance"] == sum(r["ok"] for r in mine)
+        errs = [abs(r["error_pct"]) for r in mine if r["error_pct"] is not None]
+        if errs:
+            assert g["max_abs_error_pct"] == max(errs) and g["mean_abs_error_pct"] <= g["max_abs_error_pct"]
+            assert abs(next(r for r in mine if r["id"] == g["worst_id"])["error_pct"]) == max(errs)
+        else:
+            assert g["worst_id"] is None and "max_abs_error_pct" not in g
+
+
+def test_validation_section_shows_a_line_per_table(tmp_path: Path) -> None:
+    rows = [{"id": "moe.cm384-ub.dispatch.ep8", "published": 116.0, "predicted": 120.0, "unit": "us",
+             "error_pct": 3.45, "ok": True},
+            {"id": "moe.cm384-ub.combine.ep8", "published": 118.0, "predicted": 90.0, "unit": "us",
+             "error_pct": -23.7, "ok": False},
+            {"id": f"e2e.{HOSTILE}", "published": 50.0, "predicted": 65.0, "unit": "ms", "error_pct": 30.0}]
+    val = tmp_path / "v.json"
+    val.write_text(json.dumps(rows))
+    page = render_html([load_results(val)])
+    table = page[page.index("<h3>By table</h3>"):page.index("<h3>Rows</h3>")]
+    assert "moe.cm384-ub" in table and 'data-value="23.7"' in table and "moe.cm384-ub.combine.ep8" in table
+    assert HOSTILE not in page and "&lt;script&gt;" in table
 
 
 def test_ops_section_from_a_real_kineto_trace(shared_data: Path, tmp_path: Path) -> None:

@@ -45,7 +45,6 @@ def test_graph_invariants(name):
     dep = load_deployment(name)
     ops = step_ops(dep, _work(dep, 64 if dep.phase == "decode" else 8192, 4096))
     assert ops and all(o.category in CATEGORIES for o in ops)
-    ends: dict[str, float] = {}
     for i, o in enumerate(ops):
         assert all(d < i and ops[d].end_s <= o.start_s + 1e-12 for d in o.deps)
         assert all(d >= 0 for d in o.deps) and o.duration_s >= 0

@@ -132,7 +132,7 @@ def test_bad_sweep_files_fail_with_file_line_and_field(tmp_path, tail, field, wo
     with pytest.raises(InputError) as exc:
         load_sweep(path)
     msg = str(exc.value)
-    assert str(path) in msg and f"field '" in msg and field.split(".")[0] in msg and words in msg
+    assert str(path) in msg and "field '" in msg and field.split(".")[0] in msg and words in msg
     assert "line " in msg
 
 

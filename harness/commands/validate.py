@@ -20,13 +20,14 @@ from harness.validate import validation_rows
               help="Exit 1 when any row's error exceeds its tolerance (models/validation/targets.toml).")
 @click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
               help="One tolerance in percent for every row, instead of the recorded ones.")
+@click.option("--summary", is_flag=True, help="Print one line per table (row count, mean and worst error) only.")
 @click.option("--explain", "explain_id", metavar="ID", help="Show the breakdown behind one row.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the rows as JSON here (what `bench report` reads).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the HTML validation report here.")
-def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: str | None, out_path: Path | None,
-             report_path: Path | None) -> None:
+def validate(as_json: bool, strict: bool, tolerance: float | None, summary: bool, explain_id: str | None,
+             out_path: Path | None, report_path: Path | None) -> None:
     """Reproduce published operator tables and end-to-end results; print the error of each prediction."""
     if explain_id:
         row = explain_row(explain_id)
@@ -54,22 +55,37 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, explain_id: s
         click.echo(json.dumps(saved, indent=2))
     else:
         con = console()
-        t = Table(title="bench validate: published vs predicted (what and conditions: --json or --explain ID)")
-        for c in ("id", "published", "predicted", "unit", "error %", "tol %", "kind"):
-            t.add_column(c, justify="right" if c in ("published", "predicted", "error %", "tol %") else "left",
-                         no_wrap=True)
-        for r in rows:
-            err = f"{r['error_pct']:+.1f}"
-            t.add_row(r["id"], f"{r['published']:,.4g}", f"{r['predicted']:,.4g}", r["unit"],
-                      err if r["ok"] else f"[red]{err}[/]", f"{r['tolerance_pct']:g}", r["kind"])
-        con.print(t)
+        if not summary:
+            t = Table(title="bench validate: published vs predicted (what and conditions: --json or --explain ID)")
+            for c in ("id", "published", "predicted", "unit", "error %", "tol %", "kind"):
+                t.add_column(c, justify="right" if c in ("published", "predicted", "error %", "tol %") else "left",
+                             no_wrap=True)
+            for r in rows:
+                err = f"{r['error_pct']:+.1f}"
+                t.add_row(r["id"], f"{r['published']:,.4g}", f"{r['predicted']:,.4g}", r["unit"],
+                          err if r["ok"] else f"[red]{err}[/]", f"{r['tolerance_pct']:g}", r["kind"])
+            con.print(t)
+        con.print(_table_summary(rows))
         bad = [r for r in rows if not r["ok"]]
         far = [r for r in rows if abs(r["error_pct"]) > 10]
         click.echo(f"{len(rows)} rows, {len(rows) - len(bad)} within their recorded tolerance, {len(bad)} outside; "
                    f"{len(far)} more than 10% from the published value"
-                   + (f" ({', '.join(r['id'] for r in far if r['kind'] != 'in-sample operator')})" if far else ""))
+                   + (f" ({', '.join(r['id'] for r in far if r['kind'] != 'in-sample operator')})"
+                      if far and not summary else ""))
     if strict and any(not r["ok"] for r in rows):
         raise SystemExit(1)
+
+
+def _table_summary(rows: list[dict]) -> Table:
+    from harness.report.validation import by_table
+
+    t = Table(title="by table: |error| over its rows")
+    for c in ("table", "rows", "within tol", "mean %", "max %", "worst row", "kind"):
+        t.add_column(c, justify="right" if c in ("rows", "within tol", "mean %", "max %") else "left", no_wrap=True)
+    for g in by_table(rows):
+        t.add_row(g["table"], str(g["rows"]), str(g["within_tolerance"]), f"{g['mean_abs_error_pct']:.1f}",
+                  f"{g['max_abs_error_pct']:.1f}", g["worst_id"].removeprefix(g["table"] + "."), g["kind"])
+    return t
 
 
 # explain's tables: (key in `explain`, title, (column head, field) ...)

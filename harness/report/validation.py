@@ -33,11 +33,36 @@ def fit_summary(errors_pct: list[float | None]) -> dict[str, Any]:
     }
 
 
+def table_of(row_id: str) -> str:
+    """The table a row belongs to: its id's first two parts (`moe.cm384-ub.dispatch.ep8` -> `moe.cm384-ub`)."""
+    return ".".join(str(row_id).split(".")[:2])
+
+
+def by_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per table, in the rows' order: its rows, the kinds of check they are (in-sample, held out,
+    end to end), the fit of their errors, the worst row, and how many are within their recorded tolerance (where
+    rows carry one)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(table_of(r["id"]), []).append(r)
+    out = []
+    for name, sel in groups.items():
+        scored = [r for r in sel if r.get("error_pct") is not None and math.isfinite(r["error_pct"])]
+        worst = max(scored, key=lambda r: abs(r["error_pct"]), default=None)
+        judged = [r for r in sel if isinstance(r.get("ok"), bool)]
+        kinds = dict.fromkeys(str(r["kind"]) for r in sel if r.get("kind"))
+        out.append({"table": name, "kind": ", ".join(kinds), **fit_summary([r.get("error_pct") for r in sel]),
+                    "worst_id": worst["id"] if worst else None,
+                    "within_tolerance": sum(r["ok"] for r in judged) if judged else None})
+    return out
+
+
 def validation_model(res: ValidationResults) -> dict[str, Any]:
     extra = [k for k in dict.fromkeys(k for r in res.rows for k in r) if k not in _CORE
              and all(_scalar(r.get(k)) for r in res.rows)]
     worst = max((r for r in res.rows if r.get("error_pct") is not None), key=lambda r: abs(r["error_pct"]), default=None)
     return {"rows": res.rows, "extra_columns": extra, "summary": fit_summary([r.get("error_pct") for r in res.rows]),
+            "tables": by_table(res.rows),
             "worst_id": worst["id"] if worst else None}
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from harness.cost.calibration import distinct_ranks
 from harness.cost.comm import bulk_all_to_all_time_s, collective_time_s, dispatch_bytes, dispatch_time_s
 from harness.cost.compute import (attention_time_s, gemm_time_s, gemm_work, gqa_work, memory_time_s,
-                                  mla_decode_work, mla_prefill_work)
+                                  mla_decode_work)
 from harness.hardware import Hardware
 from harness.llm import BYTES
 from harness.step.deployment import Deployment

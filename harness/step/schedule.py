@@ -190,7 +190,7 @@ def _plan(dep: Deployment, has_mtp: bool, eplb: str) -> _Plan:
     probe = decode_work(dep, 1.0, 1.0, 1 if has_mtp else 0) if dep.phase == "decode" else prefill_work(dep, 1.0, 1.0)
     chain = _chain(dep, probe, eplb)
     kinds = layer_kinds(dep, probe, eplb)
-    positions, offsets, layer, runs = [], [0], 0, []
+    positions, offsets, layer = [], [0], 0
     for k, (kind, count, make) in enumerate(kinds):
         n = len(make())
         offsets.append(offsets[-1] + n)

@@ -100,7 +100,9 @@ def test_human_output():
     (["-d", "cm384-decode", "--prompt-len", "8"], "are for prefill"),
     (["-d", "cm384-decode", "--set", "cloudmatrix384.scale_up.bandwidth=98"], "needs a unit of bandwidth"),
     (["-d", "cm384-decode", "--set", "cloudmatrix384.nope=1"], "no such path 'nope'"),
-    (["-d", "cm384-decode", "--ep", "7"], "must divide"),
+    (["-d", "cm384-decode", "--ep", "7"], "ep (7) must divide the 320 ranks"),
+    (["--hardware", "h100-ib", "--llm", "deepseek-r1", "--phase", "decode", "--chips", "3", "--tp", "64"],
+     "field 'tp': tp (64) must divide the 3 ranks"),
     (["-d", "cm384-decode", "--precision", "fp8"], "has no fp8 peak"),
     (["--hardware", "h100-ib", "--llm", "llama-3.1-70b", "--phase", "decode", "--chips", "8", "--mtp-accept", "0.5"],
      "has no MTP module"),
@@ -195,6 +197,23 @@ def test_any_cached_prefix_shorter_than_the_prompt_is_accounted(plen, frac, toke
 def test_tp_must_split_the_heads_evenly(args):
     r = run("estimate", "--phase", "decode", *args)
     assert r.exit_code != 0 and "field 'tp'" in r.output and "heads" in r.output and "Traceback" not in r.output
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["h100-ib", "cloudmatrix384"]), st.sampled_from(["deepseek-r1", "llama-3.1-70b"]),
+       st.sampled_from(["prefill", "decode"]), st.integers(1, 40),
+       *[st.one_of(st.none(), st.integers(1, 128)) for _ in range(3)])
+def test_any_inline_parallelism_runs_or_is_refused_by_name(hardware, llm, phase, chips, ep, tp, dp):
+    """Whatever degrees a user types, the answer is a step time or one line naming the field (no traceback)."""
+    args = ["--hardware", hardware, "--llm", llm, "--phase", phase, "--chips", str(chips)]
+    for opt, v in (("--ep", ep), ("--tp", tp), ("--dp", dp)):
+        args += [opt, str(v)] if v is not None else []
+    r = run("estimate", *args, "--json")
+    assert r.exit_code in (0, 2), r.output
+    if r.exit_code == 2:
+        assert r.output.startswith("error: ") and "field '" in r.output and "Traceback" not in r.output
+    else:
+        assert json.loads(r.output)["step_time_ms"] > 0
 
 
 def test_weight_loading_paper_scenario():

@@ -84,9 +84,11 @@ class Deployment:
 
 def _check(dep: Deployment, path: str) -> Deployment:
     hw = dep.hardware
-    if dep.ranks % dep.ep or dep.ranks % dep.dp or dep.ranks % dep.tp:
-        raise InputError(f"ep ({dep.ep}), dp ({dep.dp}) and tp ({dep.tp}) must divide the {dep.ranks} ranks "
-                         f"({dep.chips} chips x {hw.ranks_per_chip})", path=path, field="ep")
+    for name in ("tp", "ep", "dp"):  # tp first: an inline dp is derived from it (0 when tp exceeds the ranks)
+        x = getattr(dep, name)
+        if x < 1 or dep.ranks % x:
+            raise InputError(f"{name} ({x}) must divide the {dep.ranks} ranks ({dep.chips} chips x "
+                             f"{hw.ranks_per_chip} per chip)", path=path, field=name)
     if dep.dp * dep.tp != dep.ranks:
         raise InputError(f"dp x tp must equal the {dep.ranks} ranks of the instance (got {dep.dp} x {dep.tp})",
                          path=path, field="dp")

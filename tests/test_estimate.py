@@ -234,3 +234,14 @@ def test_weight_loading_paper_scenario():
     wider = load_deployment("cm384-decode", ("cloudmatrix384.host.remote_read_bandwidth=300GB/s",
                                              "cloudmatrix384.host.read_bandwidth=300GB/s"))
     assert pool_load_s(wider) < pool_load_s(dep)
+
+
+@pytest.mark.parametrize("args,length", [(("-d", "cm384-decode", "--kv-len"), 163_840),
+                                         (("-d", "h800-prefill", "--tokens-per-chip", "16384", "--prompt-len"), 163_840)])
+def test_a_sequence_beyond_the_context_window_is_flagged(args, length):
+    """DeepSeek-R1 reads 163,840 positions; a longer KV or prompt still gets numbers, with a warning."""
+    assert est(*args, str(length - 1))["within_context"]     # decode: the draft token makes it exactly the window
+    out = est(*args, str(length + 1))
+    assert not out["within_context"] and out["max_context"] == length
+    assert "beyond deepseek-r1's context window" in run("estimate", *args, str(length + 1)).output
+    assert est(*args, str(length + 1), "--set", f"deepseek-r1.max_context={length + 2}")["within_context"]

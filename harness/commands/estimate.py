@@ -100,6 +100,10 @@ def _print(r: dict) -> None:
         if r["operating_point"]["cached_len"]:
             con.print(f"cache read       {r['cache_read_ms']:10.2f} ms   (cached prefixes into the ranks, before the step)")
         con.print(f"TTFT             {r['ttft_ms']:10.2f} ms")
+    if not r["within_context"]:
+        length = r["operating_point"]["kv_len" if r["phase"] == "decode" else "prompt_len"]
+        con.print(f"[yellow]warning: {length:,} tokens is beyond {r['llm']}'s context window "
+                  f"({r['max_context']:,} tokens; --set {r['llm']}.max_context=N widens it)[/]")
     con.print(f"throughput/chip  {r['throughput_per_chip']:10.1f} tokens/s" + ("" if r["phase"] == "decode" else
                                                                               "   (computed)"))
     if r["phase"] == "prefill" and r["operating_point"]["cached_len"]:

@@ -72,6 +72,10 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         out["ttft_ms"] = (read_s + step_s) * 1e3  # a prompt of this batch: its prefix read and its step, no queueing
         out["throughput_per_chip"] = point["tokens_per_chip"] / (read_s + step_s)
         out["prompt_tokens_per_s_per_chip"] = prompts_per_chip * point["prompt_len"] / (read_s + step_s)
+    # the longest sequence this point implies (decode: context plus the draft) against the LLM's window
+    longest = point["kv_len"] + dep.mtp_draft_tokens if dep.phase == "decode" else point["prompt_len"]
+    out["max_context"] = dep.llm.max_context
+    out["within_context"] = longest <= dep.llm.max_context
     out["tokens_per_s_per_tflops"] = out["throughput_per_chip"] / peak_tflops
     out["peak_tflops_per_chip"] = peak_tflops
     out["cost_per_million_tokens_usd"] = hw.cost_per_chip_hour_usd / 3600 / out["throughput_per_chip"] * 1e6

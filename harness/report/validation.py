@@ -33,6 +33,12 @@ def fit_summary(errors_pct: list[float | None]) -> dict[str, Any]:
     }
 
 
+def _worst(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row with the largest finite |error|, or None."""
+    scored = [r for r in rows if r.get("error_pct") is not None and math.isfinite(r["error_pct"])]
+    return max(scored, key=lambda r: abs(r["error_pct"]), default=None)
+
+
 def table_of(row_id: str) -> str:
     """The table a row belongs to: its id's first two parts (`moe.cm384-ub.dispatch.ep8` -> `moe.cm384-ub`)."""
     return ".".join(str(row_id).split(".")[:2])
@@ -47,8 +53,7 @@ def by_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault(table_of(r["id"]), []).append(r)
     out = []
     for name, sel in groups.items():
-        scored = [r for r in sel if r.get("error_pct") is not None and math.isfinite(r["error_pct"])]
-        worst = max(scored, key=lambda r: abs(r["error_pct"]), default=None)
+        worst = _worst(sel)
         judged = [r for r in sel if isinstance(r.get("ok"), bool)]
         kinds = dict.fromkeys(str(r["kind"]) for r in sel if r.get("kind"))
         out.append({"table": name, "kind": ", ".join(kinds), **fit_summary([r.get("error_pct") for r in sel]),
@@ -60,7 +65,7 @@ def by_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def validation_model(res: ValidationResults) -> dict[str, Any]:
     extra = [k for k in dict.fromkeys(k for r in res.rows for k in r) if k not in _CORE
              and all(_scalar(r.get(k)) for r in res.rows)]
-    worst = max((r for r in res.rows if r.get("error_pct") is not None), key=lambda r: abs(r["error_pct"]), default=None)
+    worst = _worst(res.rows)
     return {"rows": res.rows, "extra_columns": extra, "summary": fit_summary([r.get("error_pct") for r in res.rows]),
             "tables": by_table(res.rows),
             "worst_id": worst["id"] if worst else None}

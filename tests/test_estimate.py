@@ -245,3 +245,77 @@ def test_a_sequence_beyond_the_context_window_is_flagged(args, length):
     assert not out["within_context"] and out["max_context"] == length
     assert "beyond deepseek-r1's context window" in run("estimate", *args, str(length + 1)).output
     assert est(*args, str(length + 1), "--set", f"deepseek-r1.max_context={length + 2}")["within_context"]
+
+
+# --tpot-slo / --ttft-slo: the most load within latency objectives. Each answer is checked against the scalar
+# estimate at that load (the search evaluates vectorised) and against one more unit of load (it is the largest).
+
+@settings(max_examples=15, deadline=None)
+@given(slo_ms=st.floats(10, 150), deployment=st.sampled_from(["cm384-decode", "h800-decode", "h100-decode"]))
+def test_tpot_slo_gives_the_largest_batch_that_meets_it(slo_ms, deployment):
+    out = est("-d", deployment, "--tpot-slo", f"{slo_ms}ms")
+    (p,) = out["points"]
+    kv = out["operating_point"]["kv_len"]
+    both = {mb: est("-d", deployment, "--batch", "1", "--kv-len", str(kv), f"--{'' if mb == 2 else 'no-'}microbatch")
+            for mb in (1, 2)}
+    if not p["met"]:
+        assert p["lowest_latency_ms"] == pytest.approx(min(b["tpot_ms"] for b in both.values()))
+        assert p["lowest_latency_ms"] > slo_ms
+        return
+    mb_flag = "--microbatch" if p["microbatches"] == 2 else "--no-microbatch"
+    at = est("-d", deployment, "--batch", str(p["batch_per_chip"]), "--kv-len", str(kv), mb_flag)
+    assert at["tpot_ms"] == pytest.approx(p["tpot_ms"]) and at["tpot_ms"] <= slo_ms
+    assert at["throughput_per_chip"] == pytest.approx(p["throughput_per_chip"])
+    if p["limited_by"] == "memory":
+        assert p["batch_per_chip"] == at["max_batch_per_chip_at_kv_len"]
+        return
+    for flag in ("--microbatch", "--no-microbatch"):  # one more request per chip misses, whichever overlap
+        more = est("-d", deployment, "--batch", str(p["batch_per_chip"] + 1), "--kv-len", str(kv), flag)
+        assert more["tpot_ms"] > slo_ms or more["throughput_per_chip"] <= p["throughput_per_chip"]
+
+
+def test_tpot_slo_table_and_its_limits():
+    out = est("-d", "cm384-decode", "--kv-len", "4096", "--tpot-slo", "1ms,30,50ms,10s")
+    tight, mid, loose, huge = out["points"]
+    assert out["objective"] == "tpot" and out["microbatches_tried"] == [1, 2]
+    assert not tight["met"] and tight["batch_per_chip"] is None and tight["lowest_latency_ms"] > 1
+    assert mid["batch_per_chip"] < loose["batch_per_chip"] < huge["batch_per_chip"]
+    assert mid["throughput_per_chip"] < loose["throughput_per_chip"] < huge["throughput_per_chip"]
+    assert huge["limited_by"] == "memory" and loose["limited_by"] == "slo"
+    only = est("-d", "cm384-decode", "--kv-len", "4096", "--tpot-slo", "30", "--microbatch")
+    assert only["microbatches_tried"] == [2] and only["points"][0]["microbatches"] == 2
+    assert only["points"][0]["throughput_per_chip"] <= mid["throughput_per_chip"]
+    human = run("estimate", "-d", "cm384-decode", "--tpot-slo", "1ms,50ms")
+    assert human.exit_code == 0, human.output
+    assert "most load within each TPOT objective" in human.output and "not met" in human.output
+
+
+@pytest.mark.parametrize("cached", [0, 1024])
+def test_ttft_slo_gives_the_most_prefill_tokens_that_meet_it(cached):
+    out = est("-d", "cm384-prefill", "--prompt-len", "4096", "--cached-len", str(cached), "--ttft-slo", "0.7s,2")
+    assert out["objective"] == "ttft"
+    for p, slo in zip(out["points"], (700, 2000)):
+        assert p["met"] and p["ttft_ms"] <= slo and p["limited_by"] == "slo"
+        mb_flag = "--microbatch" if p["microbatches"] == 2 else "--no-microbatch"
+        at = est("-d", "cm384-prefill", "--prompt-len", "4096", "--cached-len", str(cached),
+                 "--tokens-per-chip", str(int(p["tokens_per_chip"])), mb_flag)
+        assert at["ttft_ms"] == pytest.approx(p["ttft_ms"])
+        more = est("-d", "cm384-prefill", "--prompt-len", "4096", "--cached-len", str(cached),
+                   "--tokens-per-chip", str(int(p["tokens_per_chip"]) + 256), mb_flag)
+        assert more["ttft_ms"] > slo
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-d", "cm384-prefill", "--tpot-slo", "50ms"], "--tpot-slo is for decode"),
+    (["-d", "cm384-decode", "--ttft-slo", "2s"], "--ttft-slo is for prefill"),
+    (["-d", "cm384-decode", "--tpot-slo", "50ms", "--batch", "8"], "drop --batch"),
+    (["-d", "cm384-prefill", "--ttft-slo", "2s", "--tokens-per-chip", "8"], "drop --tokens-per-chip"),
+    (["-d", "cm384-decode", "--tpot-slo", "50ms", "--ttft-slo", "2s"], "not both"),
+    (["-d", "cm384-decode", "--tpot-slo", "fast"], "--tpot-slo: not a duration"),
+    (["-d", "cm384-decode", "--tpot-slo", "50ms,0"], "must be positive"),
+    (["-d", "cm384-decode", "--tpot-slo", "50ms", "--kv-len", "100000000"], "not one request of 100,000,000 tokens"),
+])
+def test_slo_search_bad_input(args, message):
+    r = run("estimate", *args)
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "Traceback" not in r.output

@@ -9,6 +9,8 @@ from rich.table import Table
 
 from harness.commands.common import console
 from harness.errors import InputError
+from harness.results.slo import parse_durations_ms
+from harness.step.capacity import decode_capacity, prefill_capacity
 from harness.step.deployment import inline_deployment, load_deployment
 from harness.step.estimate import estimate as run_estimate
 
@@ -35,10 +37,17 @@ from harness.step.estimate import estimate as run_estimate
 @click.option("--eplb", type=click.Choice(["perfect", "default"]), help="Expert-load balance model.")
 @click.option("--set", "sets", multiple=True, metavar="SPEC.PATH=VALUE",
               help="Override a spec value, e.g. cloudmatrix384.scale_up.bandwidth=98GB/s (repeatable).")
+@click.option("--tpot-slo", metavar="TIMES",
+              help="Decode: instead of --batch, find the largest batch per chip within each TPOT objective "
+                   "(e.g. 15ms,30ms,50ms; bare numbers in ms), microbatching on or off unless given.")
+@click.option("--ttft-slo", metavar="TIMES",
+              help="Prefill: instead of --tokens-per-chip, find the most tokens per chip within each TTFT objective "
+                   "(e.g. 1s,2s; bare numbers in s), microbatching on or off unless given.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, batch, kv_len, tokens_per_chip,
-             prompt_len, cached_len, mtp_accept, microbatch, eplb, sets, as_json) -> None:
-    """Steady-state numbers for one deployment at one operating point."""
+             prompt_len, cached_len, mtp_accept, microbatch, eplb, sets, tpot_slo, ttft_slo, as_json) -> None:
+    """Steady-state numbers for one deployment at one operating point, or (--tpot-slo / --ttft-slo) the most
+    load it carries within latency objectives."""
     inline = [n for n, v in (("--hardware", hardware), ("--llm", llm), ("--phase", phase), ("--chips", chips))
               if v is not None]
     if deployment and inline:
@@ -73,6 +82,11 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
         if mtp_accept > 0 and not dep.llm.mtp_modules:
             raise InputError(f"{dep.llm.name} has no MTP module", field="--mtp-accept")
         dep = dep.replace(mtp_draft_tokens=1 if mtp_accept > 0 else 0, mtp_accept=mtp_accept)
+    if tpot_slo is not None or ttft_slo is not None:
+        result = _capacity(dep, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_len, cached_len,
+                           microbatch, eplb)
+        click.echo(json.dumps(result, indent=2)) if as_json else _print_capacity(result)
+        return
     if microbatch is not None:
         dep = dep.replace(microbatches=2 if microbatch else 1)
     result = run_estimate(dep, batch, kv_len, tokens_per_chip, prompt_len, eplb, cached_len)
@@ -82,14 +96,72 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
     _print(result)
 
 
-def _print(r: dict) -> None:
+def _capacity(dep, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_len, cached_len, microbatch,
+              eplb) -> dict:
+    """The most load within each objective (harness.step.capacity), with the header fields of an estimate."""
+    slo, option, load = (tpot_slo, "--tpot-slo", ("--batch", batch)) if tpot_slo is not None else \
+        (ttft_slo, "--ttft-slo", ("--tokens-per-chip", tokens_per_chip))
+    if tpot_slo is not None and ttft_slo is not None:
+        raise InputError("give --tpot-slo (decode) or --ttft-slo (prefill), not both", field="--tpot-slo")
+    wanted = "decode" if tpot_slo is not None else "prefill"
+    if dep.phase != wanted:
+        raise InputError(f"{option} is for {wanted}; this is a {dep.phase} deployment", field=option)
+    if load[1] is not None:
+        raise InputError(f"{option} searches for the load; drop {load[0]}", field=load[0])
+    slos = parse_durations_ms(slo, option, bare_unit="ms" if wanted == "decode" else "s")
+    tried = (2 if microbatch else 1,) if microbatch is not None else (1, 2)
+    eplb = eplb or dep.eplb
+    if wanted == "decode":
+        kv = kv_len if kv_len is not None else dep.kv_len
+        point = {"kv_len": kv, "mtp_draft_tokens": dep.mtp_draft_tokens, "mtp_accept": dep.mtp_accept}
+        points = decode_capacity(dep, kv, slos, tried, eplb)
+    else:
+        plen = prompt_len if prompt_len is not None else dep.prompt_len
+        point = {"prompt_len": plen, "cached_len": cached_len}
+        points = prefill_capacity(dep, plen, cached_len, slos, tried, eplb)
+    return {"deployment": dep.name, "hardware": dep.hardware.name, "llm": dep.llm.name, "phase": dep.phase,
+            "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
+            "precision": dep.precision, "microbatches_tried": list(tried), "eplb": eplb,
+            "attention_kernel": dep.attention_kernel or "current", "dispatch_kernel": dep.dispatch_kernel or "current",
+            "objective": "tpot" if wanted == "decode" else "ttft", "operating_point": point, "points": points}
+
+
+def _header(r: dict, microbatches: str) -> None:
     con = console()
     con.print(f"[bold]{r['deployment']}[/]  {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
               f"({r['ranks']} ranks), EP{r['ep']} DP{r['dp']} TP{r['tp']}, {r['precision']}, "
-              f"{r['microbatches']} microbatch(es), EPLB {r['eplb']}"
+              f"{microbatches} microbatch(es), EPLB {r['eplb']}"
               + "".join(f", {what} kernel {r[f'{what}_kernel']}" for what in ("attention", "dispatch")
                         if r[f"{what}_kernel"] != "current"))
     con.print("operating point: " + ", ".join(f"{k}={v}" for k, v in r["operating_point"].items()))
+
+
+def _print_capacity(r: dict) -> None:
+    con = console()
+    _header(r, " or ".join(map(str, r["microbatches_tried"])))
+    decode = r["objective"] == "tpot"
+    name, load_key, unit = ("TPOT", "batch_per_chip", "batch / chip") if decode else \
+        ("TTFT", "tokens_per_chip", "tokens / chip")
+    t = Table(title=f"most load within each {name} objective")
+    for c in (f"{name} objective", unit, "microbatches", f"{name} ms", "step ms", "throughput / chip (tokens/s)",
+              "limited by"):
+        t.add_column(c, justify="left" if c == "limited by" else "right")
+    for p in r["points"]:
+        if not p["met"]:
+            t.add_row(f"{p['slo_ms']:g} ms", "-", "-", "-", "-", "-",
+                      f"not met: the lowest {name} is {p['lowest_latency_ms']:.2f} ms")
+            continue
+        lat = p["tpot_ms" if decode else "ttft_ms"]
+        t.add_row(f"{p['slo_ms']:g} ms", f"{p[load_key]:,.0f}", str(p["microbatches"]), f"{lat:.2f}",
+                  f"{p['step_time_ms']:.2f}", f"{p['throughput_per_chip']:,.1f}",
+                  "HBM (largest batch that fits)" if p["limited_by"] == "memory" else f"{name} objective")
+    con.print(t)
+    con.print(f"[dim]per-op breakdown of a row: bench estimate ... --{'batch' if decode else 'tokens-per-chip'} N[/]")
+
+
+def _print(r: dict) -> None:
+    con = console()
+    _header(r, str(r["microbatches"]))
     con.print(f"step time        {r['step_time_ms']:10.2f} ms")
     if r["phase"] == "decode":
         con.print(f"TPOT             {r['tpot_ms']:10.2f} ms   ({r['tokens_per_step']:.2f} tokens per step)")

@@ -45,3 +45,18 @@ def parse_slo(text: str, option: str = "--slo") -> Slo:
         if key in values and values[key] <= 0:
             raise InputError(f"{key.split('_')[0]} must be positive", path=option)
     return Slo(**values)
+
+
+def parse_durations_ms(text: str, option: str, bare_unit: str = "ms") -> list[float]:
+    """Parse a comma-separated list of durations (`15ms,30ms,50ms`; units s, ms, us; bare numbers in `bare_unit`)
+    into milliseconds, each positive."""
+    out = []
+    for raw in (p.strip() for p in text.split(",")):
+        m = _VALUE.match(raw)
+        if not m:
+            raise InputError(f"not a duration with an optional unit (s, ms, us): {raw!r}", path=option)
+        ms = float(m.group(1)) * _UNITS_S[m.group(2) or bare_unit] * 1e3
+        if not 0 < ms < float("inf"):
+            raise InputError(f"a duration must be positive and finite, got {raw!r}", path=option)
+        out.append(ms)
+    return out

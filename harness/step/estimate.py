@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
+
 from harness.cost.comm import host_path, transfer_time_s
 from harness.errors import InputError
 from harness.step.deployment import Deployment
@@ -14,15 +16,14 @@ from harness.step.schedule import decode_work, layer_kinds, makespan_s, prefill_
 from harness.step.streams import stream_of
 
 
-def prefix_read_s(dep: Deployment, cached_tokens: float, remote: bool = False) -> float:
+def prefix_read_s(dep: Deployment, cached_tokens, remote: bool = False):
     """A prefill step's cached prefixes (`cached_tokens` over the instance) from the context-cache pool: EMS over UB
     on CloudMatrix384; host DRAM over PCIe (`remote`: another node's, over RDMA) on GPUs. The ranks read at once,
     each its attention group's share of the step's prompts (the step model spreads prompts evenly; every rank of a
-    TP group needs the group's KV), so one share crosses one rank's path."""
-    if cached_tokens <= 0:
-        return 0.0
-    per_rank = cached_tokens / dep.dp * dep.kv_bytes_per_token()
-    return float(transfer_time_s(per_rank, *host_path(dep.hardware, "read", remote)))
+    TP group needs the group's KV), so one share crosses one rank's path. Vectorised over `cached_tokens`."""
+    per_rank = np.asarray(cached_tokens, float) / dep.dp * dep.kv_bytes_per_token()
+    t = transfer_time_s(per_rank, *host_path(dep.hardware, "read", remote))  # 0 where nothing is cached
+    return float(t) if t.ndim == 0 else t
 
 
 def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int | None = None,

@@ -319,3 +319,11 @@ def test_slo_search_bad_input(args, message):
     r = run("estimate", *args)
     assert r.exit_code == 2, r.output
     assert message in r.output and "Traceback" not in r.output
+
+
+def test_slo_points_are_priced_like_an_estimate():
+    out = est("-d", "h800-decode", "--tpot-slo", "50ms")
+    (p,) = out["points"]
+    at = est("-d", "h800-decode", "--batch", str(p["batch_per_chip"]),
+             "--microbatch" if p["microbatches"] == 2 else "--no-microbatch")
+    assert p["cost_per_million_tokens_usd"] == pytest.approx(at["cost_per_million_tokens_usd"])

@@ -144,16 +144,16 @@ def _print_capacity(r: dict) -> None:
         ("TTFT", "tokens_per_chip", "tokens / chip")
     t = Table(title=f"most load within each {name} objective")
     for c in (f"{name} objective", unit, "microbatches", f"{name} ms", "step ms", "throughput / chip (tokens/s)",
-              "limited by"):
+              "USD / M tokens", "limited by"):
         t.add_column(c, justify="left" if c == "limited by" else "right")
     for p in r["points"]:
         if not p["met"]:
-            t.add_row(f"{p['slo_ms']:g} ms", "-", "-", "-", "-", "-",
+            t.add_row(f"{p['slo_ms']:g} ms", "-", "-", "-", "-", "-", "-",
                       f"not met: the lowest {name} is {p['lowest_latency_ms']:.2f} ms")
             continue
         lat = p["tpot_ms" if decode else "ttft_ms"]
         t.add_row(f"{p['slo_ms']:g} ms", f"{p[load_key]:,.0f}", str(p["microbatches"]), f"{lat:.2f}",
-                  f"{p['step_time_ms']:.2f}", f"{p['throughput_per_chip']:,.1f}",
+                  f"{p['step_time_ms']:.2f}", f"{p['throughput_per_chip']:,.1f}", f"{p['cost_per_million_tokens_usd']:.3f}",
                   "HBM (largest batch that fits)" if p["limited_by"] == "memory" else f"{name} objective")
     con.print(t)
     con.print(f"[dim]per-op breakdown of a row: bench estimate ... --{'batch' if decode else 'tokens-per-chip'} N[/]")

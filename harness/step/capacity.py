@@ -37,7 +37,7 @@ def decode_capacity(dep: Deployment, kv_len: int, slos_ms: Sequence[float], micr
         step_s = np.asarray(step_time_s(d, decode_work(d, batches, kv_len), eplb), float)
         tpot_s = step_s / d.tokens_per_step
         curves.append((mb, step_s, tpot_s, batches / tpot_s))
-    return [_pick(slo, batches, curves, "batch_per_chip", "tpot_ms") for slo in slos_ms]
+    return [_priced(dep, _pick(slo, batches, curves, "batch_per_chip", "tpot_ms")) for slo in slos_ms]
 
 
 def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms: Sequence[float],
@@ -62,7 +62,14 @@ def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms:
         step_s = np.asarray(step_time_s(d, prefill_work(d, tokens, new, cached_len), eplb), float)
         ttft_s = read_s + step_s
         curves.append((mb, step_s, ttft_s, tokens / ttft_s))
-    return [_pick(slo, tokens, curves, "tokens_per_chip", "ttft_ms") for slo in slos_ms]
+    return [_priced(dep, _pick(slo, tokens, curves, "tokens_per_chip", "ttft_ms")) for slo in slos_ms]
+
+
+def _priced(dep: Deployment, point: dict[str, Any]) -> dict[str, Any]:
+    """The point's cost per million tokens at the chip's hourly price (as `bench estimate` prices a step)."""
+    tps = point["throughput_per_chip"]
+    point["cost_per_million_tokens_usd"] = dep.hardware.cost_per_chip_hour_usd / 3600 / tps * 1e6 if tps else None
+    return point
 
 
 def _pick(slo_ms: float, loads: np.ndarray, curves: list, load_key: str, latency_key: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from test_sim_properties import ToyCosts, traces, workload
 
 from harness.errors import InputError
 from harness.results.requests import request_table
-from harness.results.slo import Slo, parse_slo
+from harness.results.slo import Slo, parse_durations_ms, parse_slo
 from harness.results.summary import summarize
 from harness.results.timeseries import timeseries
 from harness.results.write import BackendOutput, write_replay
@@ -51,6 +51,22 @@ def test_slo_parser_never_crashes(text: str) -> None:
         parse_slo(text)
     except InputError:
         pass
+
+
+@given(st.text(max_size=40))
+def test_duration_lists_parse_to_positive_ms_or_are_refused_by_option(text: str) -> None:
+    try:
+        values = parse_durations_ms(text, "--tpot-slo")
+    except InputError as err:
+        assert str(err).startswith("--tpot-slo: ") and "\n" not in str(err)
+        return
+    assert len(values) == text.count(",") + 1 and all(0 < v < float("inf") for v in values)
+
+
+def test_duration_lists_take_units_and_a_bare_default():
+    assert parse_durations_ms("15ms, 0.03s,50", "--x") == [15.0, 30.0, 50.0]
+    assert parse_durations_ms("2", "--x", bare_unit="s") == [2000.0]
+    assert parse_durations_ms("500us", "--x") == [0.5]
 
 
 def _run(w, costs=None, config=None):

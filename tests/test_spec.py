@@ -97,6 +97,7 @@ BROKEN_HARDWARE = [
      "greater than zero"),
     ("efficiency above 1", lambda t: t.replace("attention_compute = 0.654", "attention_compute = 1.5"),
      "chip.efficiency.attention_compute", "greater than the maximum"),
+    ("alias not a name", lambda t: t.replace('alias = "ub"', 'alias = "U B"'), "scale_up.alias", "does not match"),
     ("fixed time not a time", lambda t: t.replace("attention_compute = 0.654",
                                                   'attention_compute = 0.654\nattention_overhead = "7 GB/s"'),
      "chip.efficiency.attention_overhead", "needs a unit of time"),
@@ -170,6 +171,29 @@ def test_set_override_with_units_changes_the_value():
     assert load_hardware("cloudmatrix384").scale_up.bandwidth_bytes_per_s == pytest.approx(135e9)
     assert load_hardware("h100-ib", [("scale_out.bandwidth", "400Gb/s")]).scale_out.bandwidth_bytes_per_s == \
         pytest.approx(50e9)
+
+
+def test_a_fabric_is_reached_by_its_alias_too():
+    """The issue's own example, `--set cloudmatrix384.ub.bandwidth=98GB/s`: `ub` is scale_up's alias (data in the
+    spec file), as nvlink / ib are on the GPU clusters."""
+    assert load_hardware("cloudmatrix384", [("ub.bandwidth", "98GB/s")]).scale_up == \
+        load_hardware("cloudmatrix384", [("scale_up.bandwidth", "98GB/s")]).scale_up
+    hw = load_hardware("h800-ib", [("nvlink.bandwidth", "100GB/s"), ("ib.latency", "5us")])
+    assert hw.scale_up.bandwidth_bytes_per_s == pytest.approx(100e9) and hw.scale_out.latency_s == pytest.approx(5e-6)
+    for name in spec_names("hardware"):
+        data, _ = load_spec("hardware", name)
+        assert data["scale_up"]["alias"] != data["scale_out"]["alias"]
+        assert not {data["scale_up"]["alias"], data["scale_out"]["alias"]} & set(data)
+
+
+@pytest.mark.parametrize("path,hint", [
+    ("attention_compute", "did you mean 'chip.efficiency.attention_compute'?"),
+    ("chip.efficency.memory", "did you mean 'chip.efficiency.memory'?"),
+    ("ub.bandwith", "did you mean 'scale_up.bandwidth'"),
+])
+def test_an_unknown_path_names_what_it_may_have_meant(path, hint):
+    with pytest.raises(InputError, match=re.escape(hint)):
+        load_hardware("cloudmatrix384", [(path, "1")])
 
 
 @pytest.mark.parametrize("path,value,message", [

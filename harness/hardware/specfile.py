@@ -6,6 +6,7 @@ validates, so an override is checked exactly like the file. Errors name the file
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import json
 import math
@@ -84,24 +85,45 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[tuple[str, str]], 
                     schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Set dotted paths to new values. The value's type follows the old one: numbers parse as numbers, quantities
     keep their text (schema-checked next), so `ub.bandwidth=98GB/s` works and `ub.bandwidth=98` is a unit error.
+    A path may start with a table's `alias` (a fabric's: `ub` for `scale_up` on CloudMatrix384).
     An optional field the file leaves out (e.g. a deployment's `dispatch_kernel`) may be set when `schema` defines
     it; its type then comes from the schema."""
     data = copy.deepcopy(data)
+    aliases = {v["alias"]: k for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("alias"), str)}
     for dotted, raw in overrides:
         keys = dotted.split(".")
+        if keys[0] not in data and keys[0] in aliases:  # a table's second name (`ub` for `scale_up`)
+            keys[0] = aliases[keys[0]]
         node: Any = data
         for k in keys[:-1]:
             if not isinstance(node, dict) or k not in node:
-                raise InputError(f"--set: no such path '{dotted}' in this spec", path=str(path), field=dotted)
+                raise InputError(_no_such_path(dotted, data), path=str(path), field=dotted)
             node = node[k]
         if isinstance(node, dict) and keys[-1] in node:
             old = node[keys[-1]]
         else:
             old = _schema_default(schema, keys) if isinstance(node, dict) else None
             if old is None:
-                raise InputError(f"--set: no such path '{dotted}' in this spec", path=str(path), field=dotted)
+                raise InputError(_no_such_path(dotted, data), path=str(path), field=dotted)
         node[keys[-1]] = _coerce(raw, old, dotted, path)
     return data
+
+
+def _leaf_paths(node: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of every value --set can change (not tables, not inside lists)."""
+    if not isinstance(node, dict):
+        return [prefix]
+    return [p for k, v in node.items() for p in _leaf_paths(v, f"{prefix}.{k}" if prefix else k)]
+
+
+def _no_such_path(dotted: str, data: dict[str, Any]) -> str:
+    """The error for an unknown path, naming the paths it may have meant: those ending in the same key (a path
+    missing its table, e.g. `attention_compute` for `chip.efficiency.attention_compute`), else close spellings."""
+    paths = _leaf_paths(data)
+    last = dotted.rsplit(".", 1)[-1]
+    near = [p for p in paths if p.rsplit(".", 1)[-1] == last] or difflib.get_close_matches(dotted, paths, n=3)
+    hint = f" (did you mean {' or '.join(repr(p) for p in near[:3])}?)" if near else ""
+    return f"--set: no such path '{dotted}' in this spec{hint}"
 
 
 _BLANK = {"boolean": False, "integer": 0, "number": 0.0, "string": ""}
@@ -171,8 +193,8 @@ def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -
             missing = re.search(r"'([^']+)' is a required property", err.message)
             where = where + [missing.group(1)] if missing else where
             msg = "missing required field"
-        elif err.validator == "pattern":
-            msg = f"{err.instance!r} needs a unit of {_unit_kind(err.schema.get('pattern', ''))}"
+        elif err.validator == "pattern" and _unit_kind(err.schema.get("pattern", "")):
+            msg = f"{err.instance!r} needs a unit of {_unit_kind(err.schema['pattern'])}"
         elif err.validator == "additionalProperties":
             extra = re.findall(r"'([^']+)'", err.message)
             where = where + extra[:1]
@@ -213,12 +235,13 @@ def _zero_rate(node: Any, at: list) -> list | None:
     return _first(node, at, bad)
 
 
-def _unit_kind(pattern: str) -> str:
+def _unit_kind(pattern: str) -> str | None:
+    """The quantity a unit pattern stands for, with examples; None for other patterns (jsonschema's own words)."""
     for kind, p in PATTERNS.items():
         if p == pattern:
             return {"bandwidth": "bandwidth (e.g. '196 GB/s', '400 Gb/s')", "size": "size (e.g. '64 GB', '16 GiB')",
                     "time": "time (e.g. '1.9 us', '2 ms')", "compute": "compute (e.g. '376 TFLOPS')"}[kind]
-    return "the expected kind"
+    return None
 
 
 def split_overrides(sets: Sequence[str], names: Sequence[str]) -> dict[str, list[tuple[str, str]]]:

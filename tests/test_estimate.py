@@ -327,3 +327,24 @@ def test_slo_points_are_priced_like_an_estimate():
     at = est("-d", "h800-decode", "--batch", str(p["batch_per_chip"]),
              "--microbatch" if p["microbatches"] == 2 else "--no-microbatch")
     assert p["cost_per_million_tokens_usd"] == pytest.approx(at["cost_per_million_tokens_usd"])
+
+
+def test_several_deployments_compare_at_the_same_objectives():
+    both = est("-d", "cm384-decode", "-d", "h800-decode", "--kv-len", "4096", "--tpot-slo", "30ms,50ms")
+    assert both["objective"] == "tpot" and [r["deployment"] for r in both["deployments"]] == ["cm384-decode",
+                                                                                              "h800-decode"]
+    for r in both["deployments"]:  # each is exactly what that deployment alone gives
+        alone = est("-d", r["deployment"], "--kv-len", "4096", "--tpot-slo", "30ms,50ms")
+        assert r == alone
+    human = run("estimate", "-d", "cm384-prefill", "-d", "h800-prefill", "--ttft-slo", "2s")
+    assert human.exit_code == 0, human.output
+    assert "per deployment" in human.output and "h800-prefill" in human.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-d", "cm384-decode", "-d", "h800-decode"], "add --tpot-slo or --ttft-slo"),
+    (["-d", "cm384-decode", "-d", "cm384-prefill", "--tpot-slo", "50ms"], "cm384-prefill is a prefill deployment"),
+])
+def test_several_deployments_bad_input(args, message):
+    r = run("estimate", *args)
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output

@@ -11,12 +11,15 @@ from harness.commands.common import console
 from harness.errors import InputError
 from harness.results.slo import parse_durations_ms
 from harness.step.capacity import decode_capacity, prefill_capacity
-from harness.step.deployment import inline_deployment, load_deployment
+from harness.step.deployment import Deployment, inline_deployment, load_deployment
+from harness.step.deployment import _check as check_deployment
 from harness.step.estimate import estimate as run_estimate
 
 
 @click.command()
-@click.option("--deployment", "-d", help="Deployment spec name (see `bench models list`).")
+@click.option("--deployment", "-d", multiple=True,
+              help="Deployment spec name (see `bench models list`); repeat it to compare deployments at "
+                   "--tpot-slo / --ttft-slo.")
 @click.option("--hardware", help="Inline deployment: hardware spec name.")
 @click.option("--llm", help="Inline deployment: LLM spec name.")
 @click.option("--phase", type=click.Choice(["prefill", "decode"]), help="Inline deployment: phase.")
@@ -48,6 +51,34 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
              prompt_len, cached_len, mtp_accept, microbatch, eplb, sets, tpot_slo, ttft_slo, as_json) -> None:
     """Steady-state numbers for one deployment at one operating point, or (--tpot-slo / --ttft-slo) the most
     load it carries within latency objectives."""
+    slo_mode = tpot_slo is not None or ttft_slo is not None
+    if len(deployment) > 1 and not slo_mode:
+        raise InputError("several --deployment compare at a latency objective: add --tpot-slo or --ttft-slo",
+                         field="--deployment")
+    deps = [_resolve(name, hardware, llm, phase, chips, ep, tp, dp, precision, batch, kv_len, tokens_per_chip,
+                     prompt_len, cached_len, mtp_accept, sets) for name in (deployment or (None,))]
+    if slo_mode:
+        results = [_capacity(d, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_len, cached_len,
+                             microbatch, eplb) for d in deps]
+        if len(results) == 1:
+            click.echo(json.dumps(results[0], indent=2)) if as_json else _print_capacity(results[0])
+        else:
+            combined = {"objective": results[0]["objective"], "deployments": results}
+            click.echo(json.dumps(combined, indent=2)) if as_json else _print_comparison(results)
+        return
+    (dep,) = deps
+    if microbatch is not None:
+        dep = dep.replace(microbatches=2 if microbatch else 1)
+    result = run_estimate(dep, batch, kv_len, tokens_per_chip, prompt_len, eplb, cached_len)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    _print(result)
+
+
+def _resolve(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, batch, kv_len, tokens_per_chip,
+             prompt_len, cached_len, mtp_accept, sets) -> Deployment:
+    """One deployment from its spec name (with the command line's changes) or from the inline description."""
     inline = [n for n, v in (("--hardware", hardware), ("--llm", llm), ("--phase", phase), ("--chips", chips))
               if v is not None]
     if deployment and inline:
@@ -70,8 +101,7 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
                              field=missing[0])
         dep = inline_deployment(hardware, llm, phase, chips, ep=ep, tp=tp or 1, dp=dp, precision=precision,
                                 overrides=sets)
-    from harness.step.deployment import _check
-    dep = _check(dep, "command line")
+    dep = check_deployment(dep, "command line")
     if dep.phase == "decode" and (tokens_per_chip or prompt_len or cached_len):
         raise InputError("--tokens-per-chip / --prompt-len / --cached-len are for prefill; this is a decode deployment",
                          field="--tokens-per-chip")
@@ -82,18 +112,7 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
         if mtp_accept > 0 and not dep.llm.mtp_modules:
             raise InputError(f"{dep.llm.name} has no MTP module", field="--mtp-accept")
         dep = dep.replace(mtp_draft_tokens=1 if mtp_accept > 0 else 0, mtp_accept=mtp_accept)
-    if tpot_slo is not None or ttft_slo is not None:
-        result = _capacity(dep, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_len, cached_len,
-                           microbatch, eplb)
-        click.echo(json.dumps(result, indent=2)) if as_json else _print_capacity(result)
-        return
-    if microbatch is not None:
-        dep = dep.replace(microbatches=2 if microbatch else 1)
-    result = run_estimate(dep, batch, kv_len, tokens_per_chip, prompt_len, eplb, cached_len)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    _print(result)
+    return dep
 
 
 def _capacity(dep, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_len, cached_len, microbatch,
@@ -105,7 +124,7 @@ def _capacity(dep, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_le
         raise InputError("give --tpot-slo (decode) or --ttft-slo (prefill), not both", field="--tpot-slo")
     wanted = "decode" if tpot_slo is not None else "prefill"
     if dep.phase != wanted:
-        raise InputError(f"{option} is for {wanted}; this is a {dep.phase} deployment", field=option)
+        raise InputError(f"{option} is for {wanted}; {dep.name} is a {dep.phase} deployment", field=option)
     if load[1] is not None:
         raise InputError(f"{option} searches for the load; drop {load[0]}", field=load[0])
     slos = parse_durations_ms(slo, option, bare_unit="ms" if wanted == "decode" else "s")
@@ -126,6 +145,37 @@ def _capacity(dep, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_le
             "objective": "tpot" if wanted == "decode" else "ttft", "operating_point": point, "points": points}
 
 
+def _capacity_cells(p: dict, name: str, load_key: str) -> tuple[str, ...]:
+    """Load, microbatches, latency, throughput, cost and limit of one SLO point, as table cells."""
+    if not p["met"]:
+        return "-", "-", "-", "-", "-", f"not met (lowest {p['lowest_latency_ms']:.2f} ms)"
+    return (f"{p[load_key]:,.0f}", str(p["microbatches"]), f"{p['tpot_ms' if name == 'TPOT' else 'ttft_ms']:.2f}",
+            f"{p['throughput_per_chip']:,.1f}", f"{p['cost_per_million_tokens_usd']:.3f}",
+            "HBM" if p["limited_by"] == "memory" else name)
+
+
+def _print_comparison(results: list[dict]) -> None:
+    """Several deployments at the same objectives: one row per (objective, deployment)."""
+    decode = results[0]["objective"] == "tpot"
+    name, load_key = ("TPOT", "batch_per_chip") if decode else ("TTFT", "tokens_per_chip")
+    t = Table(title=f"most load within each {name} objective, per deployment")
+    cols = (f"{name} objective", "deployment", "chips", "KV len" if decode else "prompt len",
+            *(("MTP accept",) if decode else ()), "batch / chip" if decode else "tokens / chip", "microbatches",
+            f"{name} ms", "tokens/s / chip", "USD / M tokens", "limited by")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("deployment", "limited by") else "right")
+    length = "kv_len" if decode else "prompt_len"
+    for i in range(len(results[0]["points"])):
+        for r in results:
+            p = r["points"][i]
+            mtp = r["operating_point"].get("mtp_accept") if r["operating_point"].get("mtp_draft_tokens") else None
+            head = (f"{p['slo_ms']:g} ms", r["deployment"], str(r["chips"]), f"{r['operating_point'][length]:,}",
+                    *(("off" if mtp is None else f"{mtp:.2f}",) if decode else ()))
+            t.add_row(*head, *_capacity_cells(p, name, load_key))
+        t.add_section()
+    console().print(t)
+
+
 def _header(r: dict, microbatches: str) -> None:
     con = console()
     con.print(f"[bold]{r['deployment']}[/]  {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
@@ -143,19 +193,14 @@ def _print_capacity(r: dict) -> None:
     name, load_key, unit = ("TPOT", "batch_per_chip", "batch / chip") if decode else \
         ("TTFT", "tokens_per_chip", "tokens / chip")
     t = Table(title=f"most load within each {name} objective")
-    for c in (f"{name} objective", unit, "microbatches", f"{name} ms", "step ms", "throughput / chip (tokens/s)",
-              "USD / M tokens", "limited by"):
+    for c in (f"{name} objective", unit, "microbatches", f"{name} ms", "tokens/s / chip", "USD / M tokens",
+              "limited by"):
         t.add_column(c, justify="left" if c == "limited by" else "right")
     for p in r["points"]:
-        if not p["met"]:
-            t.add_row(f"{p['slo_ms']:g} ms", "-", "-", "-", "-", "-", "-",
-                      f"not met: the lowest {name} is {p['lowest_latency_ms']:.2f} ms")
-            continue
-        lat = p["tpot_ms" if decode else "ttft_ms"]
-        t.add_row(f"{p['slo_ms']:g} ms", f"{p[load_key]:,.0f}", str(p["microbatches"]), f"{lat:.2f}",
-                  f"{p['step_time_ms']:.2f}", f"{p['throughput_per_chip']:,.1f}", f"{p['cost_per_million_tokens_usd']:.3f}",
-                  "HBM (largest batch that fits)" if p["limited_by"] == "memory" else f"{name} objective")
+        t.add_row(f"{p['slo_ms']:g} ms", *_capacity_cells(p, name, load_key))
     con.print(t)
+    con.print(f"[dim]limited by {name}: one more {'request' if decode else 'granule of tokens'} per chip misses the "
+              f"objective; HBM: the largest load that fits in memory[/]")
     con.print(f"[dim]per-op breakdown of a row: bench estimate ... --{'batch' if decode else 'tokens-per-chip'} N[/]")
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from harness.commands.common import console
 from harness.errors import InputError
 from harness.results.slo import parse_durations_ms
-from harness.step.capacity import decode_capacity, prefill_capacity
+from harness.step.capacity import PREFILL_GRANULE_TOKENS, decode_capacity, prefill_capacity
 from harness.step.deployment import Deployment, inline_deployment, load_deployment
 from harness.step.deployment import _check as check_deployment
 from harness.step.estimate import estimate as run_estimate
@@ -199,8 +199,9 @@ def _print_capacity(r: dict) -> None:
     for p in r["points"]:
         t.add_row(f"{p['slo_ms']:g} ms", *_capacity_cells(p, name, load_key))
     con.print(t)
-    con.print(f"[dim]limited by {name}: one more {'request' if decode else 'granule of tokens'} per chip misses the "
-              f"objective; HBM: the largest load that fits in memory[/]")
+    more = "one more request" if decode else f"{PREFILL_GRANULE_TOKENS} more tokens"
+    con.print(f"[dim]limited by {name}: {more} per chip would miss the objective; HBM: the largest load that fits "
+              f"in memory[/]")
     con.print(f"[dim]per-op breakdown of a row: bench estimate ... --{'batch' if decode else 'tokens-per-chip'} N[/]")
 
 

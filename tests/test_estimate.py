@@ -314,6 +314,8 @@ def test_ttft_slo_gives_the_most_prefill_tokens_that_meet_it(cached):
     (["-d", "cm384-decode", "--tpot-slo", "fast"], "--tpot-slo: not a duration"),
     (["-d", "cm384-decode", "--tpot-slo", "50ms,0"], "must be positive"),
     (["-d", "cm384-decode", "--tpot-slo", "50ms", "--kv-len", "100000000"], "not one request of 100,000,000 tokens"),
+    (["--hardware", "cloudmatrix384", "--llm", "llama-3.1-70b", "--phase", "decode", "--chips", "1", "--tpot-slo",
+      "50"], "field '--chips': inline:cloudmatrix384/llama-3.1-70b/decode/1's weights (72.7 GB per rank)"),
 ])
 def test_slo_search_bad_input(args, message):
     r = run("estimate", *args)
@@ -348,3 +350,27 @@ def test_several_deployments_compare_at_the_same_objectives():
 def test_several_deployments_bad_input(args, message):
     r = run("estimate", *args)
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, r.output
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["h100-ib", "h20-ib", "cloudmatrix384"]),
+       st.sampled_from(["deepseek-r1", "llama-3.1-70b", "qwen3-235b-a22b"]), st.sampled_from(["prefill", "decode"]),
+       st.integers(1, 64), st.one_of(st.none(), st.integers(1, 200_000)),
+       st.lists(st.floats(0.001, 1e5, allow_nan=False), min_size=1, max_size=3))
+def test_any_inline_slo_search_answers_or_is_refused_by_name(hardware, llm, phase, chips, length, slos_ms):
+    """An SLO search over any inline deployment gives, per objective, a load that meets it or the lowest latency
+    reachable, or one line naming the field (weights that do not fit, a length beyond HBM): never a traceback."""
+    args = ["--hardware", hardware, "--llm", llm, "--phase", phase, "--chips", str(chips)]
+    if length is not None:
+        args += ["--kv-len" if phase == "decode" else "--prompt-len", str(length)]
+    option = "--tpot-slo" if phase == "decode" else "--ttft-slo"
+    r = run("estimate", *args, option, ",".join(f"{v}ms" for v in slos_ms), "--json")
+    assert r.exit_code in (0, 2), r.output
+    if r.exit_code == 2:
+        assert r.output.startswith("error: ") and "field '" in r.output and "Traceback" not in r.output
+        return
+    points = json.loads(r.output)["points"]
+    assert [p["slo_ms"] for p in points] == pytest.approx(slos_ms)
+    latency = "tpot_ms" if phase == "decode" else "ttft_ms"
+    for p in points:
+        assert (p["met"] and 0 < p[latency] <= p["slo_ms"]) or (not p["met"] and p["lowest_latency_ms"] > p["slo_ms"])

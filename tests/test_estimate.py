@@ -374,3 +374,27 @@ def test_any_inline_slo_search_answers_or_is_refused_by_name(hardware, llm, phas
     latency = "tpot_ms" if phase == "decode" else "ttft_ms"
     for p in points:
         assert (p["met"] and 0 < p[latency] <= p["slo_ms"]) or (not p["met"] and p["lowest_latency_ms"] > p["slo_ms"])
+
+
+@pytest.mark.parametrize("deployment, kv_len", [("cm384-decode", 256), ("h800-decode", 128)])
+def test_slo_search_beyond_the_exact_range_matches_every_load(deployment, kv_len):
+    """Past EXACT_UNITS the search walks a 1% grid and refines around the best point: it must land where evaluating
+    every batch up to the memory cap lands."""
+    import numpy as np
+
+    from harness.step.capacity import EXACT_UNITS, decode_capacity
+    from harness.step.deployment import load_deployment
+    from harness.step.memory import max_batch_per_chip
+    from harness.step.schedule import decode_work, step_time_s
+
+    dep = load_deployment(deployment)
+    cap = max_batch_per_chip(dep, kv_len)
+    assert cap > EXACT_UNITS * 1.5
+    batches = np.arange(1, cap + 1, dtype=float)
+    tpot = {mb: np.asarray(step_time_s(d, decode_work(d, batches, kv_len)), float) / d.tokens_per_step * 1e3
+            for mb in (1, 2) for d in [dep.replace(microbatches=mb)]}
+    slos = [float(tpot[2][int(b)]) + 1e-9 for b in (EXACT_UNITS * 1.2, (EXACT_UNITS + cap) / 2, cap - 7)]
+    for p, slo in zip(decode_capacity(dep, kv_len, slos, (1, 2)), slos):
+        best = max(((batches[ok] / tpot[mb][ok] * 1e3).max(), mb) for mb in (1, 2)
+                   for ok in [tpot[mb] <= slo] if ok.any())
+        assert p["throughput_per_chip"] == pytest.approx(best[0], rel=1e-12) and p["microbatches"] == best[1]

@@ -1,12 +1,15 @@
 """The most load one deployment carries within a latency objective: the largest decode batch per chip whose TPOT
 meets a bound, or the most prefill tokens per chip whose TTFT does (`bench estimate --tpot-slo / --ttft-slo`).
 
-Every candidate load is evaluated at once (the step model is vectorised), so nothing assumes latency grows
-monotonically with load, and the pick is the candidate with the highest throughput that meets the objective."""
+The step model is vectorised, so the search evaluates loads in bulk: every load up to EXACT_UNITS units (a request,
+or PREFILL_GRANULE_TOKENS tokens), and beyond that a grid 1% apart up to what fits in HBM, refined to every unit
+on both sides of each objective's best grid point. Within the exact range nothing assumes that latency grows with
+load; beyond it, only that it does not dip and recover inside one 1% gap. The pick is the load with the highest
+throughput that meets the objective."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,9 +20,14 @@ from harness.step.estimate import prefix_read_s
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.step.schedule import decode_work, prefill_work, step_time_s
 
-# Prefill candidates are this many new tokens per chip apart: a typical chunk, and finer than any TTFT objective
-# needs (one granule of a 16K-token batch moves TTFT by under 2%).
+# Prefill loads are this many new tokens per chip apart: a typical chunk, and finer than any TTFT objective needs
+# (one step of a 16K-token batch moves TTFT by under 2%).
 PREFILL_GRANULE_TOKENS = 256
+EXACT_UNITS = 2048          # loads evaluated one by one; real decode batches per chip stay far below it
+GRID_RATIO = 1.01           # spacing of the grid beyond
+
+# (step seconds, latency seconds, throughput tokens/s) at each load of an array
+Curve = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def decode_capacity(dep: Deployment, kv_len: int, slos_ms: Sequence[float], microbatches: Sequence[int],
@@ -31,14 +39,17 @@ def decode_capacity(dep: Deployment, kv_len: int, slos_ms: Sequence[float], micr
         _weights_fit(dep)
         raise InputError(f"not one request of {kv_len:,} tokens fits in HBM next to {dep.name}'s weights",
                          field="--kv-len")
-    batches = np.arange(1, cap + 1, dtype=float)
-    curves = []
-    for mb in microbatches:
+
+    def curve(mb: int) -> Curve:
         d = dep.replace(microbatches=mb)
-        step_s = np.asarray(step_time_s(d, decode_work(d, batches, kv_len), eplb), float)
-        tpot_s = step_s / d.tokens_per_step
-        curves.append((mb, step_s, tpot_s, batches / tpot_s))
-    return [_priced(dep, _pick(slo, batches, curves, "batch_per_chip", "tpot_ms")) for slo in slos_ms]
+
+        def at(batches: np.ndarray):
+            step_s = np.asarray(step_time_s(d, decode_work(d, batches, kv_len), eplb), float)
+            tpot_s = step_s / d.tokens_per_step
+            return step_s, tpot_s, batches / tpot_s
+        return at
+    curves = [(mb, curve(mb)) for mb in microbatches]
+    return [_priced(dep, p) for p in _search_all(slos_ms, cap, 1, curves, "batch_per_chip", "tpot_ms")]
 
 
 def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms: Sequence[float],
@@ -55,16 +66,63 @@ def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms:
         _weights_fit(dep)
         raise InputError(f"not one prompt of {prompt_len:,} tokens fits in HBM next to {dep.name}'s weights",
                          field="--prompt-len")
-    tokens = np.unique(np.append(np.arange(PREFILL_GRANULE_TOKENS, cap + 1, PREFILL_GRANULE_TOKENS), cap))
-    tokens = tokens.astype(float)
-    read_s = np.asarray(prefix_read_s(dep, tokens / new * cached_len * dep.chips), float)
-    curves = []
-    for mb in microbatches:
+
+    def curve(mb: int) -> Curve:
         d = dep.replace(microbatches=mb)
-        step_s = np.asarray(step_time_s(d, prefill_work(d, tokens, new, cached_len), eplb), float)
-        ttft_s = read_s + step_s
-        curves.append((mb, step_s, ttft_s, tokens / ttft_s))
-    return [_priced(dep, _pick(slo, tokens, curves, "tokens_per_chip", "ttft_ms")) for slo in slos_ms]
+
+        def at(tokens: np.ndarray):
+            read_s = np.asarray(prefix_read_s(dep, tokens / new * cached_len * dep.chips), float)
+            step_s = np.asarray(step_time_s(d, prefill_work(d, tokens, new, cached_len), eplb), float)
+            return step_s, read_s + step_s, tokens / (read_s + step_s)
+        return at
+    curves = [(mb, curve(mb)) for mb in microbatches]
+    return [_priced(dep, p)
+            for p in _search_all(slos_ms, cap, PREFILL_GRANULE_TOKENS, curves, "tokens_per_chip", "ttft_ms")]
+
+
+def _grid(units: int) -> np.ndarray:
+    """Every unit up to EXACT_UNITS, then GRID_RATIO apart, always ending at `units`."""
+    exact = np.arange(1, min(units, EXACT_UNITS) + 1)
+    if units <= EXACT_UNITS:
+        return exact
+    n = int(np.ceil(np.log(units / EXACT_UNITS) / np.log(GRID_RATIO))) + 1
+    return np.unique(np.concatenate([exact, np.round(np.geomspace(EXACT_UNITS, units, n)).astype(int)]))
+
+
+def _search_all(slos_ms: Sequence[float], cap: int, granule: int, curves: list[tuple[int, Curve]],
+                load_key: str, latency_key: str) -> list[dict[str, Any]]:
+    """For each objective, the best load (units of `granule`, the last one `cap`) over every microbatch count;
+    when none meets it, the lowest latency any load reaches (so the user sees how far off it is)."""
+    grid = _grid(-(-cap // granule))
+    coarse = [(mb, at, at(np.minimum(grid * granule, cap).astype(float))) for mb, at in curves]
+    lowest = min(float(c[2][1].min()) for c in coarse) * 1e3
+    out = []
+    for slo in slos_ms:
+        best = None     # (throughput, mb, load, step_s, latency_s)
+        for mb, at, (step_s, latency_s, throughput) in coarse:
+            units, ok = grid, latency_s * 1e3 <= slo
+            if not ok.any():
+                continue
+            i = int(np.flatnonzero(ok)[np.argmax(throughput[ok])])
+            lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+            if hi - lo > 2:  # inside the 1% grid: every unit on both sides of the best grid point
+                units = np.arange(lo, hi + 1)
+                step_s, latency_s, throughput = at(np.minimum(units * granule, cap).astype(float))
+                ok = latency_s * 1e3 <= slo
+                i = int(np.flatnonzero(ok)[np.argmax(throughput[ok])])
+            if best is None or throughput[i] > best[0]:
+                best = (float(throughput[i]), mb, float(min(units[i] * granule, cap)), float(step_s[i]),
+                        float(latency_s[i]))
+        if best is None:
+            out.append({"slo_ms": slo, "met": False, load_key: None, "microbatches": None, latency_key: None,
+                        "step_time_ms": None, "throughput_per_chip": None, "limited_by": None,
+                        "lowest_latency_ms": lowest})
+            continue
+        throughput, mb, load, step_s, latency_s = best
+        out.append({"slo_ms": slo, "met": True, load_key: load, "microbatches": mb, latency_key: latency_s * 1e3,
+                    "step_time_ms": step_s * 1e3, "throughput_per_chip": throughput,
+                    "limited_by": "memory" if load >= cap else "slo", "lowest_latency_ms": None})
+    return out
 
 
 def _priced(dep: Deployment, point: dict[str, Any]) -> dict[str, Any]:
@@ -80,28 +138,6 @@ def _weights_fit(dep: Deployment) -> None:
     if plan.kv_bytes <= 0:
         raise InputError(f"{dep.name}'s weights ({plan.weights_bytes / 1e9:.1f} GB per rank) and reserve "
                          f"({plan.reserve_bytes / 1e9:.1f} GB) leave no HBM for a KV cache "
-                         f"({dep.hardware.hbm_bytes / 1e9:.0f} GB per rank): split them further (--tp, --ep) or over more chips",
+                         f"({dep.hardware.hbm_bytes / 1e9:.0f} GB per rank): split them further (--tp, --ep) "
+                         "or over more chips",
                          field="--chips")
-
-
-def _pick(slo_ms: float, loads: np.ndarray, curves: list, load_key: str, latency_key: str) -> dict[str, Any]:
-    """The best candidate over every microbatch count for one objective; when none meets it, the lowest latency
-    any candidate reaches (so the user sees how far off it is)."""
-    best = None
-    for mb, step_s, latency_s, throughput in curves:
-        ok = latency_s * 1e3 <= slo_ms
-        if not ok.any():
-            continue
-        i = int(np.flatnonzero(ok)[np.argmax(throughput[ok])])
-        if best is None or throughput[i] > best[0][3][best[1]]:
-            best = ((mb, step_s, latency_s, throughput), i)
-    if best is None:
-        lowest = min(float(c[2][0]) for c in curves) * 1e3
-        return {"slo_ms": slo_ms, "met": False, load_key: None, "microbatches": None, latency_key: None,
-                "step_time_ms": None, "throughput_per_chip": None, "limited_by": None,
-                "lowest_latency_ms": lowest}
-    (mb, step_s, latency_s, throughput), i = best
-    return {"slo_ms": slo_ms, "met": True, load_key: float(loads[i]), "microbatches": mb,
-            latency_key: float(latency_s[i]) * 1e3, "step_time_ms": float(step_s[i]) * 1e3,
-            "throughput_per_chip": float(throughput[i]),
-            "limited_by": "memory" if i == len(loads) - 1 else "slo", "lowest_latency_ms": None}

@@ -9,6 +9,7 @@ throughput that meets the objective."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,15 +41,11 @@ def decode_capacity(dep: Deployment, kv_len: int, slos_ms: Sequence[float], micr
         raise InputError(f"not one request of {kv_len:,} tokens fits in HBM next to {dep.name}'s weights",
                          field="--kv-len")
 
-    def curve(mb: int) -> Curve:
-        d = dep.replace(microbatches=mb)
-
-        def at(batches: np.ndarray):
-            step_s = np.asarray(step_time_s(d, decode_work(d, batches, kv_len), eplb), float)
-            tpot_s = step_s / d.tokens_per_step
-            return step_s, tpot_s, batches / tpot_s
-        return at
-    curves = [(mb, curve(mb)) for mb in microbatches]
+    def at(d: Deployment, batches: np.ndarray):
+        step_s = np.asarray(step_time_s(d, decode_work(d, batches, kv_len), eplb), float)
+        tpot_s = step_s / d.tokens_per_step
+        return step_s, tpot_s, batches / tpot_s
+    curves = _curves(dep, microbatches, at)
     return [_priced(dep, p) for p in _search_all(slos_ms, cap, 1, curves, "batch_per_chip", "tpot_ms")]
 
 
@@ -67,17 +64,18 @@ def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms:
         raise InputError(f"not one prompt of {prompt_len:,} tokens fits in HBM next to {dep.name}'s weights",
                          field="--prompt-len")
 
-    def curve(mb: int) -> Curve:
-        d = dep.replace(microbatches=mb)
-
-        def at(tokens: np.ndarray):
-            read_s = np.asarray(prefix_read_s(dep, tokens / new * cached_len * dep.chips), float)
-            step_s = np.asarray(step_time_s(d, prefill_work(d, tokens, new, cached_len), eplb), float)
-            return step_s, read_s + step_s, tokens / (read_s + step_s)
-        return at
-    curves = [(mb, curve(mb)) for mb in microbatches]
+    def at(d: Deployment, tokens: np.ndarray):
+        read_s = np.asarray(prefix_read_s(d, tokens / new * cached_len * d.chips), float)
+        step_s = np.asarray(step_time_s(d, prefill_work(d, tokens, new, cached_len), eplb), float)
+        return step_s, read_s + step_s, tokens / (read_s + step_s)
+    curves = _curves(dep, microbatches, at)
     return [_priced(dep, p)
             for p in _search_all(slos_ms, cap, PREFILL_GRANULE_TOKENS, curves, "tokens_per_chip", "ttft_ms")]
+
+
+def _curves(dep: Deployment, microbatches: Sequence[int], at) -> list[tuple[int, Curve]]:
+    """`at(deployment, loads)` for each microbatch count."""
+    return [(mb, functools.partial(at, dep.replace(microbatches=mb))) for mb in microbatches]
 
 
 def _grid(units: int) -> np.ndarray:

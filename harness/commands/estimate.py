@@ -11,8 +11,8 @@ from harness.commands.common import console
 from harness.errors import InputError
 from harness.results.slo import parse_durations_ms
 from harness.step.capacity import PREFILL_GRANULE_TOKENS, decode_capacity, prefill_capacity
-from harness.step.deployment import Deployment, inline_deployment, load_deployment
-from harness.step.deployment import _check as check_deployment
+from harness.step.deployment import Deployment, check_deployment, inline_deployment, load_deployment
+from harness.step.estimate import deployment_fields
 from harness.step.estimate import estimate as run_estimate
 
 
@@ -138,10 +138,7 @@ def _capacity(dep, tpot_slo, ttft_slo, batch, kv_len, tokens_per_chip, prompt_le
         plen = prompt_len if prompt_len is not None else dep.prompt_len
         point = {"prompt_len": plen, "cached_len": cached_len}
         points = prefill_capacity(dep, plen, cached_len, slos, tried, eplb)
-    return {"deployment": dep.name, "hardware": dep.hardware.name, "llm": dep.llm.name, "phase": dep.phase,
-            "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
-            "precision": dep.precision, "microbatches_tried": list(tried), "eplb": eplb,
-            "attention_kernel": dep.attention_kernel or "current", "dispatch_kernel": dep.dispatch_kernel or "current",
+    return {**deployment_fields(dep, eplb), "microbatches_tried": list(tried),
             "objective": "tpot" if wanted == "decode" else "ttft", "operating_point": point, "points": points}
 
 

@@ -82,7 +82,7 @@ class Deployment:
         return dataclasses.replace(self, **changes)
 
 
-def _check(dep: Deployment, path: str) -> Deployment:
+def check_deployment(dep: Deployment, path: str) -> Deployment:
     hw = dep.hardware
     for name in ("tp", "ep", "dp"):  # tp first: an inline dp is derived from it (0 when tp exceeds the ranks)
         x = getattr(dep, name)
@@ -146,7 +146,7 @@ def _load(name: str, sets: tuple[str, ...]) -> Deployment:
         batch_per_chip=float(op.get("batch_per_chip", 1)), kv_len=op.get("kv_len", 4096),
         tokens_per_chip=op.get("tokens_per_chip", 16384), prompt_len=op.get("prompt_len", 4096),
     )
-    return _check(dep, str(path))
+    return check_deployment(dep, str(path))
 
 
 def load_deployment(name: str, overrides: Sequence[str] = ()) -> Deployment:
@@ -195,4 +195,4 @@ def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int |
     )
     if dep.shared_expert_placement == "dedicated":
         dep = dep.replace(shared_expert_placement="every-rank", shared_expert_ranks=0)
-    return _check(dep, "--chips/--ep/--tp/--dp")
+    return check_deployment(dep, "--chips/--ep/--tp/--dp")

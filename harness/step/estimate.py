@@ -26,6 +26,14 @@ def prefix_read_s(dep: Deployment, cached_tokens, remote: bool = False):
     return float(t) if t.ndim == 0 else t
 
 
+def deployment_fields(dep: Deployment, eplb: str) -> dict[str, Any]:
+    """What an estimate's output says about the deployment it priced (also heads `--tpot-slo` results)."""
+    return {"deployment": dep.name, "hardware": dep.hardware.name, "llm": dep.llm.name, "phase": dep.phase,
+            "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
+            "precision": dep.precision, "eplb": eplb, "attention_kernel": dep.attention_kernel or "current",
+            "dispatch_kernel": dep.dispatch_kernel or "current"}
+
+
 def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int | None = None,
              tokens_per_chip: int | None = None, prompt_len: int | None = None,
              eplb: str | None = None, cached_len: int = 0) -> dict[str, Any]:
@@ -51,14 +59,8 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
     ops = step_ops(dep, work, eplb)
     step_s = makespan_s(ops)
     peak_tflops = hw.peak(dep.precision) * hw.ranks_per_chip / 1e12
-    out: dict[str, Any] = {
-        "deployment": dep.name, "hardware": hw.name, "llm": dep.llm.name, "phase": dep.phase,
-        "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
-        "precision": dep.precision, "microbatches": dep.microbatches, "eplb": eplb, "operating_point": point,
-        "attention_kernel": dep.attention_kernel or "current",
-        "dispatch_kernel": dep.dispatch_kernel or "current",
-        "step_time_ms": step_s * 1e3,
-    }
+    out: dict[str, Any] = {**deployment_fields(dep, eplb), "microbatches": dep.microbatches,
+                           "operating_point": point, "step_time_ms": step_s * 1e3}
     if dep.phase == "decode":
         tpot_s = step_s / dep.tokens_per_step
         out["tokens_per_step"] = dep.tokens_per_step

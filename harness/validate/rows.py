@@ -17,7 +17,7 @@ from harness.hardware import load_hardware
 from harness.hardware.specfile import load_spec
 from harness.hardware.units import parse_quantity
 from harness.llm import load_llm
-from harness.step.deployment import _check, load_deployment
+from harness.step.deployment import check_deployment, load_deployment
 from harness.step.estimate import estimate
 
 
@@ -341,7 +341,7 @@ def _headline_deployment(h: dict[str, Any]):
     target names them)."""
     dep = load_deployment(h["deployment"])
     ran = {k: h[k] for k in ("attention_kernel", "dispatch_kernel") if k in h}
-    return _check(dep.replace(**ran), f"targets.toml, headline {h['id']}") if ran else dep
+    return check_deployment(dep.replace(**ran), f"targets.toml, headline {h['id']}") if ran else dep
 
 
 @functools.lru_cache(maxsize=None)

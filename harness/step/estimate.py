@@ -21,6 +21,8 @@ def prefix_read_s(dep: Deployment, cached_tokens, remote: bool = False):
     on CloudMatrix384; host DRAM over PCIe (`remote`: another node's, over RDMA) on GPUs. The ranks read at once,
     each its attention group's share of the step's prompts (the step model spreads prompts evenly; every rank of a
     TP group needs the group's KV), so one share crosses one rank's path. Vectorised over `cached_tokens`."""
+    if np.ndim(cached_tokens) == 0 and cached_tokens <= 0:  # the simulator's common case, per prefill step
+        return 0.0
     per_rank = np.asarray(cached_tokens, float) / dep.dp * dep.kv_bytes_per_token()
     t = transfer_time_s(per_rank, *host_path(dep.hardware, "read", remote))  # 0 where nothing is cached
     return float(t) if t.ndim == 0 else t

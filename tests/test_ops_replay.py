@@ -133,3 +133,16 @@ def test_replay_json_matches_the_report_schema(repo_root):
     r = json.loads(CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--json"]).output)
     jsonschema.validate(r, schema)
     assert r["timelines"]["recorded"]["category"][0] == "attention"
+
+
+def test_names_from_inputs_print_as_they_are(tmp_path):
+    """Terminal output is not markup: a kernel or file name with `[red]` or `[/x]` in it prints verbatim (rich
+    would drop the first and raise on the second)."""
+    d = json.loads(FIXTURE.read_text())
+    kernel = next(e for e in d["traceEvents"] if e.get("cat") == "kernel")
+    kernel["name"] = "mystery[/x]kernel[bold]"
+    path = tmp_path / "[red]trace.json"
+    path.write_text(json.dumps(d))
+    res = CliRunner().invoke(main, ["ops", "replay", str(path)])
+    assert res.exit_code == 0, res.output
+    assert "[red]trace.json" in res.output and "mystery[/x]kernel[bold]" in res.output

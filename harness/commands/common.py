@@ -76,6 +76,8 @@ def deployment_pair(text: str) -> tuple[str, str]:
 
 def console(*, stderr: bool = False) -> Console:
     """A rich console for command output: the terminal's width on a terminal, and 160 columns when piped or
-    redirected (rich would otherwise fold tables into 80 columns)."""
+    redirected (rich would otherwise fold tables into 80 columns). Markup is off: file names, spec descriptions and
+    kernel names are printed as they are (a `[/x]` in one would otherwise vanish or crash the print); styles are
+    given with `style=` or `rich.text.Text`."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 160)
+    return Console(stderr=stderr, width=None if stream.isatty() else 160, markup=False)

@@ -6,6 +6,7 @@ import json
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from harness.commands.common import console
 from harness.errors import InputError
@@ -175,7 +176,7 @@ def _print_comparison(results: list[dict]) -> None:
 
 def _header(r: dict, microbatches: str) -> None:
     con = console()
-    con.print(f"[bold]{r['deployment']}[/]  {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
+    con.print(Text(r["deployment"], style="bold"), f" {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
               f"({r['ranks']} ranks), EP{r['ep']} DP{r['dp']} TP{r['tp']}, {r['precision']}, "
               f"{microbatches} microbatch(es), EPLB {r['eplb']}"
               + "".join(f", {what} kernel {r[f'{what}_kernel']}" for what in ("attention", "dispatch")
@@ -197,9 +198,10 @@ def _print_capacity(r: dict) -> None:
         t.add_row(f"{p['slo_ms']:g} ms", *_capacity_cells(p, name, load_key))
     con.print(t)
     more = "one more request" if decode else f"{PREFILL_GRANULE_TOKENS} more tokens"
-    con.print(f"[dim]limited by {name}: {more} per chip would miss the objective; HBM: the largest load that fits "
-              f"in memory[/]")
-    con.print(f"[dim]per-op breakdown of a row: bench estimate ... --{'batch' if decode else 'tokens-per-chip'} N[/]")
+    con.print(f"limited by {name}: {more} per chip would miss the objective; HBM: the largest load that fits "
+              "in memory", style="dim")
+    con.print(f"per-op breakdown of a row: bench estimate ... --{'batch' if decode else 'tokens-per-chip'} N",
+              style="dim")
 
 
 def _print(r: dict) -> None:
@@ -210,15 +212,15 @@ def _print(r: dict) -> None:
         con.print(f"TPOT             {r['tpot_ms']:10.2f} ms   ({r['tokens_per_step']:.2f} tokens per step)")
         con.print(f"max batch/chip   {r['max_batch_per_chip_at_kv_len']:10d}      (memory, at this KV length)")
         if not r["fits_in_memory"]:
-            con.print("[yellow]warning: this batch's KV cache does not fit in HBM next to the weights[/]")
+            con.print("warning: this batch's KV cache does not fit in HBM next to the weights", style="yellow")
     else:
         if r["operating_point"]["cached_len"]:
             con.print(f"cache read       {r['cache_read_ms']:10.2f} ms   (cached prefixes into the ranks, before the step)")
         con.print(f"TTFT             {r['ttft_ms']:10.2f} ms")
     if not r["within_context"]:
         length = r["operating_point"]["kv_len" if r["phase"] == "decode" else "prompt_len"]
-        con.print(f"[yellow]warning: {length:,} tokens is beyond {r['llm']}'s context window "
-                  f"({r['max_context']:,} tokens; --set {r['llm']}.max_context=N widens it)[/]")
+        con.print(f"warning: {length:,} tokens is beyond {r['llm']}'s context window "
+                  f"({r['max_context']:,} tokens; --set {r['llm']}.max_context=N widens it)", style="yellow")
     con.print(f"throughput/chip  {r['throughput_per_chip']:10.1f} tokens/s" + ("" if r["phase"] == "decode" else
                                                                               "   (computed)"))
     if r["phase"] == "prefill" and r["operating_point"]["cached_len"]:

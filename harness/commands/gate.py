@@ -108,6 +108,6 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
     if as_json:
         click.echo(json.dumps(dict(report, failed=failed), indent=1, default=str))
     elif not update:
-        con.print("[red]gate failed[/red]" if failed else "[green]gate passed[/green]")
+        con.print("gate failed" if failed else "gate passed", style="red" if failed else "green")
     if failed:
         raise SystemExit(1)

@@ -8,6 +8,8 @@ import sys
 
 import click
 
+from rich.text import Text
+
 from harness.commands.common import console
 from harness.errors import InputError
 from harness.ops.analysis import analyse
@@ -88,7 +90,7 @@ def _print(result: dict) -> None:
 
     con = console()
     tr = result["trace"]
-    con.print(f"[bold]{tr['path']}[/]  format {tr['format']}, {tr['ops']} ops on streams "
+    con.print(Text(tr["path"], style="bold"), f" format {tr['format']}, {tr['ops']} ops on streams "
                   f"{', '.join(tr['streams'])}; sync edges {tr.get('sync_edges', '-')}, SM-capacity edges "
                   f"{tr.get('sm_edges', '-')}, inferred waits {tr.get('inferred_wait_edges', '-')}, ops with a "
                   f"recorded CPU launch {tr.get('launch_release_ops', 0)}")
@@ -123,17 +125,18 @@ def _print(result: dict) -> None:
         table.add_row(*row)
     for label, key, fmt in (("span", "span_s", "ms"), ("overlap ratio", "overlap_ratio", "%"),
                             ("comm hidden under compute", "comm_overlap_ratio", "%")):
-        table.add_row(f"[bold]{label}[/]", *[(f"{result[c][key] * 1e3:.3f}" if fmt == "ms"
+        table.add_row(Text(label, style="bold"), *[(f"{result[c][key] * 1e3:.3f}" if fmt == "ms"
                                               else f"{result[c][key]:.1%}") for c in columns],
                       *([""] if mape else []))
     con.print(table)
     ident = result.get("identity")
     if ident:
-        ok = "[green]holds[/]" if ident["within_1pct"] else "[red]FAILS[/]"
+        ok = "holds" if ident["within_1pct"] else "FAILS"
         con.print(f"identity replay ({ident['mechanisms']}): recorded span {ident['recorded_span_s'] * 1e3:.3f} "
                       f"ms, replayed {ident['replayed_span_s'] * 1e3:.3f} ms (error {ident['error']:+.3%}) {ok}; "
                       f"{ident['fallback_gap_ops']} ops without a recorded launch replay their idle gaps "
-                      f"({ident['fallback_gap_total_s'] * 1e3:.3f} ms); DAG alone {ident['dense_span_s'] * 1e3:.3f} ms")
+                      f"({ident['fallback_gap_total_s'] * 1e3:.3f} ms); DAG alone {ident['dense_span_s'] * 1e3:.3f} ms",
+                  style=None if ident["within_1pct"] else "red")
     for c in columns:
         cp = result[c]["critical_path"]
         parts = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in sorted(cp["per_category_s"].items(), key=lambda x: -x[1]))
@@ -142,7 +145,7 @@ def _print(result: dict) -> None:
         con.print(f"critical path ({c}): {cp['ops']} ops from {cp.get('start_s', 0.0) * 1e3:.2f} ms, starting "
                       f"{where}; unexplained idle {cp['wait_s'] * 1e3:.2f} ms; by category (ms): {parts}")
     for line in result.get("assumptions", []):
-        con.print(f"[dim]assumption: {line}[/]")
+        con.print(f"assumption: {line}", style="dim")
 
 
 @ops.command("export")

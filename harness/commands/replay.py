@@ -152,9 +152,10 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
     show = not quiet and sys.stdout.isatty() and not as_json
     for plan, c in zip(plans, costs):
         if show:
+            from rich.markup import escape
             from rich.progress import Progress
             with Progress(transient=True) as bar:
-                task = bar.add_task(f"{plan.label}", total=len(workload))
+                task = bar.add_task(escape(plan.label), total=len(workload))
                 outputs.append(run_backend(workload, plan, c, slo, lambda k: bar.update(task, completed=k)))
         else:
             outputs.append(run_backend(workload, plan, c, slo))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from harness.commands.common import console
 from harness.validate import explain as explain_row
@@ -63,7 +64,7 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, summary: bool
             for r in rows:
                 err = f"{r['error_pct']:+.1f}"
                 t.add_row(r["id"], f"{r['published']:,.4g}", f"{r['predicted']:,.4g}", r["unit"],
-                          err if r["ok"] else f"[red]{err}[/]", f"{r['tolerance_pct']:g}", r["kind"])
+                          err if r["ok"] else Text(err, style="red"), f"{r['tolerance_pct']:g}", r["kind"])
             con.print(t)
         con.print(_table_summary(rows))
         bad = [r for r in rows if not r["ok"]]
@@ -100,14 +101,14 @@ _EXPLAIN_TABLES = (
 
 def _print_explain(row: dict) -> None:
     con = console()
-    con.print(f"[bold]{row['id']}[/]: {row['what']} ({row['conditions']})")
+    con.print(Text(row["id"], style="bold"), f": {row['what']} ({row['conditions']})", sep="")
     con.print(f"published {row['published']:,.4g} {row['unit']}, predicted {row['predicted']:,.4g} {row['unit']}, "
               f"error {row['error_pct']:+.1f}% [{row['kind']}]")
     ex = row["explain"]
     est = ex.get("estimate")
     for k, v in ex.items():
         if k not in ("estimate", *(key for key, _, _ in _EXPLAIN_TABLES)):
-            con.print(f"  {k}: {v}")
+            con.print(f"  {k}: {v:,.4g}" if isinstance(v, float) else f"  {k}: {v}")
     for key, title, cols in _EXPLAIN_TABLES:
         if not ex.get(key):
             continue

@@ -15,6 +15,7 @@ def sweep_progress(total: int, title: str, show: bool | None = None) -> Iterator
     if not show or total == 0:
         yield lambda ok: None
         return
+    from rich.markup import escape
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
@@ -22,7 +23,7 @@ def sweep_progress(total: int, title: str, show: bool | None = None) -> Iterator
                TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[failed]}"), TimeElapsedColumn(),
                TextColumn("elapsed,"), TimeRemainingColumn(), TextColumn("left")]
     with Progress(*columns, transient=True) as bar:
-        task = bar.add_task(title, total=total, rate="", failed="")
+        task = bar.add_task(escape(title), total=total, rate="", failed="")
         failed = 0
 
         def advance(ok: bool) -> None:

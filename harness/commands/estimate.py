@@ -177,8 +177,9 @@ def _print_comparison(results: list[dict]) -> None:
 def _header(r: dict, microbatches: str) -> None:
     con = console()
     con.print(Text(r["deployment"], style="bold"), f" {r['llm']} on {r['hardware']}, {r['phase']}, {r['chips']} chips "
-              f"({r['ranks']} ranks), EP{r['ep']} DP{r['dp']} TP{r['tp']}, {r['precision']}, "
-              f"{microbatches} microbatch(es), EPLB {r['eplb']}"
+              f"({r['ranks']} ranks), " + (f"EP{r['ep']} " if r["routed_experts"] else "")
+              + f"DP{r['dp']} TP{r['tp']}, {r['precision']}, {microbatches} microbatch(es)"
+              + (f", EPLB {r['eplb']}" if r["routed_experts"] else "")
               + "".join(f", {what} kernel {r[f'{what}_kernel']}" for what in ("attention", "dispatch")
                         if r[f"{what}_kernel"] != "current"))
     con.print("operating point: " + ", ".join(f"{k}={v}" for k, v in r["operating_point"].items()))

@@ -31,7 +31,8 @@ def prefix_read_s(dep: Deployment, cached_tokens, remote: bool = False):
 def deployment_fields(dep: Deployment, eplb: str) -> dict[str, Any]:
     """What an estimate's output says about the deployment it priced (also heads `--tpot-slo` results)."""
     return {"deployment": dep.name, "hardware": dep.hardware.name, "llm": dep.llm.name, "phase": dep.phase,
-            "chips": dep.chips, "ranks": dep.ranks, "ep": dep.ep, "dp": dep.dp, "tp": dep.tp,
+            "chips": dep.chips, "ranks": dep.ranks, "routed_experts": dep.llm.routed_experts, "ep": dep.ep,
+            "dp": dep.dp, "tp": dep.tp,
             "precision": dep.precision, "eplb": eplb, "attention_kernel": dep.attention_kernel or "current",
             "dispatch_kernel": dep.dispatch_kernel or "current"}
 

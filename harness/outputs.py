@@ -5,26 +5,71 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from harness.errors import InputError
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it is renamed onto `target`, on error removed."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    if target.is_dir():
+        raise InputError("is a folder; give a file name for this output", path=str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:
+        raise unwritable(target, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.is_file():  # mkstemp makes 0600 files; give outputs the permissions a plain open() would
             os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, target)
+        try:
+            os.replace(tmp_path, target)
+        except OSError as exc:
+            raise unwritable(target, exc) from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+
+
+def unwritable(target: Path, exc: OSError) -> InputError:
+    """An output path the system refuses (no such device, a file where a folder should be, no permission)."""
+    for parent in Path(target).parents:
+        if parent.exists() and not parent.is_dir():
+            return InputError(f"cannot write this output: {parent} is a file, not a folder", path=str(target))
+    return InputError(f"cannot write this output: {exc.strerror or exc}", path=str(target))
+
+
+def refuse_overwriting(outputs: dict[str, str | os.PathLike[str] | None],
+                       inputs: Sequence[str | os.PathLike[str]] = ()) -> None:
+    """Refuse, before any work, an output that would overwrite an input or another output of the same command.
+
+    `outputs` maps each option (e.g. '--out') to its path (None: not given). An input folder (a replay's results)
+    protects its run.json and everything in its subfolders; a new file directly in it (a report) is fine."""
+    taken: dict[Path, str] = {}
+    folders = []
+    for path in inputs:
+        p = Path(path)
+        if p.is_dir():
+            folders.append((p.resolve(), path))
+        elif p.exists():
+            taken[p.resolve()] = f"the input {path}"
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        p = Path(path).resolve()
+        if p in taken:
+            raise InputError(f"{path} would overwrite {taken[p]}; choose another path", field=option)
+        for folder, name in folders:
+            if folder in p.parents and (p.parent != folder or p.name == "run.json"):
+                raise InputError(f"{path} would overwrite part of the input folder {name}; choose another path",
+                                 field=option)
+        taken[p] = f"what {option} writes"
 
 
 def _umask() -> int:

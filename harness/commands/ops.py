@@ -15,7 +15,7 @@ from harness.errors import InputError
 from harness.ops.analysis import analyse
 from harness.ops.load import FORMATS, load_op_trace
 from harness.ops.native import save_native
-from harness.outputs import write_text_atomic
+from harness.outputs import refuse_overwriting, write_text_atomic
 
 
 @click.group("ops")
@@ -44,6 +44,7 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
                target_hw: str | None, work: str | None, no_launch: bool, as_json: bool, out: str | None,
                report: str | None, quiet: bool) -> None:
     """Replay TRACE's op DAG; with --source/--target, re-time each op on those backends."""
+    refuse_overwriting({"--out": out, "--report": report}, [trace])
     show = not quiet and not as_json and sys.stdout.isatty()
     status = console(stderr=True)
     with status.status(f"reading {trace}", spinner="dots") if show else contextlib.nullcontext():

@@ -6,6 +6,7 @@ import dataclasses
 import os
 import sys
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 import click
@@ -16,7 +17,8 @@ from harness.commands.common import deployment_pair as _deployments
 from harness.commands.common import per_label as _per_label
 from harness.errors import InputError
 from harness.results.slo import parse_slo
-from harness.results.write import dumps, write_replay
+from harness.outputs import refuse_overwriting
+from harness.results.write import check_replay_folder, dumps, write_replay
 from harness.sim.config import CACHE_SCOPES, DP_BALANCE, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import (COMPARISONS, BackendPlan, build_costs, default_deployment, defaults, labels_for,
                                 overrides_per_plan, run_backend, simulated_seconds, size_plans, sizing_notes,
@@ -109,6 +111,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
     """Replay TRACE (a file or a bundled trace name) on each backend with prefill/decode disaggregation and a
     context cache; write per-request results, time series and summaries to --out, and compare the backends."""
     slo = parse_slo(slo_text)
+    _check_outputs(trace, out_dir, report_path)
     backends = backends or tuple(defaults()["backends"])
     labels = labels_for(backends)
     per = {name: _per_label(vals, f"--{name.replace('_', '-')}", labels, parse) for name, vals, parse in [
@@ -220,3 +223,19 @@ def _print_table(outputs) -> None:
     for name, cell in rows:
         table.add_row(name, *[cell(o.summary) for o in outputs])
     console().print(table)
+
+
+def _check_outputs(trace: str, out_dir: str, report_path: str | None) -> None:
+    """Before the replay runs: the output folder is one it may replace, and replacing it loses neither the trace
+    nor the report (a report directly in the folder is kept: it is written after the folder)."""
+    check_replay_folder(out_dir)
+    refuse_overwriting({"--report": report_path}, [trace])
+    out = Path(out_dir).resolve()
+    if Path(trace).exists() and out in Path(trace).resolve().parents:
+        raise InputError(f"the trace {trace} is inside the output folder {out_dir}, which the replay replaces; "
+                         "give another --out", field="--out")
+    if report_path:
+        report = Path(report_path).resolve()
+        if out in report.parents and (report.parent != out or report.name == "run.json"):
+            raise InputError(f"{report_path} is one of the replay's own output files or folders; put the report "
+                             f"directly in {out_dir} under another name, or elsewhere", field="--report")

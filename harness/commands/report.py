@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from harness.outputs import refuse_overwriting
 from harness.report import render_report
 
 
@@ -16,5 +17,6 @@ def report(results: tuple[str, ...], out: str) -> None:
 
     The kind of each input is detected from its content; the report is a pure function of the saved results.
     """
+    refuse_overwriting({"--out": out}, results)
     path = render_report(list(results), out)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(results)} result{'s' if len(results) != 1 else ''})")

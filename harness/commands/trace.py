@@ -10,6 +10,7 @@ from rich.table import Table
 
 from harness.commands.common import console, load_shaped, trace_input_options
 from harness.errors import InputError
+from harness.outputs import refuse_overwriting
 from harness.trace import bundled_traces, save_trace, trace_stats
 from harness.trace.lengths import Empirical, servegen_lengths
 from harness.trace.save import native_container
@@ -41,6 +42,7 @@ def info(file: str, as_json: bool, **opts) -> None:
 def convert(source: str, dest: str, **opts) -> None:
     """Convert SOURCE (any format) to the native format DEST (.csv, .jsonl or .parquet, optionally .gz)."""
     native_container(dest)  # reject a bad extension before the (possibly long) load
+    refuse_overwriting({"DEST": dest}, [source])
     workload = load_shaped(source, **opts)
     save_trace(workload, dest)
     click.echo(f"wrote {len(workload):,} requests to {dest}")

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.commands.common import console
+from harness.outputs import refuse_overwriting
 from harness.validate import explain as explain_row
 from harness.validate import validation_rows
 
@@ -37,6 +38,7 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, summary: bool
         else:
             _print_explain(row)
         return
+    refuse_overwriting({"--out": out_path, "--report": report_path})
     rows = validation_rows()
     if tolerance is not None:
         for r in rows:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
+from harness.errors import InputError
+from harness.outputs import unwritable
+
 
 @dataclass(frozen=True)
 class BackendOutput:
@@ -32,14 +35,36 @@ def write_parquet(frame: pl.DataFrame, path: Path) -> None:
     frame.write_parquet(path, compression="zstd", compression_level=3, statistics=True)
 
 
+def check_replay_folder(out_dir: str | os.PathLike[str], option: str = "--out") -> None:
+    """Refuse, before a replay runs, an output folder it must not replace: a file, the working folder or one
+    above it, or a non-empty folder that is not an earlier replay's output (it has no run.json), which would be
+    deleted with everything in it."""
+    target = Path(out_dir)
+    if target.exists() and not target.is_dir():
+        raise InputError(f"{out_dir} is a file; a replay writes a folder", field=option)
+    if not target.exists():
+        return
+    here = Path.cwd().resolve()
+    if target.resolve() in (here, *here.parents):
+        raise InputError(f"{out_dir} is the working folder or holds it; a replay replaces its output folder, "
+                         "so give a new or earlier output folder", field=option)
+    if any(target.iterdir()) and not (target / "run.json").is_file():
+        raise InputError(f"{out_dir} is not empty and is not a replay output folder (no run.json); a replay "
+                         "replaces its output folder, so give a new or earlier output folder", field=option)
+
+
 def write_replay(out_dir: str | os.PathLike[str], run: dict, backends: Sequence[BackendOutput]) -> Path:
     """DIR/run.json and DIR/<label>/{summary.json, requests.parquet, timeseries.parquet}; all or nothing.
 
-    An existing DIR is replaced only once the new one is complete."""
+    An existing DIR (an earlier replay's, see check_replay_folder) is replaced only once the new one is complete."""
+    check_replay_folder(out_dir)
     target = Path(out_dir)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
-    tmp.mkdir()   # not mkdtemp: the folder gets the usual permissions (umask), not 0700
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()   # not mkdtemp: the folder gets the usual permissions (umask), not 0700
+    except OSError as exc:
+        raise unwritable(target, exc) from None
     try:
         (tmp / "run.json").write_text(dumps(run), encoding="utf-8")
         for b in backends:

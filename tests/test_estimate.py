@@ -106,6 +106,11 @@ def test_human_output():
     (["-d", "cm384-decode", "--precision", "fp8"], "has no fp8 peak"),
     (["--hardware", "h100-ib", "--llm", "llama-3.1-70b", "--phase", "decode", "--chips", "8", "--mtp-accept", "0.5"],
      "has no MTP module"),
+    (["-d", "cm384-decode", "--batch", "nan"], "'nan' is not a finite number"),
+    (["-d", "cm384-decode", "--batch", "inf"], "'inf' is not a finite number"),
+    (["-d", "cm384-decode", "--mtp-accept", "nan"], "'nan' is not a finite number"),
+    (["-d", "cm384-decode", "--set", "cloudmatrix384.ub.bandwidth=1e400GB/s"],
+     "--set: field 'scale_up.bandwidth': not a finite number"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     r = run("estimate", *args)

@@ -105,6 +105,21 @@ def test_bad_options_fail_in_one_line_and_write_nothing(tmp_path, args, field) -
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "inf"], "'inf' is not a finite number"),
+    (["--time-scale", "nan"], "'nan' is not a finite number"),
+    (["--prefill-share", "nan"], "'nan' is not a finite number"),
+    (["--seed", "-1"], "'--seed': -1 is not in the range"),
+    (["--price", "inf"], "must be a positive $/chip-hour"),
+    (["--cache-capacity", "1e400TB"], "too large to be a size"),
+])
+def test_non_finite_and_out_of_range_numbers_are_refused_before_the_run(tmp_path, args, message) -> None:
+    out = tmp_path / "o"
+    result = run(*SMALL, *args, "--out", str(out))
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not out.exists()
+
+
 def test_report_option_writes_the_html_report(tmp_path) -> None:
     html = tmp_path / "r.html"
     result = run(*SMALL, "--backend", "cloudmatrix384", "--out", str(tmp_path / "o"), "--report", str(html))

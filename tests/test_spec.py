@@ -202,6 +202,9 @@ def test_an_unknown_path_names_what_it_may_have_meant(path, hint):
     ("scale_up.bandwidth", "98 GB", "needs a unit of bandwidth"),
     ("chips", "many", "bad value 'many'"),
     ("chip", "3", "cannot replace a whole table"),
+    ("scale_up.bandwidth", "1e400GB/s", "--set: field 'scale_up.bandwidth': not a finite number"),
+    ("scale_up.bandwidth", "0GB/s", "--set: field 'scale_up.bandwidth': a bandwidth or compute rate must be"),
+    ("chip.hbm_capacity", "-1GB", "--set: field 'chip.hbm_capacity'"),
 ])
 def test_bad_set_override(path, value, message):
     with pytest.raises(InputError, match=re.escape(message)):
@@ -254,7 +257,22 @@ def test_hostile_quantity_text_never_crashes_otherwise(text):
     try:
         parse_quantity(text, "bandwidth")
     except ValueError as exc:
-        assert "expected a bandwidth" in str(exc)
+        assert "expected a bandwidth" in str(exc) or "too large to be a bandwidth" in str(exc)
+
+
+def test_a_quantity_beyond_a_float_is_refused():
+    with pytest.raises(ValueError, match="too large"):
+        parse_quantity("1e400 GB/s")
+
+
+def test_a_bad_value_names_the_field_inside_a_variant_and_where_it_came_from(models_copy):
+    """The attention table is one of two variants (MLA or GQA): the error names the field that is wrong in the
+    variant the file is, not the whole table; a value from --set is blamed on --set, one in the file on its line."""
+    with pytest.raises(InputError, match=re.escape("--set: field 'attention.heads': 0 is less than the minimum of 1")):
+        load_llm("deepseek-r1", [("attention.heads", "0")])
+    name = _broken(models_copy, "llm", "deepseek-r1", lambda t: re.sub(r"^heads = 128", "heads = 0", t, flags=re.M))
+    with pytest.raises(InputError, match=r"line \d+: field 'attention.heads': 0 is less than the minimum of 1"):
+        load_llm(name)
 
 
 def test_non_finite_numbers_are_rejected(models_copy):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,16 +15,26 @@ from harness.errors import InputError
 from harness.trace import Workload, load_trace, shape
 from harness.trace.formats import FORMATS
 
+class Finite(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (a float range lets nan through every bound)."""
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        x = super().convert(value, param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return x
+
+
 _OPTIONS = [
     click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
                  help="Trace format; detected from the file's content when omitted."),
     click.option("--strict", is_flag=True, help="Reject timestamps that go backwards instead of sorting them."),
-    click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep only the first N requests."),
+    click.option("--limit", type=click.IntRange(1, 2**63 - 1), default=None, help="Keep only the first N requests."),
     click.option("--window", metavar="START:END", default=None,
                  help="Keep requests arriving in [START, END) seconds from the trace start (either side optional)."),
-    click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--time-scale", type=Finite(min=0, min_open=True), default=None,
                  help="Multiply arrival times by F (0.1 = ten times denser traffic)."),
-    click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=None,
+    click.option("--rate", type=Finite(min=0, min_open=True), default=None,
                  help="Rescale arrival times to a mean rate of R requests/s."),
 ]
 

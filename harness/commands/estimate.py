@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from harness.commands.common import console
+from harness.commands.common import Finite, console
 from harness.errors import InputError
 from harness.results.slo import parse_durations_ms
 from harness.step.capacity import PREFILL_GRANULE_TOKENS, decode_capacity, prefill_capacity
@@ -29,13 +29,13 @@ from harness.step.estimate import estimate as run_estimate
 @click.option("--tp", type=click.IntRange(min=1), help="Attention tensor-parallel degree.")
 @click.option("--dp", type=click.IntRange(min=1), help="Attention data-parallel degree.")
 @click.option("--precision", type=click.Choice(["bf16", "fp8", "int8"]), help="GEMM precision.")
-@click.option("--batch", type=click.FloatRange(min=0, min_open=True), help="Decode: requests per chip.")
+@click.option("--batch", type=Finite(min=0, min_open=True), help="Decode: requests per chip.")
 @click.option("--kv-len", type=click.IntRange(min=1), help="Decode: KV length per request (tokens).")
 @click.option("--tokens-per-chip", type=click.IntRange(min=1), help="Prefill: new tokens per chip per step.")
 @click.option("--prompt-len", type=click.IntRange(min=1), help="Prefill: prompt length (tokens).")
 @click.option("--cached-len", type=click.IntRange(min=0), default=0, show_default=True,
               help="Prefill: tokens of each prompt already in the context cache (read, not computed).")
-@click.option("--mtp-accept", type=click.FloatRange(0, 1),
+@click.option("--mtp-accept", type=Finite(0, 1),
               help="MTP with one draft token accepted with probability P; 0 turns MTP off.")
 @click.option("--microbatch/--no-microbatch", default=None, help="Two-microbatch overlap on or off.")
 @click.option("--eplb", type=click.Choice(["perfect", "default"]), help="Expert-load balance model.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from harness.commands.common import console
+from harness.commands.common import Finite, console
 from harness.errors import InputError
 from harness.gate import golden, speed
 from harness.gate.probes import collect_results
@@ -29,7 +29,7 @@ def _fmt(x: float | None, spec: str = ".6g") -> str:
               default=None, help="Speed baseline (default: tests/benchmarks/baseline.json).")
 @click.option("--update", is_flag=True, help="Accept the current values as the new golden results / baseline.")
 @click.option("--reason", default="", help="Why the golden values move (required with --update).")
-@click.option("--margin", type=click.FloatRange(1.0, None, min_open=True), default=speed.DEFAULT_MARGIN,
+@click.option("--margin", type=Finite(1.0, None, min_open=True), default=speed.DEFAULT_MARGIN,
               show_default=True, help="Allowed normalised slowdown before the speed gate fails.")
 @click.option("-k", "keyword", default=None, help="Only benchmarks matching this pytest -k expression.")
 @click.option("--set", "overrides", multiple=True, metavar="SPEC.PATH=VALUE",

@@ -10,7 +10,7 @@ import click
 
 from rich.text import Text
 
-from harness.commands.common import console
+from harness.commands.common import Finite, console
 from harness.errors import InputError
 from harness.ops.analysis import analyse
 from harness.ops.load import FORMATS, load_op_trace
@@ -151,7 +151,7 @@ def _print(result: dict) -> None:
 
 @ops.command("export")
 @click.option("--deployment", required=True, help="Deployment spec name (models/deployments).")
-@click.option("--batch", type=click.FloatRange(min=0, min_open=True),
+@click.option("--batch", type=Finite(min=0, min_open=True),
               help="Decode: requests per chip (default: the deployment's operating point).")
 @click.option("--kv-len", type=click.IntRange(min=1), help="Decode: KV length per request (default: operating point).")
 @click.option("--tokens", type=click.IntRange(min=1), help="Prefill: new tokens per chip (default: operating point).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -12,7 +13,7 @@ from datetime import datetime, timezone
 import click
 
 from harness import __version__
-from harness.commands.common import console, load_shaped, trace_input_options
+from harness.commands.common import Finite, console, load_shaped, trace_input_options
 from harness.commands.common import deployment_pair as _deployments
 from harness.commands.common import per_label as _per_label
 from harness.errors import InputError
@@ -46,7 +47,7 @@ def _size_bytes(text: str) -> int:
 
 def _price(text: str) -> float:
     x = float(text)
-    if not x > 0:
+    if not 0 < x < math.inf:
         raise ValueError("must be a positive $/chip-hour")
     return x
 
@@ -92,13 +93,13 @@ _PER = "[LABEL=]"
               help="Tokens per cache block when blocks are derived from sessions.")
 @click.option("--compare", "comparison", type=click.Choice(COMPARISONS), default=None,
               help="Size backends after the first: equal chips, equal cost, or as given (default: equal-chips).")
-@click.option("--prefill-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+@click.option("--prefill-share", type=Finite(0, 1, min_open=True, max_open=True), default=None,
               help="With equal-chips/equal-cost: the share of each resized backend's chips in prefill "
                    "(default: the first backend's).")
 @click.option("--slo", "slo_text", default="ttft=2s,tpot=50ms", show_default=True,
               help="Objectives for goodput and attainment; add percentile=P to judge the run at a percentile.")
 @click.option("--set", "sets", multiple=True, metavar="SPEC.PATH=VALUE", help="Override a spec file value.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the run's one random generator.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the run's one random generator.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/replay", show_default=True,
               help="Output folder (replaced atomically).")
 @click.option("--json", "as_json", is_flag=True, help="Print run.json and every summary as one JSON document.")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from harness.commands.common import console, load_shaped, trace_input_options
+from harness.commands.common import Finite, console, load_shaped, trace_input_options
 from harness.errors import InputError
 from harness.outputs import refuse_overwriting
 from harness.trace import bundled_traces, save_trace, trace_stats
@@ -80,11 +80,11 @@ def _stats_table(stats: dict) -> Table:
 @trace.command()
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.option("--requests", "n_requests", type=click.IntRange(min=1), default=None, help="Number of requests.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", "duration_s", type=Finite(min=0, min_open=True), default=None,
               help="Or: all arrivals within this many seconds.")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), required=True, help="Mean arrival rate, req/s.")
+@click.option("--rate", type=Finite(min=0, min_open=True), required=True, help="Mean arrival rate, req/s.")
 @click.option("--arrival", type=click.Choice(ARRIVALS), default="poisson", show_default=True)
-@click.option("--cv", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--cv", type=Finite(min=0, min_open=True), default=1.0, show_default=True,
               help="Inter-arrival coefficient of variation (gamma arrivals).")
 @click.option("--input", "input_spec", default="1024", show_default=True, metavar="SPEC",
               help="Input lengths: N, uniform:LO:HI or lognormal:MEAN:CV.")
@@ -96,13 +96,13 @@ def _stats_table(stats: dict) -> Table:
 @click.option("--client", default=None, help="ServeGen client id (chunk-N); all clients when omitted.")
 @click.option("--prefix-tokens", type=click.IntRange(min=0), default=0, help="Shared system-prompt tokens.")
 @click.option("--prefix-groups", type=click.IntRange(min=1), default=1, help="Number of distinct shared prefixes.")
-@click.option("--session-turns", type=click.FloatRange(min=1), default=None,
+@click.option("--session-turns", type=Finite(min=1), default=None,
               help="Mean turns per multi-turn session (history becomes the next prompt's prefix).")
 @click.option("--open-sessions", type=click.IntRange(min=1), default=8, show_default=True,
               help="Sessions interleaved at a time.")
 @click.option("--block-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Tokens per prefix block.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def synth(dest: str, lengths_from: str | None, servegen: str | None, client: str | None, input_spec: str,
           output_spec: str, **opts) -> None:
     """Write a seeded synthetic trace to DEST (.csv, .jsonl or .parquet, optionally .gz)."""

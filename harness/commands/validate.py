@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from harness.commands.common import console
+from harness.commands.common import Finite, console
 from harness.outputs import refuse_overwriting
 from harness.validate import explain as explain_row
 from harness.validate import validation_rows
@@ -20,7 +20,7 @@ from harness.validate import validation_rows
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of rows.")
 @click.option("--strict", is_flag=True,
               help="Exit 1 when any row's error exceeds its tolerance (models/validation/targets.toml).")
-@click.option("--tolerance", type=click.FloatRange(min=0, min_open=True),
+@click.option("--tolerance", type=Finite(min=0, min_open=True),
               help="One tolerance in percent for every row, instead of the recorded ones.")
 @click.option("--summary", is_flag=True, help="Print one line per table (row count, mean and worst error) only.")
 @click.option("--explain", "explain_id", metavar="ID", help="Show the breakdown behind one row.")

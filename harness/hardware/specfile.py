@@ -175,35 +175,42 @@ def _coerce(raw: str, old: Any, dotted: str, path: Path) -> Any:
 
 def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[dict[str, Any], Path]:
     """Read, override, validate. Returns the raw (unit-bearing) dict and its path; InputError on any problem."""
-    path, text, data = _read(kind, name)
-    data = apply_overrides(data, overrides, path, _schema(kind))
+    path, text, original = _read(kind, name)
+    data = apply_overrides(original, overrides, path, _schema(kind))
+
+    def where(at: list) -> str | None:
+        """A value --set changed is blamed on --set, not on the line of the file it replaced."""
+        before, after = _lookup(original, at), _lookup(data, at)
+        if not (before is after or before == after):  # `is`: a NaN the file itself holds is unchanged
+            return "--set"
+        line = line_of(text, at)
+        return f"line {line}" if line else None
+
     for check, message in ((_non_finite, "not a finite number"),
                            (_zero_rate, "a bandwidth or compute rate must be greater than zero")):
         bad = check(data, [])
         if bad is not None:
-            line = line_of(text, bad)
-            raise InputError(message, path=str(path), where=f"line {line}" if line else None,
-                             field=".".join(map(str, bad)))
+            raise InputError(message, path=str(path), where=where(bad), field=".".join(map(str, bad)))
     validator = _StrictValidator(_schema(kind))
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
     if errors:
         err = errors[0]
-        where = list(err.absolute_path)
+        while err.context:  # oneOf / anyOf: the error of the branch the value meant, not the whole table
+            err = _closest_branch_error(err.context)
+        at = list(err.absolute_path)
         if err.validator == "required":
             missing = re.search(r"'([^']+)' is a required property", err.message)
-            where = where + [missing.group(1)] if missing else where
+            at = at + [missing.group(1)] if missing else at
             msg = "missing required field"
         elif err.validator == "pattern" and _unit_kind(err.schema.get("pattern", "")):
             msg = f"{err.instance!r} needs a unit of {_unit_kind(err.schema['pattern'])}"
         elif err.validator == "additionalProperties":
             extra = re.findall(r"'([^']+)'", err.message)
-            where = where + extra[:1]
+            at = at + extra[:1]
             msg = "unknown field (a typo?)"
         else:
             msg = err.message
-        line = line_of(text, where)
-        raise InputError(msg, path=str(path), where=f"line {line}" if line else None,
-                         field=".".join(map(str, where)) or None)
+        raise InputError(msg, path=str(path), where=where(at), field=".".join(map(str, at)) or None)
     if data.get("name") != name:
         raise InputError(f"name {data.get('name')!r} does not match the file name '{name}'", path=str(path),
                          where=f"line {line_of(text, ['name'])}", field="name")
@@ -222,9 +229,41 @@ def _first(node: Any, at: list, bad) -> list | None:
     return None
 
 
+def _closest_branch_error(context: list) -> Any:
+    """Among a oneOf's failed branches, the first error of the one the value meant: not one whose tag (a `const`
+    or `enum`, such as attention `kind`) it fails, then the one with the fewest errors."""
+    branches: dict[Any, list] = {}
+    for e in context:
+        branches.setdefault(e.relative_schema_path[0], []).append(e)
+    def mismatch(errs: list) -> tuple[bool, int]:
+        return any(e.validator in ("const", "enum") for e in errs), len(errs)
+    errs = min(branches.values(), key=mismatch)
+    return min(errs, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+
+
+def _lookup(node: Any, at: list) -> Any:
+    """The value at a path of keys and list indices; None where the path does not exist."""
+    for k in at:
+        try:
+            node = node[k]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
 def _non_finite(node: Any, at: list) -> list | None:
-    """NaN or infinity: TOML allows them, no spec value may be one."""
-    return _first(node, at, lambda v: isinstance(v, float) and not math.isfinite(v))
+    """NaN or infinity (TOML allows them) or a quantity too large for a float ('1e400 GB/s'): no spec value may be
+    one."""
+    def bad(v: Any) -> bool:
+        if isinstance(v, float):
+            return not math.isfinite(v)
+        if isinstance(v, str) and quantity_kind(v):
+            try:
+                parse_quantity(v)
+            except ValueError:
+                return True
+        return False
+    return _first(node, at, bad)
 
 
 def _zero_rate(node: Any, at: list) -> list | None:

@@ -5,6 +5,7 @@ seconds, flop/s) and names carry the unit (`_bytes`, `_bytes_per_s`, `_s`, `_flo
 
 from __future__ import annotations
 
+import math
 import re
 
 # unit -> (kind, factor to SI). Decimal prefixes for GB/s and GB as vendors print them; binary ones spelled KiB/GiB.
@@ -36,7 +37,10 @@ def parse_quantity(text: str, kind: str | None = None) -> float:
     unit_kind, factor = _UNITS[m.group(2)]
     if kind is not None and unit_kind != kind:
         raise ValueError(f"expected a {kind} (e.g. {_EXAMPLE[kind]}), got {text!r} which is a {unit_kind}")
-    return float(m.group(1)) * factor
+    value = float(m.group(1)) * factor
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is too large to be a {kind or 'quantity'}")
+    return value
 
 
 def quantity_kind(text: str) -> str | None:

@@ -15,6 +15,7 @@ from harness.step.capacity import PREFILL_GRANULE_TOKENS, decode_capacity, prefi
 from harness.step.deployment import Deployment, check_deployment, inline_deployment, load_deployment
 from harness.step.estimate import deployment_fields
 from harness.step.estimate import estimate as run_estimate
+from harness.step.memory import check_weights_fit
 
 
 @click.command()
@@ -103,6 +104,7 @@ def _resolve(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
         dep = inline_deployment(hardware, llm, phase, chips, ep=ep, tp=tp or 1, dp=dp, precision=precision,
                                 overrides=sets)
     dep = check_deployment(dep, "command line")
+    check_weights_fit(dep)
     if dep.phase == "decode" and (tokens_per_chip or prompt_len or cached_len):
         raise InputError("--tokens-per-chip / --prompt-len / --cached-len are for prefill; this is a decode deployment",
                          field="--tokens-per-chip")

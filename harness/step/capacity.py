@@ -18,7 +18,7 @@ import numpy as np
 from harness.errors import InputError
 from harness.step.deployment import Deployment
 from harness.step.estimate import prefix_read_s
-from harness.step.memory import max_batch_per_chip, memory_plan
+from harness.step.memory import check_weights_fit, max_batch_per_chip
 from harness.step.schedule import decode_work, prefill_work, step_time_s
 
 # Prefill loads are this many new tokens per chip apart: a typical chunk, and finer than any TTFT objective needs
@@ -37,7 +37,7 @@ def decode_capacity(dep: Deployment, kv_len: int, slos_ms: Sequence[float], micr
     highest throughput whose TPOT meets it, trying each microbatch count in `microbatches`."""
     cap = max_batch_per_chip(dep, kv_len)
     if cap < 1:
-        _weights_fit(dep)
+        check_weights_fit(dep)
         raise InputError(f"not one request of {kv_len:,} tokens fits in HBM next to {dep.name}'s weights",
                          field="--kv-len")
 
@@ -60,7 +60,7 @@ def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms:
     new = prompt_len - cached_len
     cap = max_batch_per_chip(dep, prompt_len) * new
     if cap < 1:
-        _weights_fit(dep)
+        check_weights_fit(dep)
         raise InputError(f"not one prompt of {prompt_len:,} tokens fits in HBM next to {dep.name}'s weights",
                          field="--prompt-len")
 
@@ -128,14 +128,3 @@ def _priced(dep: Deployment, point: dict[str, Any]) -> dict[str, Any]:
     tps = point["throughput_per_chip"]
     point["cost_per_million_tokens_usd"] = dep.hardware.cost_per_chip_hour_usd / 3600 / tps * 1e6 if tps else None
     return point
-
-
-def _weights_fit(dep: Deployment) -> None:
-    """Refuse, naming the chips, a deployment whose weights alone leave no HBM for a KV cache."""
-    plan = memory_plan(dep)
-    if plan.kv_bytes <= 0:
-        raise InputError(f"{dep.name}'s weights ({plan.weights_bytes / 1e9:.1f} GB per rank) and reserve "
-                         f"({plan.reserve_bytes / 1e9:.1f} GB) leave no HBM for a KV cache "
-                         f"({dep.hardware.hbm_bytes / 1e9:.0f} GB per rank): split them further (--tp, --ep) "
-                         "or over more chips",
-                         field="--chips")

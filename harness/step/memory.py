@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.errors import InputError
 from harness.llm import BYTES, LLM
 from harness.step.deployment import Deployment
 
@@ -75,3 +76,13 @@ def max_batch_per_chip(dep: Deployment, kv_len: float) -> int:
     """Largest decode batch per chip whose KV (kv_len tokens each) fits next to the weights."""
     plan = memory_plan(dep)
     return int(plan.kv_tokens_per_rank_of_instance / max(kv_len, 1) * dep.hardware.ranks_per_chip)
+
+
+def check_weights_fit(dep: Deployment) -> None:
+    """Refuse, naming the chips, a deployment whose weights alone leave no HBM for a KV cache."""
+    plan = memory_plan(dep)
+    if plan.kv_bytes <= 0:
+        raise InputError(f"{dep.name}'s weights ({plan.weights_bytes / 1e9:.1f} GB per rank) and reserve "
+                         f"({plan.reserve_bytes / 1e9:.1f} GB) leave no HBM for a KV cache "
+                         f"({dep.hardware.hbm_bytes / 1e9:.0f} GB per rank): split them further (--tp, --ep) "
+                         "or over more chips", field="--chips")

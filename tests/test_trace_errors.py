@@ -51,6 +51,11 @@ CASES = {
     "string length in JSON": ("w2.jsonl", _moon() + _moon(input_length="many"),
                               ["line 2", "field 'input_length'", "'many'"]),
     "not an object": ("arr.jsonl", _moon() + "[1, 2]\n", ["line 2", "is not of type 'object'"]),
+    "integer beyond int64 in JSON": ("big.jsonl", '{"arrival_s": 0, "input_tokens": 1, "output_tokens": 1}\n'
+                                     '{"arrival_s": 1, "input_tokens": 100000000000000000000000, "output_tokens": 1}\n',
+                                     ["line 2", "field 'input_tokens'", "too large"]),
+    "float beyond int64 in JSON": ("bigf.jsonl", '{"arrival_s": 0, "input_tokens": 1e30, "output_tokens": 1}\n',
+                                   ["line 1", "field 'input_tokens'", "too large"]),
     "too long": ("l.csv", NATIVE + "0,20000000,5\n", ["line 2", "field 'input_tokens'", "larger than any model"]),
     "too long together": ("l2.csv", NATIVE + "0,9000000,2000000\n", ["line 2", "exceed", "context"]),
     "bad timestamp": ("b.csv", AZURE + "2023-11-16 18:15:46.68,3,4\nyesterday,3,4\n",
@@ -113,6 +118,14 @@ def test_broken_gzip_stream(tmp_path):
 def test_corrupt_parquet(tmp_path):
     path = _write(tmp_path, "x.parquet", b"PAR1" + b"\x00garbage" * 20)
     with pytest.raises(InputError, match="not a readable Parquet file"):
+        load_trace(path)
+
+
+def test_parquet_unsigned_length_beyond_int64_names_the_row(tmp_path):
+    path = tmp_path / "u.parquet"
+    pl.DataFrame({"arrival_s": [0.0, 1.0], "input_tokens": pl.Series([5, 2**63 + 5], dtype=pl.UInt64),
+                  "output_tokens": [1, 1]}).write_parquet(path)
+    with pytest.raises(InputError, match=r"row 2: field 'input_tokens': too large"):
         load_trace(path)
 
 

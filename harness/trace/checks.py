@@ -54,9 +54,9 @@ def typed_column(raw: Raw, name: str, kind: str) -> pl.Series:
         bad = _first(col.is_not_null() & (col.is_nan() | col.is_infinite() | (col != col.floor())))
         if bad is not None:
             raise raw.error(bad, name, f"not an integer: {col[bad]}")
-        col = col.cast(pl.Int64)
+        col = _cast_in_range(raw, name, col, target)
     elif col.dtype.is_numeric() or col.dtype == pl.Null:
-        col = col.cast(target)
+        col = _cast_in_range(raw, name, col, target)
     else:
         raise raw.error(None, name, f"has type {col.dtype}, expected {kind}")
     if kind == "number":
@@ -64,6 +64,15 @@ def typed_column(raw: Raw, name: str, kind: str) -> pl.Series:
         if bad is not None:
             raise raw.error(bad, name, f"not a finite number: {col[bad]}")
     return col
+
+
+def _cast_in_range(raw: Raw, name: str, col: pl.Series, target: pl.DataType) -> pl.Series:
+    """A numeric column as `target`; a value beyond its range (an integer over 2**63) is an error at its row."""
+    typed = col.cast(target, strict=False)
+    bad = _first(typed.is_null() & col.is_not_null())
+    if bad is not None:
+        raise raw.error(bad, name, f"too large: {col[bad]}")
+    return typed
 
 
 def _bounded(raw: Raw, name: str, col: pl.Series, rule: dict, *, required: bool) -> None:

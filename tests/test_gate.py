@@ -43,7 +43,7 @@ def test_failure_is_exactly_the_tolerance_test(old, change):
 
 def test_update_records_reason_and_old_and_new_values(tmp_path):
     path = tmp_path / "g.json"
-    golden.update_golden(path, golden.load_golden(path), {"x": 1.0}, "first")
+    golden.update_golden(path, golden.load_golden(path, must_exist=False), {"x": 1.0}, "first")
     golden.update_golden(path, golden.load_golden(path), {"x": 2.0}, "model change")
     data = json.loads(path.read_text())
     assert data["values"]["x"]["value"] == 2.0
@@ -56,11 +56,27 @@ def test_update_without_reason_is_refused(tmp_path):
     assert result.exit_code == 2 and "reason" in result.output and not (tmp_path / "g.json").exists()
 
 
-def test_a_broken_golden_file_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize("content, message", [
+    (b"{not json", "not valid JSON"),
+    (b"\xcc\xcc", "not a text file"),
+    (b'{"values": {"a": {"value": "abc"}}}', "field 'values.a.value': 'abc' is not of type 'number'"),
+    (b'{"values": {"a": {}}}', "field 'values.a': 'value' is a required property"),
+    (b'{"values": {"a": {"value": 1, "rel_tol": -1}}}', "field 'values.a.rel_tol'"),
+    (b'{"values": {"a": {"value": NaN}}}', "field 'values.a.value': not a finite number"),
+    (None, "no such golden file"),
+])
+def test_a_broken_or_missing_golden_file_is_a_clear_error(tmp_path, content, message):
     bad = tmp_path / "g.json"
-    bad.write_text("{not json")
+    if content is not None:
+        bad.write_bytes(content)
     result = CliRunner().invoke(main, ["gate", "--golden", str(bad)])
-    assert result.exit_code == 2 and "g.json" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 2 and "g.json" in result.output and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_gate_that_checks_nothing_is_refused():
+    result = CliRunner().invoke(main, ["gate", "--no-results", "--no-speed"])
+    assert result.exit_code == 2 and "nothing to check" in result.output
 
 
 def test_the_committed_golden_results_hold():

@@ -91,3 +91,12 @@ def test_cli_plan_answers_for_both_backends_with_a_report(tmp_path):
     again = CliRunner().invoke(main, [*args, "--json"])
     assert again.exit_code == 0
     assert json.loads(again.output)["backends"] == plan["backends"]
+
+
+def test_a_chip_bound_no_deployment_fits_is_refused_before_any_replay(tmp_path):
+    out = tmp_path / "plan"
+    result = CliRunner().invoke(main, ["plan", "azure-conv", "--limit", "30", "--slo", "ttft=2s,tpot=80ms",
+                                       "--max-chips", "100", "--out", str(out), "--quiet"])
+    assert result.exit_code == 2 and "field '--max-chips'" in result.output and "takes 176" in result.output, \
+        result.output
+    assert "Traceback" not in result.output and not out.exists()

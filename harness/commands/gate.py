@@ -41,6 +41,8 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
     root = Path(__file__).resolve().parents[2]
     golden_path = golden_path or root / "tests" / "golden" / "results.json"
     baseline_path = baseline_path or root / "tests" / "benchmarks" / "baseline.json"
+    if not (do_results or do_speed):
+        raise InputError("--no-results and --no-speed leave nothing to check", field="--no-results")
     failed = False
     report: dict = {}
     con = console()
@@ -48,8 +50,8 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
     if do_results:
         if update and overrides:
             raise InputError("--set is a what-if; it cannot be combined with --update", field="--set")
+        old = golden.load_golden(golden_path, must_exist=not update)  # a bad file fails before the probes run
         current = collect_results(overrides)
-        old = golden.load_golden(golden_path)
         if overrides:  # compare only what the probes with overrides produced
             old = {**old, "values": {k: v for k, v in old["values"].items() if k in current}}
         if update:

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import jsonschema
+
 from harness.errors import InputError
 from harness.outputs import write_text_atomic
 
@@ -33,15 +35,36 @@ class Moved:
         return self.rel_change is None or self.rel_change > self.rel_tol
 
 
-def load_golden(path: Path) -> dict:
+_SCHEMA = {
+    "type": "object", "required": ["values"],
+    "properties": {
+        "values": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["value"], "additionalProperties": False,
+            "properties": {"value": {"type": "number"}, "rel_tol": {"type": "number", "minimum": 0}}}},
+        "history": {"type": "array"},
+    },
+}
+
+
+def load_golden(path: Path, *, must_exist: bool = True) -> dict:
+    """The golden file; a missing one is an error unless it is about to be created (`must_exist=False`)."""
     if not path.exists():
+        if must_exist:
+            raise InputError("no such golden file (create it with --update --reason \"...\")", path=str(path))
         return {"values": {}, "history": []}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise InputError("not a text file", path=str(path)) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path=str(path)) from None
-    if not isinstance(data.get("values"), dict) or not isinstance(data.get("history", []), list):
-        raise InputError("a golden file needs an object 'values' and a list 'history'", path=str(path))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_SCHEMA).iter_errors(data))
+    if error is not None:
+        raise InputError(error.message, path=str(path), field=".".join(map(str, error.absolute_path)) or None)
+    bad = next((rid for rid, e in data["values"].items() if not math.isfinite(e["value"])), None)
+    if bad is not None:
+        raise InputError("not a finite number", path=str(path), field=f"values.{bad}.value")
+    data.setdefault("history", [])
     return data
 
 

@@ -62,6 +62,10 @@ def plan_deployments(trace: dict[str, Any], backends: list[Backend], slo: Slo, o
         prefill, decode = _deployment(b.prefill, sets), _deployment(b.decode, sets)
         specs.append((prefill, decode, _touching(sets, (b.backend, b.prefill, b.decode, prefill.llm.name,
                                                         decode.llm.name))))
+    smallest = min(p.chips + d.chips for p, d, _ in specs)
+    if bounds.max_chips is not None and smallest > bounds.max_chips:
+        raise InputError(f"{bounds.max_chips} chips cannot hold one prefill and one decode instance of any backend "
+                         f"here (the smallest pair takes {smallest})", field="--max-chips")
     unused = [s for s in sets if not any(s in mine for _, _, mine in specs)]
     if unused:
         raise InputError(f"--set {unused[0]!r}: no backend of this plan uses that spec", field="--set")

@@ -83,6 +83,9 @@ def test_bad_rule_file(tmp_path):
     rules.write_text('[[rule]]\ncategory = "matmul"\npattern = "x"\n')
     res, _ = _run(FIXTURE, "--rules", str(rules))
     assert res.exit_code == 2 and "field 'category'" in res.output
+    rules.write_text("rule = 5\n")
+    res, _ = _run(FIXTURE, "--rules", str(rules))
+    assert res.exit_code == 2 and "field 'rule': 'rule' must be an array of tables" in res.output, res.output
 
 
 def test_user_rules_override_and_classify_unknown_kernel(tmp_path):

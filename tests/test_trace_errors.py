@@ -140,8 +140,13 @@ def test_unknown_format_name_and_wrong_container(tmp_path):
     path = _write(tmp_path, "a.csv", NATIVE + "0,1,1\n")
     with pytest.raises(InputError, match="unknown format 'splitwise'"):
         load_trace(path, "splitwise")
-    with pytest.raises(InputError, match="a mooncake trace is jsonl, but this file is csv"):
+    with pytest.raises(InputError, match="--format mooncake reads jsonl files, but this file is csv"):
         load_trace(path, "mooncake")
+    azure_lines = _write(tmp_path, "a.jsonl", '{"TIMESTAMP": "2023-11-16 18:15:46", "ContextTokens": 3, '
+                                              '"GeneratedTokens": 4}\n')
+    with pytest.raises(InputError, match="the columns are those of an azure trace, which is csv, but this file is "
+                                         "jsonl"):
+        load_trace(azure_lines)
 
 
 def test_missing_file_lists_bundled_names(tmp_path):

@@ -28,7 +28,10 @@ def load_rules(path: str | Path) -> list[Rule]:
     path = Path(path)
     _, data = read_toml(path)
     rules = []
-    for i, raw in enumerate(data.get("rule", [])):
+    listed = data.get("rule", [])
+    if not isinstance(listed, list):
+        raise InputError("'rule' must be an array of tables ([[rule]] blocks)", path=str(path), field="rule")
+    for i, raw in enumerate(listed):
         where = f"rule {i + 1}"
         if not isinstance(raw, dict):
             raise InputError("each [[rule]] must be a table", path=str(path), where=where)

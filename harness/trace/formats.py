@@ -86,10 +86,13 @@ def detect(src: Source, columns: list[str]) -> str:
     return best
 
 
-def read(src: Source, fmt: str, columns: list[str]) -> Raw:
+def read(src: Source, fmt: str, columns: list[str], *, chosen: bool = False) -> Raw:
+    """The file as format `fmt` (`chosen`: the user named it with --format; otherwise it was detected)."""
     if src.container not in CONTAINERS[fmt]:
-        raise InputError(f"the columns are those of a {fmt} trace, and a {fmt} trace is {' or '.join(CONTAINERS[fmt])}, but this file is {src.container}",
-                         path=str(src.path))
+        kinds = " or ".join(CONTAINERS[fmt])
+        why = (f"--format {fmt} reads {kinds} files" if chosen else
+               f"the columns are those of {'an' if fmt[0] in 'aeiou' else 'a'} {fmt} trace, which is {kinds}")
+        raise InputError(f"{why}, but this file is {src.container}", path=str(src.path))
     return _READERS[fmt](src, columns)
 
 

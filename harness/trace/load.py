@@ -27,8 +27,9 @@ def load_trace(path: str | Path, fmt: str | None = None, *, strict: bool = False
     resolved = resolve_trace_path(path)
     src = open_source(resolved)
     columns = formats.header_columns(src)
+    chosen = fmt is not None
     fmt = fmt or formats.detect(src, columns)
-    raw = formats.read(src, fmt, columns)
+    raw = formats.read(src, fmt, columns, chosen=chosen)
     frame, block_size = checks.validated(raw)
     if fmt == "native":
         checks.schema_check_head(raw, frame, block_size)

@@ -70,6 +70,18 @@ def test_synth_lengths_from_a_trace(tmp_path):
     (["trace", "info", "azure-conv", "--window", "9:3"], "field '--window'"),
     (["trace", "synth", "x.csv", "--rate", "1"], "exactly one of a request count and a duration"),
     (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--output", "lognormal:1"], "field '--output'"),
+    # numbers that overflowed a float or an int64, or asked for more memory than the machine has
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--input", "lognormal:100:1e300"],
+     "field '--input'"),
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--input", "uniform:1:99999999999999999999"],
+     "field '--input'"),
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--arrival", "gamma", "--cv", "1e-300"],
+     "field '--cv'"),
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--prefix-tokens", "99999999999999"],
+     "field '--prefix-tokens'"),
+    (["trace", "synth", "x.csv", "--rate", "1e9", "--duration", "1e9"], "field '--duration'"),
+    (["trace", "synth", "x.csv", "--rate", "1e-320", "--requests", "5"], "field '--rate'"),
+    (["trace", "convert", "azure-conv", "x.csv", "--limit", "5", "--time-scale", "1e308"], "field '--time-scale'"),
 ])
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, args, fragment):
     result = CliRunner().invoke(main, [a if not a.endswith((".txt", ".csv")) else str(tmp_path / a) for a in args])

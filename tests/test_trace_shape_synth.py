@@ -87,6 +87,13 @@ def test_length_specs():
         synthesize(10, rate=1, input="uniform:20:10")
 
 
+def test_a_huge_mean_session_length_is_bounded_by_the_trace():
+    """Sessions of a mean of 1e9 turns (no n x mean allocation): no session ends within the trace, so only the
+    eight interleaved ones (and the one that ties for slot 8) ever start."""
+    workload = synthesize(10, rate=1, session_turns=1e9, open_sessions=8, seed=0)
+    assert len(workload) == 10 and workload.requests["session_id"].n_unique() <= 9
+
+
 def test_empirical_lengths_resample_real_pairs(conv):
     source = conv.requests
     sampler = Empirical(source["input_tokens"].to_numpy(), source["output_tokens"].to_numpy())

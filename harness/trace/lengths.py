@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from harness.errors import InputError
+from harness.trace.checks import max_context_tokens
 
 
 class LengthSampler(Protocol):
@@ -50,7 +51,9 @@ class LogNormal:
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         sigma2 = np.log1p(self.cv ** 2)
         mu = np.log(self.mean) - sigma2 / 2
-        return np.maximum(1, np.rint(rng.lognormal(mu, np.sqrt(sigma2), size=n))).astype(np.int64)
+        # Capped at the longest context a trace may hold: the far tail of a large CV would overflow int64.
+        draws = np.minimum(np.rint(rng.lognormal(mu, np.sqrt(sigma2), size=n)), max_context_tokens())
+        return np.maximum(1, draws).astype(np.int64)
 
 
 def parse_length(text: str | int, *, option: str) -> LengthSampler:
@@ -75,10 +78,12 @@ def parse_length(text: str | int, *, option: str) -> LengthSampler:
 
 
 def _checked(sampler: LengthSampler, option: str) -> LengthSampler:
-    ok = {Constant: lambda s: s.tokens >= 1, Uniform: lambda s: 1 <= s.low <= s.high,
-          LogNormal: lambda s: s.mean >= 1 and s.cv >= 0}[type(sampler)](sampler)
+    top = max_context_tokens()
+    ok = {Constant: lambda s: 1 <= s.tokens <= top, Uniform: lambda s: 1 <= s.low <= s.high <= top,
+          LogNormal: lambda s: 1 <= s.mean <= top and 0 <= s.cv <= 100}[type(sampler)](sampler)
     if not ok:
-        raise InputError(f"lengths must be at least 1 token (and LO <= HI, CV >= 0): {sampler}", field=option)
+        raise InputError(f"lengths must be 1 to {top:,} tokens (LO <= HI; lognormal CV 0 to 100): {sampler}",
+                         field=option)
     return sampler
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import polars as pl
 
@@ -66,6 +67,9 @@ def shape(workload: Workload, *, limit: int | None = None, window: tuple[float |
         time_scale = current / rate
     if time_scale is not None:
         frame = frame.with_columns(pl.col("arrival_s") * time_scale)
+        if not math.isfinite(frame["arrival_s"].max()):
+            option = "--rate" if rate is not None else "--time-scale"
+            raise InputError("stretches the arrivals beyond any representable time (a float overflows)", field=option)
     if frame is workload.requests:
         return workload
     return dataclasses.replace(workload, requests=frame)

@@ -43,6 +43,10 @@ def arrival_times(rng: np.random.Generator, n: int | None, duration_s: float | N
     return times[times < duration_s]
 
 
+MAX_REQUESTS = 100_000_000  # a sanity bound: ten times the largest replay benchmarked, about 4 GB of columns
+MIN_CV, MAX_CV = 1e-3, 1e3  # gamma arrivals: shape 1/cv^2 stays a finite, positive float
+
+
 def synthesize(n_requests: int | None = None, *, duration_s: float | None = None, rate: float,
                arrival: str = "poisson", cv: float = 1.0, input: LengthSampler | str | int = 1024,  # noqa: A002
                output: LengthSampler | str | int = 256, lengths=None, seed: int = 0,
@@ -67,8 +71,19 @@ def synthesize(n_requests: int | None = None, *, duration_s: float | None = None
                          field="--prefix-tokens")
     if session_turns is not None and not session_turns >= 1:
         raise InputError(f"mean turns per session must be at least 1, got {session_turns}", field="--session-turns")
+    if prefix_tokens > max_context_tokens():
+        raise InputError(f"{prefix_tokens:,} tokens is beyond any model's context ({max_context_tokens():,})",
+                         field="--prefix-tokens")
+    if not MIN_CV <= cv <= MAX_CV:
+        raise InputError(f"must be between {MIN_CV:g} and {MAX_CV:g}, got {cv:g}", field="--cv")
+    expected = n_requests if n_requests is not None else duration_s * rate
+    if expected > MAX_REQUESTS:
+        raise InputError(f"about {expected:,.0f} requests; a synthetic trace holds at most {MAX_REQUESTS:,}",
+                         field="--requests" if n_requests is not None else "--duration")
     rng = np.random.default_rng(seed)
     arrival_s = arrival_times(rng, n_requests, duration_s, rate, arrival, cv)
+    if arrival_s.size and not np.isfinite(arrival_s[-1]):
+        raise InputError(f"{rate:g} req/s spaces arrivals beyond any representable time", field="--rate")
     n = arrival_s.size
     if n == 0:
         raise InputError(f"no request arrives within {duration_s} s at {rate} req/s", field="--duration")
@@ -91,7 +106,8 @@ def synthesize(n_requests: int | None = None, *, duration_s: float | None = None
     too_long = (requests["input_tokens"] + requests["output_tokens"] > max_context_tokens()).arg_true()
     if too_long.len():
         raise InputError(f"request {int(too_long[0])} would exceed {max_context_tokens():,} tokens of context; "
-                         "use shorter lengths or fewer turns per session", field="--session-turns")
+                         "use shorter lengths or fewer turns per session",
+                         field="--session-turns" if session_turns else "--input")
     return Workload(requests=requests, name=name, block_size=block_size_out, source_format="synthetic")
 
 
@@ -102,7 +118,8 @@ def _sampler(spec: LengthSampler | str | int, option: str) -> LengthSampler:
 def _sessions(rng: np.random.Generator, n: int, mean_turns: float, open_sessions: int) -> np.ndarray:
     """Session index per arrival slot: geometric turn counts; turn j of session s is placed at s + j*open_sessions
     in slot order, so about `open_sessions` conversations interleave and each session's turns arrive in order."""
-    turns = rng.geometric(1.0 / mean_turns, size=n)  # at most n sessions are ever needed
+    # At most n sessions of at most n turns are ever needed (a huge mean would otherwise allocate n x mean slots).
+    turns = np.minimum(rng.geometric(1.0 / mean_turns, size=n), n)
     session = np.repeat(np.arange(n), turns)
     turn = np.arange(session.size) - np.repeat(np.cumsum(turns) - turns, turns)
     order = np.argsort(session + turn * open_sessions, kind="stable")[:n]

@@ -108,6 +108,7 @@ def test_knobs_become_the_replay_plan():
 BAD = [
     ('[[backend]]\nbackend = "cloudmatrix384"\n[grid]\nbatch_kap = [1]\n', "batch_kap", "unknown knob"),
     ('[grid]\nbatch_cap = [0]\n[[backend]]\nbackend = "cloudmatrix384"\n', "batch_cap", "at least 1"),
+    ('[grid]\nseed = [-1]\n[[backend]]\nbackend = "cloudmatrix384"\n', "seed", "at least 0"),
     ('[grid]\nrouting = ["fastest"]\n[[backend]]\nbackend = "cloudmatrix384"\n', "routing", "must be one of"),
     ('[grid]\ncache_capacity = ["2 parsecs"]\n[[backend]]\nbackend = "cloudmatrix384"\n', "cache_capacity", "size"),
     ('[grid]\n"hardware.scale_up.bandwith" = ["98GB/s"]\n[[backend]]\nbackend = "cloudmatrix384"\n',
@@ -124,6 +125,23 @@ BAD = [
     ('[grid]\nprefill_instances = [1]\nprefill_per_decode = [2.0]\n[[backend]]\nbackend = "cloudmatrix384"\n',
      "prefill_per_decode", "not both"),
 ]
+
+
+@pytest.mark.parametrize("old,new,field,words", [
+    ("rate = 20.0", "rate = nan", "trace.rate", "not a finite number"),
+    ("rate = 20.0", "rate = inf", "trace.rate", "not a finite number"),
+    ("seed = 3", "seed = -1", "seed", "less than the minimum of 0"),
+    ('name = "t"', 'name = "/tmp/elsewhere"', "name", "does not match"),
+    ('path = "azure-conv"', 'path = "garbage.csv"', "trace.path", "unknown trace format"),
+])
+def test_bad_top_level_values_and_unreadable_traces_fail_before_any_point(tmp_path, old, new, field, words):
+    """What would otherwise fail every point (and exit 0 with 'no point meets the SLO') or write outside out/."""
+    (tmp_path / "garbage.csv").write_bytes(b"\x00\x01 not a trace\n")
+    path = write(tmp_path, BASE.replace(old, new) + '[[backend]]\nbackend = "cloudmatrix384"\n')
+    with pytest.raises(InputError) as exc:
+        load_sweep(path)
+    msg = str(exc.value)
+    assert f"field '{field}'" in msg and words in msg and "line " in msg, msg
 
 
 @pytest.mark.parametrize("tail,field,words", BAD, ids=[b[1] + ":" + b[2] for b in BAD])

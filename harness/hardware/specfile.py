@@ -186,7 +186,7 @@ def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -
         line = line_of(text, at)
         return f"line {line}" if line else None
 
-    for check, message in ((_non_finite, "not a finite number"),
+    for check, message in ((first_non_finite, "not a finite number"),
                            (_zero_rate, "a bandwidth or compute rate must be greater than zero")):
         bad = check(data, [])
         if bad is not None:
@@ -251,7 +251,7 @@ def _lookup(node: Any, at: list) -> Any:
     return node
 
 
-def _non_finite(node: Any, at: list) -> list | None:
+def first_non_finite(node: Any, at: list) -> list | None:
     """NaN or infinity (TOML allows them) or a quantity too large for a float ('1e400 GB/s'): no spec value may be
     one."""
     def bad(v: Any) -> bool:

@@ -21,7 +21,7 @@ import jsonschema
 from harness import __version__
 from harness.errors import InputError
 from harness.tomlfile import read_toml
-from harness.hardware.specfile import line_of, load_spec, spec_names
+from harness.hardware.specfile import first_non_finite, line_of, load_spec, spec_names
 from harness.paths import models_dir
 from harness.results.slo import Slo, parse_slo
 from harness.sim.replay import default_deployment, labels_for
@@ -269,12 +269,17 @@ def load_sweep(path: str | Path) -> Sweep:
             extra = re.findall(r"'([^']+)'", e.message)
             keys, msg = keys + extra[:1], "unknown field (a typo?)"
         raise _error(msg, path, text, keys)
+    bad = first_non_finite(raw, [])
+    if bad is not None:
+        raise _error("not a finite number", path, text, bad)
     slo = parse_slo(raw.get("slo", "ttft=2s,tpot=50ms"), option=f"{path}: field 'slo'")
     traces_raw = raw["trace"] if isinstance(raw["trace"], list) else [raw["trace"]]
     traces = []
+    from harness.sweep.worker import load_point_trace  # (worker imports this module)
     for t in traces_raw:
         try:
             traces.append(trace_ref(t["path"], t, path.parent))
+            load_point_trace(traces[-1])  # a bad trace is this file's error now, not a failure of every point
         except InputError as exc:
             raise _error(f"{exc}", path, text, ["trace", "path"]) from None
     labels = labels_for([b.get("label", b["backend"]) for b in raw["backend"]])

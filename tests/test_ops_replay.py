@@ -85,6 +85,8 @@ def test_kineto_to_native_file_round_trip_replays_identically(tmp_path):
 
 @pytest.mark.parametrize("mutate, needle", [
     (lambda d: d["ops"][1].update(duration_us=-1), "op 1: field 'duration_us'"),
+    (lambda d: d["ops"][1].update(duration_us=float("nan")), "NaN is not a finite number"),
+    (lambda d: d["ops"][1].update(flops=float("inf")), "Infinity is not a finite number"),
     (lambda d: d["ops"][0].update(category="matmul"), "op 0: field 'category'"),
     (lambda d: d["ops"][2].update(deps=[99]), "op 2: field 'deps': refers to unknown"),
     (lambda d: d["ops"][1].update(id=5), "op 1: field 'id'"),

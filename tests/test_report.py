@@ -217,6 +217,9 @@ def _edit(path: Path, change) -> None:
     ('{"trace": {"ops": 1, "streams": ["7"]}, "timelines": {"recorded": {"stream": ["7"], "start_s": [0, 1], '
      '"end_s": [1]}}}', "field 'timelines.recorded'"),
     ("", "not valid JSON"),
+    ('[{"id": "a", "published": 1,\n  "predicted": NaN, "unit": "s", "error_pct": 1}]', "line 2: NaN is not a finite"),
+    ('[{"id": "a", "published": Infinity, "predicted": 2, "unit": "s", "error_pct": 1}]', "Infinity is not a finite"),
+    ('[{"id": "a", "published": 1e400, "predicted": 2, "unit": "s", "error_pct": 1}]', "1e400 is not a finite"),
 ])
 def test_bad_or_unknown_json_is_one_clear_error(tmp_path: Path, content: str, expect: str) -> None:
     bad = tmp_path / "r.json"

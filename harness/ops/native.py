@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 from functools import cache
 from pathlib import Path
 
 import jsonschema
 
 from harness.errors import InputError
+from harness.jsonfile import loads_finite
 from harness.ops.graph import Op, OpGraph
 from harness.outputs import write_text_atomic
 from harness.paths import traces_dir
@@ -90,32 +90,11 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
     return OpGraph(ops, meta)
 
 
-class _NotFinite(ValueError):
-    pass
-
-
-def _not_finite(literal: str) -> float:
-    raise _NotFinite(literal)  # NaN, Infinity, -Infinity: Python's json reads them; no op field may hold one
-
-
-def _finite_float(literal: str) -> float:
-    value = float(literal)
-    if not math.isfinite(value):
-        raise _NotFinite(literal)  # 1e400
-    return value
-
-
 def load_native(path: str | Path) -> OpGraph:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-        data = json.loads(text, parse_constant=_not_finite, parse_float=_finite_float)
-    except _NotFinite as exc:
-        line = next((i + 1 for i, row in enumerate(text.splitlines()) if exc.args[0] in row), None)
-        raise InputError(f"{exc.args[0]} is not a finite number (durations and sizes must be)", path=str(path),
-                         where=f"line {line}" if line else None) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg}", path=str(path), where=f"line {exc.lineno}") from None
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path=str(path)) from None
+    data = loads_finite(text, str(path))
     return from_dict(data, str(path))

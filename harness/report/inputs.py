@@ -15,6 +15,7 @@ import jsonschema
 import polars as pl
 
 from harness.errors import InputError
+from harness.jsonfile import loads_finite
 
 _SCHEMAS = Path(__file__).resolve().parent / "schemas"
 
@@ -69,10 +70,7 @@ def _read_json(path: Path) -> Any:
         raise InputError("file not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read: {exc}", path=str(path)) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg}", path=str(path), where=f"line {exc.lineno}") from None
+    return loads_finite(text, str(path))
 
 
 def _check(doc: Any, schema: str, path: Path) -> None:

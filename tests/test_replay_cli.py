@@ -112,6 +112,8 @@ def test_bad_options_fail_in_one_line_and_write_nothing(tmp_path, args, field) -
     (["--seed", "-1"], "'--seed': -1 is not in the range"),
     (["--price", "inf"], "must be a positive $/chip-hour"),
     (["--cache-capacity", "1e400TB"], "too large to be a size"),
+    (["--prefill-instances", "99999999"], "a backend may have at most 1,000,000"),  # sizing would run for hours
+    (["--compare", "equal-cost", "--price", "h800-ib=0.000001"], "field '--price'"),
 ])
 def test_non_finite_and_out_of_range_numbers_are_refused_before_the_run(tmp_path, args, message) -> None:
     out = tmp_path / "o"

@@ -95,9 +95,9 @@ def sweep(sweep_file: str, out_dir: str | None, retry_failed: bool, no_report: b
               help="Objectives; met at percentile=P (default 99), rejected requests counting as misses.")
 @click.option("--objective", type=click.Choice(["cost", "chips"]), default="cost", show_default=True,
               help="Cheapest deployment, or fewest chips.")
-@click.option("--max-prefill", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--max-prefill", type=click.IntRange(1, 10_000), default=16, show_default=True,
               help="Most prefill instances to consider.")
-@click.option("--max-decode", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--max-decode", type=click.IntRange(1, 10_000), default=4, show_default=True,
               help="Most decode instances to consider.")
 @click.option("--max-chips", type=click.IntRange(min=1), default=None, help="Most chips in all.")
 @click.option("--set", "sets", multiple=True, metavar="SPEC.PATH=VALUE", help="Override a spec file value.")

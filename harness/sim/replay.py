@@ -110,6 +110,8 @@ def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comp
     `prefill_share` of the chips in prefill (default: the first's share). Instance counts the user fixed are kept."""
     if comparison not in COMPARISONS:
         raise InputError(f"must be one of {', '.join(COMPARISONS)}", field="--compare")
+    for plan, c in zip(plans, costs):
+        _bounded(plan.label, _chips(plan, c), "--prefill-instances/--decode-instances")
     if comparison == "as-given" or len(plans) < 2:
         return list(plans)
     ref, ref_costs = plans[0], costs[0]
@@ -119,10 +121,21 @@ def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comp
     out = [ref]
     for plan, c in zip(plans[1:], costs[1:]):
         target = ref_chips if comparison == "equal-chips" else ref_chips * _price(ref, ref_costs) / _price(plan, c)
+        _bounded(plan.label, target, "--price" if comparison == "equal-cost" else "--prefill-instances")
         p, d = _closest_counts(plan, c, target, prefill_share)
         out.append(dataclasses.replace(plan, config=dataclasses.replace(plan.config, prefill_instances=p,
                                                                         decode_instances=d)))
     return out
+
+
+MAX_CHIPS = 1_000_000  # a sanity bound per backend, ten times the largest clusters built; beyond it sizing and the
+                      # simulator's per-instance state would run for hours instead of failing
+
+
+def _bounded(label: str, chips: float, option: str) -> None:
+    if chips > MAX_CHIPS:
+        raise InputError(f"{label} would have {chips:,.0f} chips; a backend may have at most {MAX_CHIPS:,}",
+                         field=option)
 
 
 def sizing_notes(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comparison: str) -> list[str]:

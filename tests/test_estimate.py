@@ -94,6 +94,7 @@ def test_human_output():
 
 @pytest.mark.parametrize("args,message", [
     (["-d", "nope"], "unknown deployment 'nope'"),
+    (["-d", "../hardware/cloudmatrix384"], "unknown deployment '../hardware/cloudmatrix384'"),
     (["-d", "cm384-decode", "--hardware", "h100-ib"], "either --deployment or an inline description"),
     (["--hardware", "h100-ib", "--llm", "deepseek-r1"], "missing --phase, --chips"),
     (["-d", "cm384-prefill", "--batch", "8"], "are for decode"),

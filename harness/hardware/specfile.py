@@ -52,7 +52,7 @@ def _schema(kind: str) -> dict[str, Any]:
 
 def _read(kind: str, name: str) -> tuple[Path, str, dict[str, Any]]:
     path = spec_path(kind, name)
-    if not path.is_file():
+    if name not in spec_names(kind):  # also keeps '../hardware/x' from reading another kind's folder
         known = ", ".join(spec_names(kind)) or "none"
         raise InputError(f"unknown {kind} '{name}' (available: {known})", field=kind)
     text, data = read_toml(path)

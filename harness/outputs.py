@@ -66,10 +66,16 @@ def refuse_overwriting(outputs: dict[str, str | os.PathLike[str] | None],
         if p in taken:
             raise InputError(f"{path} would overwrite {taken[p]}; choose another path", field=option)
         for folder, name in folders:
-            if folder in p.parents and (p.parent != folder or p.name == "run.json"):
+            if clobbers_results(folder, p):
                 raise InputError(f"{path} would overwrite part of the input folder {name}; choose another path",
                                  field=option)
         taken[p] = f"what {option} writes"
+
+
+def clobbers_results(folder: Path, path: Path) -> bool:
+    """Whether writing `path` (resolved) would overwrite part of the replay results folder `folder` (resolved): its
+    run.json or anything in its per-backend subfolders. A new file directly in it (a report) does not."""
+    return folder in path.parents and (path.parent != folder or path.name == "run.json")
 
 
 def _umask() -> int:

@@ -62,7 +62,7 @@ def test_update_without_reason_is_refused(tmp_path):
     (b'{"values": {"a": {"value": "abc"}}}', "field 'values.a.value': 'abc' is not of type 'number'"),
     (b'{"values": {"a": {}}}', "field 'values.a': 'value' is a required property"),
     (b'{"values": {"a": {"value": 1, "rel_tol": -1}}}', "field 'values.a.rel_tol'"),
-    (b'{"values": {"a": {"value": NaN}}}', "field 'values.a.value': not a finite number"),
+    (b'{"values": {"a": {"value": NaN}}}', "line 1: NaN is not a finite number"),
     (None, "no such golden file"),
 ])
 def test_a_broken_or_missing_golden_file_is_a_clear_error(tmp_path, content, message):

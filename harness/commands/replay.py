@@ -18,7 +18,7 @@ from harness.commands.common import deployment_pair as _deployments
 from harness.commands.common import per_label as _per_label
 from harness.errors import InputError
 from harness.results.slo import parse_slo
-from harness.outputs import refuse_overwriting
+from harness.outputs import clobbers_results, refuse_overwriting
 from harness.results.write import check_replay_folder, dumps, write_replay
 from harness.sim.config import CACHE_SCOPES, DP_BALANCE, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import (COMPARISONS, BackendPlan, build_costs, default_deployment, defaults, labels_for,
@@ -237,6 +237,6 @@ def _check_outputs(trace: str, out_dir: str, report_path: str | None) -> None:
                          "give another --out", field="--out")
     if report_path:
         report = Path(report_path).resolve()
-        if out in report.parents and (report.parent != out or report.name == "run.json"):
+        if clobbers_results(out, report):
             raise InputError(f"{report_path} is one of the replay's own output files or folders; put the report "
                              f"directly in {out_dir} under another name, or elsewhere", field="--report")

@@ -15,6 +15,7 @@ from pathlib import Path
 import jsonschema
 
 from harness.errors import InputError
+from harness.jsonfile import loads_finite
 from harness.outputs import write_text_atomic
 
 DEFAULT_REL_TOL = 0.01  # 1%: deterministic results move only when a model or spec changes
@@ -53,17 +54,13 @@ def load_golden(path: Path, *, must_exist: bool = True) -> dict:
             raise InputError("no such golden file (create it with --update --reason \"...\")", path=str(path))
         return {"values": {}, "history": []}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise InputError("not a text file", path=str(path)) from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path=str(path)) from None
+    data = loads_finite(text, str(path))
     error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_SCHEMA).iter_errors(data))
     if error is not None:
         raise InputError(error.message, path=str(path), field=".".join(map(str, error.absolute_path)) or None)
-    bad = next((rid for rid, e in data["values"].items() if not math.isfinite(e["value"])), None)
-    if bad is not None:
-        raise InputError("not a finite number", path=str(path), field=f"values.{bad}.value")
     data.setdefault("history", [])
     return data
 

@@ -314,8 +314,7 @@ def test_step_never_slower_on_better_hardware(name, factor, what):
         better = dataclasses.replace(
             hw, scale_up=dataclasses.replace(hw.scale_up, bandwidth_bytes_per_s=hw.scale_up.bandwidth_bytes_per_s * factor),
             scale_out=dataclasses.replace(hw.scale_out,
-                                          bandwidth_bytes_per_s=hw.scale_out.bandwidth_bytes_per_s * factor),
-            moe_bulk_bytes_per_s=hw.moe_bulk_bytes_per_s * factor)
+                                          bandwidth_bytes_per_s=hw.scale_out.bandwidth_bytes_per_s * factor))
     fast = dep.replace(hardware=better)
     args = (48, 4096) if dep.phase == "decode" else (8192, 4096)
     assert float(step_time_s(fast, _work(fast, *args))) <= float(step_time_s(dep, _work(dep, *args))) * (1 + 1e-9)
@@ -326,3 +325,16 @@ def test_single_piece_prefill_table_matches_the_model(n, c):
     costs = _cm()
     exact = costs._prefill_cached(float(n), float(c), n * c + n * (n + 1) / 2, 1)
     assert costs.prefill_step_s(np.array([n]), np.array([c])) == pytest.approx(exact, rel=0.01)
+
+
+@pytest.mark.parametrize("name, fabric", [("cm384-prefill", "cloudmatrix384.ub.bandwidth=67.5GB/s"),
+                                          ("h800-prefill", "h800-ib.ib.bandwidth=23.5GB/s")])
+def test_a_slower_fabric_slows_the_prefill_all_to_all(name, fabric):
+    """The bulk all-to-all's bandwidth follows its fabric: a what-if on UB or the NIC reaches prefill."""
+    base, slow = load_deployment(name), load_deployment(name, [fabric])
+
+    def dispatch_s(dep):
+        return max(o.duration_s for o in step_ops(dep, _work(dep, 8192, 4096)) if o.name == "moe_dispatch")
+
+    assert dispatch_s(slow) > 1.5 * dispatch_s(base)
+    assert float(step_time_s(slow, _work(slow, 8192, 4096))) > float(step_time_s(base, _work(base, 8192, 4096)))

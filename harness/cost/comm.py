@@ -76,7 +76,7 @@ def dispatch_bytes(tokens, hw: Hardware, llm: LLM, op: str, precision: str, shar
 
 def bulk_all_to_all_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str):
     """Bulk dispatch/combine: bytes leaving the rank (or node, when the kernel de-duplicates per node) over the
-    measured bulk bandwidth, plus one fabric latency."""
+    fabric's bandwidth times the kernel's measured efficiency on it, plus one fabric latency."""
     t = np.asarray(tokens, float)
     msg = message_bytes_per_token(llm, hw, op, precision)
     if hw.moe_bulk_scope == "node":
@@ -89,7 +89,8 @@ def bulk_all_to_all_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, pre
         remote = d * (ep - 1) / ep
         fabric = hw.scale_up
     sent = t * remote * msg
-    return np.where(t > 0, fabric.latency_s + sent / hw.moe_bulk_bytes_per_s, 0.0), sent
+    bandwidth = fabric.bandwidth_bytes_per_s * hw.moe_bulk_efficiency
+    return np.where(t > 0, fabric.latency_s + sent / bandwidth, 0.0), sent
 
 
 def _bus_factor(kind: str, n: int) -> float:

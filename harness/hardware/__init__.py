@@ -84,7 +84,7 @@ class Hardware:
     ssd_latency_s: float
     object_store_bytes_per_s: float
     moe_low_latency_table: str
-    moe_bulk_bytes_per_s: float
+    moe_bulk_efficiency: float       # bulk all-to-all bandwidth over its fabric's (scale_up: rank scope; scale_out: node)
     moe_bulk_scope: str
     graph_launch_s: float
     host_write_latency_s: float = 0.0
@@ -157,7 +157,7 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
         object_store_bytes_per_s=q(d["storage"]["object_store_bandwidth"], "bandwidth"),
         moe_low_latency_table=d["moe_comm"]["low_latency"],
         moe_low_latency_by_kernel=tuple(d["moe_comm"].get("low_latency_by_kernel", {}).items()),
-        moe_bulk_bytes_per_s=q(d["moe_comm"]["bulk_bandwidth"], "bandwidth"), moe_bulk_scope=d["moe_comm"]["bulk_scope"],
+        moe_bulk_efficiency=float(d["moe_comm"]["bulk_efficiency"]), moe_bulk_scope=d["moe_comm"]["bulk_scope"],
         graph_launch_s=q(d["launch"]["graph_launch"], "time"),
     )
 

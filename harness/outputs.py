@@ -51,10 +51,18 @@ def refuse_overwriting(outputs: dict[str, str | os.PathLike[str] | None],
 
     `outputs` maps each option (e.g. '--out') to its path (None: not given). An input folder (a replay's results)
     protects its run.json and everything in its subfolders; a new file directly in it (a report) is fine."""
-    taken: dict[Path, str] = {}
+    from harness.trace.bundled import bundled_traces, resolve_trace_path  # here: the trace package imports this one
+    from harness.paths import traces_dir
+
+    # Bundled traces are package data, whether or not this command reads them.
+    taken: dict[Path, str] = {(traces_dir() / e["file"]).resolve(): f"the bundled trace '{name}'"
+                              for name, e in bundled_traces().items()}
     folders = []
     for path in inputs:
         p = Path(path)
+        if not p.exists():  # a trace given by its short name
+            with contextlib.suppress(InputError):
+                p = resolve_trace_path(path)
         if p.is_dir():
             folders.append((p.resolve(), path))
         elif p.exists():

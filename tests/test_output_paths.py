@@ -116,3 +116,19 @@ def test_an_unwritable_folder_is_one_line_naming_the_path(tmp_path):
         assert refused(result, str(locked / "o.csv")), result.output
     finally:
         locked.chmod(0o700)
+
+
+BUNDLED = Path(__file__).parent.parent / "traces" / "azure_conv_2023.csv.gz"
+
+
+@pytest.mark.parametrize("args", [
+    ("trace", "convert", "azure-conv", str(BUNDLED)),  # the input given by its short name
+    ("trace", "synth", str(BUNDLED), "--requests", "10", "--rate", "1", "--lengths-from", "azure-conv"),
+    ("trace", "synth", str(BUNDLED), "--requests", "10", "--rate", "1"),  # not an input, still package data
+    ("ops", "export", "--deployment", "cm384-decode", "--out", str(BUNDLED)),
+])
+def test_no_command_writes_over_a_bundled_trace(args):
+    before = BUNDLED.stat().st_mtime_ns, BUNDLED.stat().st_size
+    result = bench(*args)
+    assert refused(result, "DEST" if args[0] == "trace" else "--out"), result.output
+    assert (BUNDLED.stat().st_mtime_ns, BUNDLED.stat().st_size) == before

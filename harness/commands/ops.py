@@ -163,6 +163,7 @@ def export_cmd(deployment: str, batch: float | None, kv_len: int | None, tokens:
     """Write the harness's step op graph (one step of one rank) in the native op-trace format."""
     from harness.ops.export import export_step
 
+    refuse_overwriting({"--out": out})
     graph, step_s = export_step(deployment, batch, kv_len, tokens, prompt_len, sets)
     save_native(graph, out)
     click.echo(f"wrote {out}: {len(graph.ops)} ops on streams {', '.join(graph.streams())}; "

@@ -107,6 +107,7 @@ def synth(dest: str, lengths_from: str | None, servegen: str | None, client: str
           output_spec: str, **opts) -> None:
     """Write a seeded synthetic trace to DEST (.csv, .jsonl or .parquet, optionally .gz)."""
     native_container(dest)
+    refuse_overwriting({"DEST": dest}, [f for f in (lengths_from, servegen) if f])
     if lengths_from and servegen:
         raise InputError("give either --lengths-from or --servegen, not both", field="--servegen")
     lengths = None

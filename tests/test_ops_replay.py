@@ -31,7 +31,15 @@ def dags(draw, with_starts: bool = False) -> OpGraph:
         ops.append(Op(name=f"k{i}", stream=str(draw(st.integers(0, streams - 1))),
                       duration_s=draw(st.floats(0, 1e-3, allow_nan=False)),
                       category=draw(st.sampled_from(CATEGORIES)), deps=deps,
-                      flops=draw(st.sampled_from([0.0, 1e9])), annotation=draw(st.sampled_from(["", "attn(F)"]))))
+                      flops=draw(st.sampled_from([0.0, 1e9])), annotation=draw(st.sampled_from(["", "attn(F)"])),
+                      gemm=draw(st.none() | st.tuples(st.floats(0, 1e5), st.floats(1, 1e5), st.floats(1, 1e5),
+                                                      st.integers(1, 64).map(float))),
+                      precision=draw(st.sampled_from([None, "bf16", "fp8", "int8"])),
+                      rows=draw(st.none() | st.floats(0, 1e6)), kernel=draw(st.sampled_from([None, "norm", "rope"])),
+                      moe=draw(st.none() | st.fixed_dictionaries(
+                          {"tokens": st.floats(0, 1e4), "ep": st.integers(1, 512),
+                           "kernel": st.sampled_from(["low_latency", "bulk"])},
+                          optional={"shared_expert_messages": st.booleans()}))))
     if with_starts:
         for op in ops:
             op.start_s = draw(st.floats(0, 1e-2, allow_nan=False))
@@ -66,6 +74,7 @@ def test_native_round_trip_preserves_the_graph(graph):
     for a, b in zip(graph.ops, back.ops):
         assert (a.name, a.stream, a.category, sorted(a.deps), a.flops, a.annotation) == \
                (b.name, b.stream, b.category, sorted(b.deps), b.flops, b.annotation)
+        assert (a.gemm, a.precision, a.rows, a.kernel, a.moe) == (b.gemm, b.precision, b.rows, b.kernel, b.moe)
         assert b.duration_s == pytest.approx(a.duration_s, abs=1e-15)
         assert b.start_s == pytest.approx(a.start_s, abs=1e-15)
     assert replay(back).span_s == pytest.approx(replay(graph).span_s, abs=1e-12)
@@ -91,6 +100,11 @@ def test_kineto_to_native_file_round_trip_replays_identically(tmp_path):
     (lambda d: d["ops"][2].update(deps=[99]), "op 2: field 'deps': refers to unknown"),
     (lambda d: d["ops"][1].update(id=5), "op 1: field 'id'"),
     (lambda d: d.update(format="other"), "format"),
+    (lambda d: d["ops"][1].update(gemm={"m": -1, "n": 7168, "k": 2048}), "op 1: field 'gemm'"),
+    (lambda d: d["ops"][1].update(gemm={"m": 64, "n": 7168}), "op 1: field 'gemm'"),
+    (lambda d: d["ops"][1].update(moe={"tokens": 128, "kernel": "bulk"}), "op 1: field 'moe'"),
+    (lambda d: d["ops"][1].update(precision="fp4"), "op 1: field 'precision'"),
+    (lambda d: d["ops"][1].update(kernel="softmax"), "op 1: field 'kernel'"),
 ])
 def test_native_bad_input(tmp_path, mutate, needle):
     data = to_dict(load_op_trace(FIXTURE))

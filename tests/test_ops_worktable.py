@@ -156,6 +156,25 @@ def test_export_then_replay_round_trips_to_the_step_time(tmp_path):
     assert json.loads(out.read_text())["meta"]["step_time_s"] == pytest.approx(step_s)
 
 
+@pytest.mark.parametrize("deployment", sorted(p.stem for p in (Path(__file__).parent.parent / "models" /
+                                                                  "deployments").glob("*.toml")))
+def test_an_exported_step_re_timed_on_its_own_hardware_costs_what_the_step_model_said(tmp_path, deployment):
+    """Every op carries what the step model priced it from (GEMM shape, precision, compute share, kernel kind and
+    rows, MoE tokens and EP, group size), through the native file, so re-timing it reproduces each op's time."""
+    from harness.ops.export import export_step
+    from harness.ops.native import load_native, save_native
+
+    graph, step_s = export_step(deployment)
+    save_native(graph, tmp_path / "g.json")
+    loaded = load_native(tmp_path / "g.json")
+    timed = retime(loaded, loaded.meta["hardware"], None)
+    recorded = np.array([op.duration_s for op in loaded.ops])
+    priced = timed.independent
+    assert priced.sum() == sum(op.category != "other" for op in loaded.ops)
+    np.testing.assert_allclose(timed.source_s[priced], recorded[priced], rtol=1e-9, atol=1e-15)
+    assert replay(loaded, timed.source_s).span_s == pytest.approx(step_s, rel=1e-9)
+
+
 def test_export_rejects_options_of_the_other_phase(tmp_path):
     r = CliRunner().invoke(main, ["ops", "export", "--deployment", "cm384-decode", "--tokens", "100", "--out",
                                   str(tmp_path / "g.json")])

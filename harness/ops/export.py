@@ -23,8 +23,26 @@ def graph_from_step_ops(step_ops: Sequence[Any], meta: dict | None = None) -> Op
                       category=s.category if s.category in CATEGORIES else "other", start_s=float(s.start_s),
                       deps=deps, flops=float(s.flops or 0), bytes_moved=float(s.bytes_moved or 0),
                       bytes_sent=float(s.bytes_sent or 0), layer=int(s.layer if s.layer is not None else -1),
-                      annotation=f"mb{s.microbatch}" if getattr(s, "microbatch", None) is not None else ""))
+                      annotation=f"mb{s.microbatch}" if getattr(s, "microbatch", None) is not None else "",
+                      **_cost_inputs(getattr(s, "inputs", None))))
     return OpGraph(ops, {"format": "native", **(meta or {})})
+
+
+def _cost_inputs(inputs: dict | None) -> dict[str, Any]:
+    """The step model's cost inputs of an op (StepOp.inputs) as op-graph fields, so that re-timing the exported
+    graph on its own hardware prices every op as the step model did."""
+    if not inputs:
+        return {}
+    out: dict[str, Any] = {key: inputs[key] for key in ("precision", "rows", "kernel") if key in inputs}
+    if "gemm" in inputs:
+        out["gemm"] = tuple(float(x) for x in inputs["gemm"])
+    if inputs.get("share", 1.0) < 1.0:
+        out["sm_share"] = float(inputs["share"])
+    if "ranks" in inputs:
+        out["group_ranks"] = int(inputs["ranks"])
+    if "moe" in inputs:
+        out["moe"] = dict(inputs["moe"])
+    return out
 
 
 def export_step(deployment: str, batch: float | None = None, kv_len: int | None = None, tokens: int | None = None,

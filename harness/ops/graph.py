@@ -42,6 +42,12 @@ class Op:
     # a persistent GEMM on 112 of 132 SMs while DeepEP's kernels hold 20; a kernel filling the chip gets what the
     # partial-grid kernels beside it on other streams leave). 1.0 where unknown or alone on the chip.
     sm_share: float = 1.0
+    # What a cost model needs beyond flops and bytes, where the trace states it (an exported step graph does):
+    gemm: tuple[float, float, float, float] | None = None  # (m, n, k, groups)
+    precision: str | None = None  # of a GEMM, attention core or MoE message
+    rows: float | None = None  # element-wise ops: the token rows worked on in parallel
+    kernel: str | None = None  # element-wise ops: the measured kernel kind it moves bytes like (norm, quant, rope, ...)
+    moe: dict[str, Any] | None = None  # MoE dispatch/combine: tokens (per rank), ep, kernel, shared_expert_messages
 
 
 @dataclass(slots=True)

@@ -15,7 +15,9 @@ from harness.outputs import write_text_atomic
 from harness.paths import traces_dir
 
 FORMAT = "cmbench-op-trace"
-_OPTIONAL = ("flops", "bytes_moved", "bytes_sent", "group_ranks", "annotation", "layer", "classified", "sm_share")
+_OPTIONAL = ("flops", "bytes_moved", "bytes_sent", "group_ranks", "annotation", "layer", "classified", "sm_share",
+             "precision", "rows", "kernel", "moe")
+_GEMM = ("m", "n", "k", "groups")  # an op's "gemm" object; the op graph holds it as a tuple
 
 
 @cache
@@ -38,6 +40,9 @@ def to_dict(graph: OpGraph) -> dict:
             value = getattr(op, key)
             if value != getattr(defaults, key):
                 row[key] = value
+        if op.gemm is not None:
+            m, n, k, groups = op.gemm
+            row["gemm"] = {"m": m, "n": n, "k": k, "groups": int(groups)}
         ops.append(row)
     meta = dict(graph.meta)
     if any(op.release_s is not None for op in graph.ops):
@@ -74,6 +79,8 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
         for key in _OPTIONAL:
             if key in row:
                 setattr(op, key, row[key])
+        if "gemm" in row:
+            op.gemm = tuple(float(row["gemm"].get(key, 1)) for key in _GEMM)
         ops.append(op)
     meta = dict(data.get("meta") or {})
     meta["source"] = source

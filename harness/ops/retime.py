@@ -19,9 +19,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from harness.cost import attention_time_s, bulk_all_to_all_time_s, collective_time_s, gemm_time_s, memory_time_s
+from harness.cost import (attention_time_s, bulk_all_to_all_time_s, collective_time_s, dispatch_time_s, gemm_time_s,
+                          memory_time_s)
 from harness.hardware import Hardware, load_hardware
-from harness.llm import BYTES, LLM
+from harness.llm import BYTES, LLM, load_llm
 from harness.ops.graph import COMM_CATEGORIES, Op, OpGraph
 from harness.ops.worktable import SOURCE_RATE, OpWork, WorkTable, assign
 
@@ -39,6 +40,10 @@ class Work:
     precision: str | None = None
     moe: tuple[str, float, int] | None = None  # (dispatch | combine, tokens per rank, ep)
     compute_share: float = 1.0  # fraction of the chip's compute units the op gets (recorded on the source)
+    rows: float | None = None  # element-wise: token rows in parallel (None: unknown, no per-row cap)
+    kernel: str | None = None  # element-wise: the measured kernel kind (None: the op's category)
+    moe_kernel: str = "bulk"  # MoE dispatch/combine: "bulk" (prefill) or "low_latency" (decode)
+    shared_expert_messages: bool = False  # low-latency MoE: one more message per token, to a shared-expert rank
 
 
 class CostAdapter:
@@ -64,10 +69,14 @@ class CostAdapter:
             return float(attention_time_s(work.flops, work.bytes_moved, hw, precision_on(hw, work.precision or "bf16"),
                                           compute_share=work.compute_share))
         if category in MEMORY:
-            return float(memory_time_s(work.bytes_moved, hw, category))
+            return float(memory_time_s(work.bytes_moved, hw, work.kernel or category,
+                                       np.inf if work.rows is None else work.rows))
         if category in COMM_CATEGORIES:
             if work.moe is not None and self.llm is not None:
                 op, tokens, ep = work.moe
+                if work.moe_kernel == "low_latency":
+                    return float(dispatch_time_s(tokens, ep, hw, self.llm, op, work.precision or "bf16",
+                                                 work.shared_expert_messages))
                 return float(bulk_all_to_all_time_s(tokens, ep, hw, self.llm, op, work.precision or "bf16")[0])
             kind = "all_to_all" if category in ("moe_dispatch", "moe_combine") else category
             return float(collective_time_s(kind, work.bytes_sent, max(work.ranks, 2), hw))
@@ -157,7 +166,9 @@ class Retimed:
 
 def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter=None,
            table: WorkTable | None = None) -> Retimed:
-    adapter = adapter or CostAdapter(table.llm if table else None)
+    # The LLM prices MoE messages: the work table's, else the one an exported step graph names
+    adapter = adapter or CostAdapter(table.llm if table else load_llm(graph.meta["llm"]) if "llm" in graph.meta
+                                     else None)
     src = adapter.load(source_hw) if source_hw else None
     tgt = adapter.load(target_hw) if target_hw else None
     n = len(graph.ops)
@@ -202,7 +213,12 @@ def _work_of(op: Op, tw: OpWork | None, have_source: bool) -> tuple[str, Work | 
         return "recorded", None
     known = (op.flops if op.category in COMPUTE else op.bytes_moved if op.category in MEMORY else op.bytes_sent)
     if known > 0:
-        return "trace", Work(op.flops, op.bytes_moved, op.bytes_sent, op.group_ranks)
+        moe = op.moe if op.category in ("moe_dispatch", "moe_combine") else None
+        return "trace", Work(op.flops, op.bytes_moved, op.bytes_sent, op.group_ranks, shape=op.gemm,
+                             precision=op.precision, rows=op.rows, kernel=op.kernel,
+                             moe=(op.category.removeprefix("moe_"), moe["tokens"], moe["ep"]) if moe else None,
+                             moe_kernel=moe["kernel"] if moe else "bulk",
+                             shared_expert_messages=bool(moe and moe.get("shared_expert_messages")))
     if tw is not None and tw.kind != SOURCE_RATE and _fits(op.category, tw.kind):
         return "annotations+llm", Work(flops=tw.flops, bytes_moved=tw.bytes_moved, shape=tw.gemm,
                                        precision=tw.precision, moe=tw.moe)

@@ -34,6 +34,9 @@ class OpSpec:
     flops: Any = 0.0
     bytes_moved: Any = 0.0
     bytes_sent: Any = 0.0
+    # What the cost model priced it from, beyond flops and bytes (GEMM shape, precision, compute share, kernel kind
+    # and rows, MoE tokens and EP, group size): an exported op graph carries it, so a re-timing prices it alike.
+    inputs: dict | None = None
 
 
 @dataclass
@@ -79,7 +82,8 @@ def _gemm(dep: Deployment, name: str, role: str, m, n: int, k: int, precision: s
     share = stream_of(dep, role, "gemm")[1]
     f, b = gemm_work(m, n, k, precision, groups)
     cat = "grouped_gemm" if groups > 1 else "gemm"
-    return OpSpec(name, cat, role, gemm_time_s(m, n, k, precision, _hw(dep, role), groups, share), f, b)
+    return OpSpec(name, cat, role, gemm_time_s(m, n, k, precision, _hw(dep, role), groups, share), f, b,
+                  inputs={"gemm": (m, n, k, groups), "precision": precision, "share": share})
 
 
 def _mem(dep: Deployment, name: str, category: str, role: str, rows, row_bytes: float,
@@ -88,7 +92,8 @@ def _mem(dep: Deployment, name: str, category: str, role: str, rows, row_bytes: 
     kernel curve it moves bytes like (default: its category)."""
     rows = np.asarray(rows, float)
     nbytes = rows * row_bytes
-    return OpSpec(name, category, role, memory_time_s(nbytes, _hw(dep, role), kind or category, rows), 0.0, nbytes)
+    return OpSpec(name, category, role, memory_time_s(nbytes, _hw(dep, role), kind or category, rows), 0.0, nbytes,
+                  inputs={"rows": rows, "kernel": kind or category})
 
 
 def _quant(dep: Deployment, name: str, role: str, rows, width: int) -> list[OpSpec]:
@@ -108,7 +113,17 @@ def _moe_all_to_all(dep: Deployment, kind: str, t, hw, llm, precision: str, dedi
         sent = dispatch_bytes(t, hw, llm, kind, precision, dedicated)
     else:
         time_s, sent = bulk_all_to_all_time_s(t, dep.ep, hw, llm, kind, precision)
-    return OpSpec(f"moe_{kind}", f"moe_{kind}", "comm", time_s, 0.0, sent, sent)
+    moe = {"tokens": t, "ep": dep.ep, "kernel": "low_latency" if dep.phase == "decode" else "bulk",
+           "shared_expert_messages": dedicated}
+    return OpSpec(f"moe_{kind}", f"moe_{kind}", "comm", time_s, 0.0, sent, sent,
+                  inputs={"moe": moe, "precision": precision})
+
+
+def _attention(dep: Deployment, flops, nbytes) -> OpSpec:
+    share = stream_of(dep, "attn", "attention")[1]
+    return OpSpec("attention", "attention", "attn",
+                  attention_time_s(flops, nbytes, _hw(dep, "attn"), dep.attention_precision, share), flops, nbytes,
+                  inputs={"precision": dep.attention_precision, "share": share})
 
 
 def gqa_kv_read_factor(dep: Deployment) -> float:
@@ -120,7 +135,7 @@ def gqa_kv_read_factor(dep: Deployment) -> float:
 
 def _tp_collective(dep: Deployment, name: str, kind: str, bytes_per_rank) -> OpSpec:
     return OpSpec(name, kind, "comm", collective_time_s(kind, bytes_per_rank, dep.tp, dep.hardware), 0.0,
-                  bytes_per_rank, bytes_per_rank)
+                  bytes_per_rank, bytes_per_rank, inputs={"ranks": dep.tp})
 
 
 def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
@@ -164,9 +179,7 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
             ops.append(_gemm(dep, "kv_b_proj", "attn", kv_t, H * (llm.qk_nope_dim + llm.v_head_dim),
                              llm.kv_lora_rank, p))
             f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
-        share = stream_of(dep, "attn", "attention")[1]
-        ops.append(OpSpec("attention", "attention", "attn",
-                          attention_time_s(f, b, _hw(dep, "attn"), dep.attention_precision, share), f, b))
+        ops.append(_attention(dep, f, b))
         if dep.phase == "decode":
             ops.append(_gemm(dep, "v_absorb", "attn", t, llm.v_head_dim, llm.kv_lora_rank, HEAD_PRECISION, H))
         head_out = llm.v_head_dim
@@ -182,9 +195,7 @@ def attention_block(dep: Deployment, w: Work) -> list[OpSpec]:
             b = b * gqa_kv_read_factor(dep)
         else:
             f, b = np.asarray(w.attn_flops, float), np.asarray(w.attn_bytes, float)
-        share = stream_of(dep, "attn", "attention")[1]
-        ops.append(OpSpec("attention", "attention", "attn",
-                          attention_time_s(f, b, _hw(dep, "attn"), dep.attention_precision, share), f, b))
+        ops.append(_attention(dep, f, b))
         head_out = llm.head_dim
     if staged:  # each rank's heads go back to the tokens' owners; o_proj then runs on own tokens with all heads
         ops.append(_tp_collective(dep, "tp_all_to_all", "all_to_all", own * llm.heads * head_out * 2))

@@ -42,6 +42,7 @@ class StepOp:
     bytes_moved: float
     bytes_sent: float
     deps: list[int] = field(default_factory=list)
+    inputs: dict | None = None       # the cost model's inputs beyond flops and bytes (OpSpec.inputs, as scalars)
 
     @property
     def end_s(self) -> float:
@@ -275,9 +276,21 @@ def _record(dep: Deployment, plan: _Plan, kinds, flat, launch: float):
         d = float(flat[plan.flat_index[j]])
         free[stream] = ready[m] = start + d
         ops.append(StepOp(spec.name, spec.category, stream, m, index, start, d, float(spec.flops),
-                          float(spec.bytes_moved), float(spec.bytes_sent), [last[m]] if last[m] is not None else []))
+                          float(spec.bytes_moved), float(spec.bytes_sent), [last[m]] if last[m] is not None else [],
+                          _scalars(spec.inputs)))
         last[m] = len(ops) - 1
     return ops, max(ready.values())
+
+
+def _scalars(value):
+    """OpSpec.inputs with numpy scalars (the recorded, scalar path) as plain numbers."""
+    if isinstance(value, dict):
+        return {k: _scalars(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_scalars(v) for v in value)
+    if isinstance(value, np.ndarray | np.generic):
+        return float(value)
+    return value
 
 
 def step_time_s(dep: Deployment, work: StepWork, eplb: str | None = None):

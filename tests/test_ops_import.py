@@ -119,3 +119,19 @@ def test_chakra_json_replays_within_dag_bounds(shared_data, tmp_path):
     assert max(dur[[op.stream == s for op in g.ops]].sum() for s in g.streams()) <= tl.span_s + 1e-12
     assert tl.span_s <= dur.sum() + 1e-12
     assert sum(op.category == "all_reduce" for op in g.ops) == 5
+
+
+def test_host_copies_are_priced_on_the_host_link(shared_data):
+    """CUDA names a copy's direction: HtoD / DtoH cross PCIe (on CM384, UB to the CPU), at the spec's host bandwidth
+    plus its latency, so even a 4-byte copy costs the link's latency instead of a few picoseconds of HBM time."""
+    from harness.hardware import load_hardware
+    from harness.ops.retime import retime
+
+    g = load_op_trace(shared_data / "hta-kineto-samples" / "timeline_analysis__sampled_rank-0.json.gz")
+    kinds = {op.name.split(" (")[0]: op.kernel for op in g.ops if op.name.startswith("Memcpy")}
+    assert kinds == {"Memcpy HtoD": "copy_h2d", "Memcpy DtoH": "copy_d2h", "Memcpy DtoD": None}
+    timed = retime(g, None, "h100-ib")
+    hw = load_hardware("h100-ib")
+    for i, op in enumerate(g.ops):
+        if op.kernel == "copy_h2d":
+            assert timed.target_s[i] == pytest.approx(hw.host_latency_s + op.bytes_moved / hw.host_read_bytes_per_s)

@@ -39,6 +39,7 @@ INFERRED_WAIT_MIN_S = 10e-6  # idle beyond a kernel launch latency (a few micros
 SM_TAIL_SHARE = 0.1  # longest overlap of two such kernels still read as one draining while the next fills in
 # Every phase of the Chrome Trace Event format; anything else is rejected.
 PHASES = frozenset("BEXiIbneCstfPNODMVvRc()")
+HOST_COPIES = {"HtoD": "copy_h2d", "DtoH": "copy_d2h"}
 GPU_CATS = {"kernel": "kernel", "Kernel": "kernel", "gpu_memcpy": "memcpy", "Memcpy": "memcpy",
             "gpu_memset": "memset", "Memset": "memset"}
 RUNTIME_CATS = frozenset({"cuda_runtime", "Runtime", "cuda_driver"})
@@ -219,6 +220,8 @@ def _work_from_args(op: Op, extra: dict, shapes: dict) -> None:
         op.group_ranks = int(extra.get("Group size") or 0)
     if "bytes" in extra:
         op.bytes_moved = float(extra["bytes"])
+        # CUDA names a copy's direction ("Memcpy HtoD (Pinned -> Device)"): host copies cross the host link, not HBM
+        op.kernel = HOST_COPIES.get(op.name.split(" (")[0].removeprefix("Memcpy "), op.kernel)
     ext = extra.get("External id")
     if ext is not None and int(ext) in shapes:
         op.flops = _matmul_flops(*shapes[int(ext)])

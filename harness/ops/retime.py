@@ -20,13 +20,15 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from harness.cost import (attention_time_s, bulk_all_to_all_time_s, collective_time_s, dispatch_time_s, gemm_time_s,
-                          memory_time_s)
+                          memory_time_s, transfer_time_s)
 from harness.hardware import Hardware, load_hardware
 from harness.llm import BYTES, LLM, load_llm
 from harness.ops.graph import COMM_CATEGORIES, Op, OpGraph
 from harness.ops.worktable import SOURCE_RATE, OpWork, WorkTable, assign
 
 COMPUTE = frozenset({"gemm", "grouped_gemm", "attention"})
+HOST_COPY_PATH = {"copy_h2d": lambda hw: (hw.host_read_bytes_per_s, hw.host_latency_s),
+                  "copy_d2h": lambda hw: (hw.host_write_bytes_per_s, hw.host_write_latency_s)}
 MEMORY = frozenset({"norm", "elementwise", "copy"})
 
 
@@ -68,6 +70,9 @@ class CostAdapter:
         if category == "attention":
             return float(attention_time_s(work.flops, work.bytes_moved, hw, precision_on(hw, work.precision or "bf16"),
                                           compute_share=work.compute_share))
+        if category in MEMORY and work.kernel in HOST_COPY_PATH:  # over the host link (PCIe; UB to the CPU)
+            bandwidth, latency = HOST_COPY_PATH[work.kernel](hw)
+            return float(transfer_time_s(work.bytes_moved, bandwidth, latency))
         if category in MEMORY:
             return float(memory_time_s(work.bytes_moved, hw, work.kernel or category,
                                        np.inf if work.rows is None else work.rows))

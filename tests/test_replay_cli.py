@@ -166,3 +166,27 @@ def test_sizing_that_cannot_match_says_so(tmp_path) -> None:
                  "--out", str(tmp_path / "o"))
     assert result.exit_code == 0, result.output
     assert "note: equal-cost: h100-ib: $526.24/hour against cloudmatrix384's $460.80/hour" in result.output
+    # ... and keeps saying it where the results go: run.json and the report
+    notes = json.loads((tmp_path / "o" / "run.json").read_text())["notes"]
+    assert len(notes) == 1 and "$526.24/hour against cloudmatrix384's $460.80/hour" in notes[0]
+    from harness.report import render_report
+    html = render_report([str(tmp_path / "o")], tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "$526.24/hour against cloudmatrix384&#39;s $460.80/hour" in html
+
+
+def test_equal_chips_says_when_whole_instances_miss_the_reference(tmp_path) -> None:
+    """CM384's 6 x 16 + 160 = 256 chips against H800's closest 32 + 144 + ... whole instances: any shortfall is a
+    note, since per-chip rates at a fixed offered load move with the chip count."""
+    result = run(*SMALL, "--out", str(tmp_path / "o"))
+    chips = [json.loads((tmp_path / "o" / b / "summary.json").read_text())["chips"]
+             for b in ("cloudmatrix384", "h800-ib")]
+    notes = json.loads((tmp_path / "o" / "run.json").read_text())["notes"]
+    assert (chips[0] != chips[1]) == bool(notes) and (not notes or f"{chips[1]:,} chips" in notes[0]), result.output
+
+
+def test_the_slo_verdict_at_a_percentile_is_printed(tmp_path) -> None:
+    result = run(*SMALL[:-1], "--backend", "cloudmatrix384", "--slo", "ttft=1us,tpot=1us,percentile=90",
+                 "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "SLO met at p90" in line)
+    assert "missed" in row

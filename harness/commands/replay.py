@@ -148,8 +148,9 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
         raise InputError("no requests left after loading and shaping", path=trace)
     costs = [build_costs(p, own) for p, own in zip(plans, overrides_per_plan(plans, sets))]
     plans = size_plans(plans, costs, comparison, prefill_share)
-    for note in sizing_notes(plans, costs, comparison):
-        click.echo(f"note: {comparison}: {note}", err=True)
+    notes = [f"{comparison}: {note}" for note in sizing_notes(plans, costs, comparison)]
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
 
     started = time.perf_counter()
     outputs = []
@@ -175,7 +176,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
                                     for p in plans],
                        "prefill_share": prefill_share, "set": list(sets),
                        "trace_options": {k: v for k, v in trace_opts.items() if v is not None}},
-           "backends": [p.label for p in plans]}
+           "backends": [p.label for p in plans], "notes": notes}
     path = write_replay(out_dir, run, outputs)
     if report_path:
         from harness.report import render_report
@@ -215,11 +216,15 @@ def _print_table(outputs) -> None:
         ("TPOT p50 / p99 (ms)", lambda s: f"{fmt(s['tpot_ms']['p50'])} / {fmt(s['tpot_ms']['p99'])}"),
         ("E2E p50 / p99 (s)", lambda s: f"{fmt(s['e2e_s']['p50'], '.2f')} / {fmt(s['e2e_s']['p99'], '.2f')}"),
         ("goodput (req/s)", lambda s: fmt(s["goodput_req_per_s"], ".2f")),
-        ("SLO attainment", lambda s: fmt(s["slo_attainment"], ".1%")),
+        ("SLO attainment (requests)", lambda s: fmt(s["slo_attainment"], ".1%")),
+        *([(f"SLO met at p{outputs[0].summary['slo_percentile']['percentile']:g}",
+            lambda s: "met" if s["slo_percentile"]["met"] else "missed")]
+          if "slo_percentile" in outputs[0].summary else []),
         ("cache hit (tokens)", lambda s: fmt(s["cache_hit_token_ratio"], ".1%")),
-        ("utilisation prefill / decode", lambda s: f"{fmt(s['utilisation']['prefill'], '.0%')} / "
+        ("busy prefill / decode (time)", lambda s: f"{fmt(s['utilisation']['prefill'], '.0%')} / "
                                                    f"{fmt(s['utilisation']['decode'], '.0%')}"),
         ("$ per 1M output tokens", lambda s: fmt(s["cost_per_million_output_tokens"], ",.2f")),
+        ("$ per hour, all chips", lambda s: fmt(s["cost_per_chip_hour_usd"] * s["chips"], ",.2f")),
     ]
     for name, cell in rows:
         table.add_row(name, *[cell(o.summary) for o in outputs])

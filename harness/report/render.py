@@ -42,6 +42,8 @@ def fmt_num(value: Any, unit: str = "") -> str:
     """A number as a person reads it in a table; the exact value goes in the cell's title and data-value."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
+    if unit == "verdict" and isinstance(value, bool):
+        return "met" if value else "missed"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
     if unit == "frac":
@@ -55,10 +57,11 @@ def fmt_num(value: Any, unit: str = "") -> str:
     return f"{value:.4g}"
 
 
-def fmt_rel(value: float | None) -> str:
+def fmt_rel(value: float | None, unit: str = "") -> str:
+    """A change against the baseline: relative (%), or for fractions the difference in percentage points."""
     if value is None:
         return "—"
-    return f"{value * 100:+.1f}%"
+    return f"{value * 100:+.1f} pp" if unit == "frac" else f"{value * 100:+.1f}%"
 
 
 def rel_class(value: float | None, better: str) -> str:

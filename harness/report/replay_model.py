@@ -46,6 +46,8 @@ HEADLINE: tuple[Metric, ...] = (
            "tok/s", "higher", optional=True),
     Metric("Mean decode batch per chip", ("phase_throughput", "mean_decode_batch_per_chip"), "", "none",
            optional=True),
+    # With --slo ...,percentile=P: whether the run meets both objectives at that percentile.
+    Metric("SLO met at the percentile", ("slo_percentile", "met"), "verdict", "none", optional=True),
 )
 
 
@@ -55,6 +57,16 @@ def _get(doc: dict[str, Any], key: tuple[str, ...]) -> Any:
             return None
         doc = doc.get(part)  # type: ignore[assignment]
     return doc
+
+
+def change(value: Any, base: Any, unit: str) -> float | None:
+    """How a backend's value differs from the baseline's: for fractions (SLO attainment, cache hit ratio) the
+    difference itself, in percentage points; for verdicts none; otherwise relative_diff."""
+    if unit == "verdict":
+        return None
+    if unit == "frac":
+        return None if value is None or base is None else value - base
+    return relative_diff(value, base)
 
 
 def relative_diff(value: float | None, base: float | None) -> float | None:
@@ -80,9 +92,11 @@ def header(res: ReplayResults) -> dict[str, Any]:
                    "instances": d.get("instances"), "parallelism": _parallelism_text(d.get("parallelism")),
                    "precision": d.get("precision")}
                   for phase, d in s["deployment"].items()]
+        price = s.get("cost_per_chip_hour_usd")
         backends.append({"label": b.label, "backend": s["backend"], "chips": s["chips"],
-                         "cost_per_chip_hour_usd": s.get("cost_per_chip_hour_usd"), "phases": phases})
-    return {"trace": run["trace"], "slo": run["slo"], "seed": run["seed"],
+                         "cost_per_chip_hour_usd": price, "phases": phases,
+                         "cost_per_hour_usd": None if price is None else price * s["chips"]})
+    return {"trace": run["trace"], "slo": run["slo"], "seed": run["seed"], "notes": run.get("notes") or [],
             "comparison": run.get("comparison"), "options": run.get("options") or {},
             "harness_version": run["harness_version"], "created_utc": run["created_utc"], "backends": backends}
 
@@ -95,7 +109,7 @@ def headline(res: ReplayResults) -> dict[str, Any]:
         values = [_get(b.summary, m.key) for b in res.backends]
         if m.optional and all(v is None for v in values):
             continue
-        rel = [relative_diff(v, values[0]) for v in values[1:]]
+        rel = [change(v, values[0], m.unit) for v in values[1:]]
         rows.append({"metric": m.label, "unit": m.unit, "better": m.better, "by_backend": values, "rel": rel})
     return {"labels": labels, "baseline": labels[0], "rows": rows}
 

@@ -139,8 +139,8 @@ def _bounded(label: str, chips: float, option: str) -> None:
 
 
 def sizing_notes(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comparison: str) -> list[str]:
-    """A line for each resized backend whose whole instances land more than 10% from the reference's chips or
-    spend, so a user knows the comparison is not as equal as asked."""
+    """A line for each resized backend whose whole instances land off the reference's chips or spend, so a user
+    knows how far the comparison is from as equal as asked (per-chip rates at a fixed offered load move with it)."""
     if comparison == "as-given" or len(plans) < 2:
         return []
     def amount(plan, c):
@@ -151,7 +151,7 @@ def sizing_notes(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], co
     return [f"{plan.label}: {unit(amount(plan, c))} against {plans[0].label}'s {unit(ref)}: the closest whole "
             f"instances ({plan.config.prefill_instances} prefill x {c.prefill_chips} + "
             f"{plan.config.decode_instances} decode x {c.decode_chips} chips)"
-            for plan, c in zip(plans[1:], costs[1:]) if abs(amount(plan, c) - ref) > 0.1 * ref]
+            for plan, c in zip(plans[1:], costs[1:]) if abs(amount(plan, c) - ref) > 1e-9 * ref]
 
 
 def _closest_counts(plan: BackendPlan, c: ServingCosts, target_chips: float, prefill_share: float) -> tuple[int, int]:

@@ -143,8 +143,11 @@ def test_step_breakdown_matches_estimate_breakdown(name):
         want["other"] += (1 + (dep.phase == "decode" and dep.mtp_draft_tokens > 0)) * dep.hardware.graph_launch_s
     assert set(got) <= set(CATEGORIES)
     assert got == pytest.approx({k: v for k, v in want.items() if v > 0}, rel=1e-9)
-    # busy time over overlapping streams is at least the step time
+    # busy time over overlapping streams is at least the step time, which is the estimate's
     assert sum(got.values()) >= est["step_time_ms"] / 1e3 * (1 - 1e-9)
+    point = ({"batch_per_chip": dep.batch_per_chip, "mean_kv_len": dep.kv_len} if dep.phase == "decode" else
+             {"tokens": dep.prompt_len, "cached_tokens": 0, "requests": dep.tokens_per_chip * dep.chips / dep.prompt_len})
+    assert c.step_span_s(dep.phase, **point) == pytest.approx(est["step_time_ms"] / 1e3, rel=1e-9)
 
 
 def test_step_breakdown_rejects_an_unknown_phase():

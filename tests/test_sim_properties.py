@@ -67,6 +67,9 @@ class ToyCosts:
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:
         return {"compute": 1.0}
 
+    def step_span_s(self, phase: str, **step: float) -> float:
+        return 1.0
+
 
 def workload(arrival, inp, out, blocks=None, sessions=None, block_size=None) -> Workload:
     cols = {"arrival_s": np.asarray(arrival, dtype=float), "input_tokens": inp, "output_tokens": out}

@@ -183,21 +183,27 @@ def describe_deployment(plan: BackendPlan, costs: ServingCosts) -> dict:
             "decode": one(plan.decode_deployment, costs.decode_chips, plan.config.decode_instances)}
 
 
-def step_breakdown(result: SimResult, costs: ServingCosts) -> dict:
-    """Per-category seconds of a representative step of each phase: the run's mean prefill step (mean piece,
-    mean pieces per step) and its mean decode step (mean batch per chip, and the KV length decode steps were
-    priced at: the busiest DP rank's, spread over the batch)."""
+def representative_steps(result: SimResult, costs: ServingCosts) -> dict[str, dict[str, float]]:
+    """A representative step of each phase that ran: the run's mean prefill step (mean piece, mean pieces per step)
+    and its mean decode step (mean batch per chip, and the KV length decode steps were priced at: the busiest DP
+    rank's, spread over the batch); as keyword arguments of ServingCosts.step_breakdown / step_span_s."""
     out: dict[str, dict[str, float]] = {}
     if result.prefill_steps:
-        pieces = result.prefill_pieces / result.prefill_steps
-        out["prefill"] = costs.step_breakdown(
-            "prefill", tokens=result.prefill_piece_tokens_sum / result.prefill_pieces,
-            cached_tokens=result.prefill_cached_sum / result.prefill_pieces, requests=pieces)
+        out["prefill"] = {"tokens": result.prefill_piece_tokens_sum / result.prefill_pieces,
+                          "cached_tokens": result.prefill_cached_sum / result.prefill_pieces,
+                          "requests": result.prefill_pieces / result.prefill_steps}
     if result.decode_steps:
-        out["decode"] = costs.step_breakdown(
-            "decode", batch_per_chip=result.decode_batch_sum / result.decode_steps / costs.decode_chips,
-            mean_kv_len=result.decode_busiest_kv_sum / result.decode_steps)
-    return {phase: {k: float(v) for k, v in cats.items()} for phase, cats in out.items()}
+        out["decode"] = {"batch_per_chip": result.decode_batch_sum / result.decode_steps / costs.decode_chips,
+                         "mean_kv_len": result.decode_busiest_kv_sum / result.decode_steps}
+    return out
+
+
+def step_breakdown(result: SimResult, costs: ServingCosts) -> dict:
+    """Per-category busy seconds of each phase's representative step (streams overlap: they may sum to more than
+    the step), and that step's time under "step_s"."""
+    return {phase: {"step_s": float(costs.step_span_s(phase, **step)),
+                    "busy_s": {k: float(v) for k, v in costs.step_breakdown(phase, **step).items()}}
+            for phase, step in representative_steps(result, costs).items()}
 
 
 def trace_duration_s(workload: Workload) -> float:

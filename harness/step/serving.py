@@ -13,7 +13,8 @@ totals): within 0.5% of the exact model over random batches of 1 to 1,000 pieces
 about 200 us for an exact evaluation (a 1M-request replay: 47.8 s -> 22.9 s). Outside the table, the exact model,
 memoised on the batch's totals rounded to 1%.
 cache_read_s / cache_write_s / cache_ssd_read_s: harness.cost.comm.host_path and ssd_read_s.
-step_breakdown: busy seconds per op category of one step (as `bench estimate` counts them), memoised.
+step_breakdown / step_span_s: busy seconds per op category of one step (as `bench estimate` counts them) and that
+step's time, memoised.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from harness.step.estimate import prefix_read_s
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
-from harness.step.schedule import (CATEGORIES, decode_work, prefill_work_pieces, prefill_work_totals, step_ops,
-                                   step_time_s)
+from harness.step.schedule import (CATEGORIES, decode_work, makespan_s, prefill_work_pieces, prefill_work_totals,
+                                   step_ops, step_time_s)
 
 _BATCH_POINTS = 40
 _KV_POINTS_PER_DECADE = 29  # the streams' bound switches along KV: 12 per decade left 2% between them, 29 leave 0.3%
@@ -190,16 +191,14 @@ class BackendCosts:
         ("other"). Categories on overlapping streams run at once, so the sum can exceed the step time.
         prefill: step=dict(tokens=, cached_tokens=, requests=) (`requests` equal pieces, each `tokens` new after
         `cached_tokens` cached); decode: step=dict(batch_per_chip=, mean_kv_len=)."""
-        if phase == "prefill":
-            key = (float(step["tokens"]), float(step["cached_tokens"]), max(float(step["requests"]), 1.0))
-        elif phase == "decode":
-            key = (float(step["batch_per_chip"]), float(step["mean_kv_len"]), 0.0)
-        else:
-            raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
-        return dict(self._breakdown(phase, *key))
+        return dict(self._breakdown(phase, *_step_key(phase, step))[0])
+
+    def step_span_s(self, phase: str, **step: float) -> float:
+        """The step time of that representative step (its ops overlap, so it is below their summed busy time)."""
+        return self._breakdown(phase, *_step_key(phase, step))[1]
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per backend, lives as long as the replay
-    def _breakdown(self, phase: str, a: float, b: float, pieces: float) -> tuple[tuple[str, float], ...]:
+    def _breakdown(self, phase: str, a: float, b: float, pieces: float) -> tuple[tuple[tuple[str, float], ...], float]:
         if phase == "prefill":
             dep, k = self.prefill, pieces
             work = prefill_work_totals(dep, a * k, b * k, k * (a * b + a * (a + 1) / 2), k)
@@ -207,9 +206,18 @@ class BackendCosts:
             dep = self.decode
             work = decode_work(dep, max(a, 1e-9), b)
         busy = dict.fromkeys(CATEGORIES, 0.0)
-        for op in step_ops(dep, work, self.eplb):
+        ops = step_ops(dep, work, self.eplb)
+        for op in ops:
             busy[op.category] += op.duration_s
-        return tuple((c, s) for c, s in busy.items() if s > 0)
+        return tuple((c, s) for c, s in busy.items() if s > 0), makespan_s(ops)
+
+
+def _step_key(phase: str, step: dict[str, float]) -> tuple[float, float, float]:
+    if phase == "prefill":
+        return float(step["tokens"]), float(step["cached_tokens"]), max(float(step["requests"]), 1.0)
+    if phase == "decode":
+        return float(step["batch_per_chip"]), float(step["mean_kv_len"]), 0.0
+    raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
 
 
 def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x: float, y: float) -> float | None:

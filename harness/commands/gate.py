@@ -63,7 +63,9 @@ def gate(do_results: bool, do_speed: bool, golden_path: Path | None, baseline_pa
             failed |= any(m.failed for m in rows)
             report["results"] = [dict(m.__dict__, failed=m.failed) for m in moved]
             report["results_checked"] = len(rows)
-        if not as_json:
+        if not as_json and not moved:
+            con.print(f"results gate: none of {len(current)} results moved from the golden values")
+        elif not as_json:
             table = Table(title=f"Results gate ({len(current)} results; showing those that moved)")
             table.add_column("result", overflow="fold", min_width=36)
             for col in ("golden", "now", "change", "tolerance", ""):

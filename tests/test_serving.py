@@ -99,7 +99,8 @@ def test_fabric_paths_default_to_the_one_figure():
 
 
 @pytest.mark.parametrize("value, message", [("fast", "needs a unit of bandwidth"),
-                                            ("5 us", "needs a unit of bandwidth"), ("0GB/s", "greater than zero")])
+                                            ("5 us", "needs a unit of bandwidth"), ("0GB/s", "greater than zero"),
+                                            ("-5GB/s", "'-5GB/s' is negative")])
 def test_bad_ssd_bandwidth_is_a_clear_error(value, message):
     with pytest.raises(InputError, match=message) as err:
         load_hardware("h800-ib", [("host.ssd_read_bandwidth", value)])

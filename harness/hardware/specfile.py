@@ -203,7 +203,9 @@ def load_spec(kind: str, name: str, overrides: Sequence[tuple[str, str]] = ()) -
             at = at + [missing.group(1)] if missing else at
             msg = "missing required field"
         elif err.validator == "pattern" and _unit_kind(err.schema.get("pattern", "")):
-            msg = f"{err.instance!r} needs a unit of {_unit_kind(err.schema['pattern'])}"
+            kind = _unit_kind(err.schema["pattern"])
+            msg = (f"{err.instance!r} is negative"
+                   if str(err.instance).lstrip().startswith("-") else f"{err.instance!r} needs a unit of {kind}")
         elif err.validator == "additionalProperties":
             extra = re.findall(r"'([^']+)'", err.message)
             at = at + extra[:1]

@@ -170,3 +170,11 @@ def test_a_worker_running_other_code_refuses_the_point(sweep_file):
     record = run_point(point)
     assert record["status"] == "failed" and "changed since this sweep started" in record["error"]
     assert record["transient"]   # never saved to the store, so the point runs again next time
+
+
+def test_heat_map_axes_order_quantities_by_value():
+    """A knob swept over "50 GB/s" ... "196 GB/s" reads left to right by bandwidth, not as text."""
+    from harness.sweep.report import _sort_key
+    values = ["135 GB/s", "196 GB/s", "50 GB/s", "98 GB/s", "1 TB/s"]
+    assert sorted(values, key=_sort_key) == ["50 GB/s", "98 GB/s", "135 GB/s", "196 GB/s", "1 TB/s"]
+    assert sorted(["b", 2, "a", 1.5], key=_sort_key) == [1.5, 2, "a", "b"]

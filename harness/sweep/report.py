@@ -12,6 +12,7 @@ import jinja2
 import polars as pl
 
 from harness.errors import InputError
+from harness.hardware.units import parse_quantity
 from harness.outputs import write_text_atomic
 from harness.report.figures import colour, figure, layout
 from harness.report.render import collect_figures, plotly_js_gzip_b64, script_json, template_env
@@ -97,7 +98,13 @@ def _heatmaps(ok: pl.DataFrame, knobs: list[str]) -> list[dict]:
 
 
 def _sort_key(v: Any) -> tuple:
-    return (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))
+    """Numbers, then quantities by their value ("50 GB/s" before "135 GB/s"), then other text."""
+    if isinstance(v, int | float):
+        return (0, v, "")
+    try:
+        return (0, parse_quantity(str(v)), str(v))
+    except ValueError:
+        return (1, 0, str(v))
 
 
 def best_per_backend(table: pl.DataFrame) -> list[dict[str, Any]]:

@@ -100,3 +100,13 @@ def test_a_chip_bound_no_deployment_fits_is_refused_before_any_replay(tmp_path):
     assert result.exit_code == 2 and "field '--max-chips'" in result.output and "takes 176" in result.output, \
         result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_when_nothing_meets_the_slo_the_plan_says_how_far_the_largest_was(tmp_path):
+    result = CliRunner().invoke(main, ["plan", "azure-conv", "--limit", "150", "--rate", "100",
+                                       "--slo", "ttft=1us,tpot=60ms", "--backend", "cloudmatrix384",
+                                       "--max-prefill", "2", "--max-decode", "1", "--out", str(tmp_path / "p"),
+                                       "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "no deployment in the space meets the SLO" in result.output
+    assert "the largest evaluated (2 + 1) misses: p99 TTFT" in result.output, result.output

@@ -153,21 +153,25 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
                 f"({b['prefill']} x {b['prefill_chips_per_instance']} chips, {b['decode']} x "
                 f"{b['decode_chips_per_instance']} chips)")
         click.echo(head)
-        w = b["winner"]
+        w, c = b["winner"], b["closest_miss"]
+        why = c and (f"failed: {c['error']}" if c["status"] != "ok" else
+                     f"p99 TTFT {_num(c['slo_ttft_s'], '.3f')} s, TPOT {_num(c['slo_tpot_ms'], '.1f')} ms, "
+                     f"{c['requests_rejected']} rejected")
         if w is None:
             click.echo("    no deployment in the space meets the SLO" +
                        (f" ({len(b['failed_points'])} points failed; see plan.json)" if b["failed_points"] else ""))
+            if c:
+                click.echo(f"    the largest evaluated ({c['prefill_instances']} + {c['decode_instances']}) misses: "
+                           f"{why}; raise --max-prefill / --max-decode / --max-chips to search further")
             continue
         click.echo(f"    winner: {w['prefill_instances']} prefill + {w['decode_instances']} decode instances = "
                    f"{w['chips']} chips, ${w['cost_per_hour_usd']:,.2f}/hour; "
                    f"p99 TTFT {_num(w['slo_ttft_s'], '.3f')} s, "
                    f"TPOT {_num(w['slo_tpot_ms'], '.1f')} ms (margin {_num(w['slo_margin'], '.0%')}); "
                    f"{_num(w['output_tokens_per_s_per_chip'], ',.1f')} output tok/s/chip")
-        c = b["closest_miss"]
         if c:
-            why = (f"failed: {c['error']}" if c["status"] != "ok" else
-                   f"p99 TTFT {_num(c['slo_ttft_s'], '.3f')} s, TPOT {_num(c['slo_tpot_ms'], '.1f')} ms, "
-                   f"{c['requests_rejected']} rejected")
-            click.echo(f"    next cheaper evaluated ({c['prefill_instances']} + {c['decode_instances']}) misses: {why}")
+            smaller = "cheaper" if objective == "cost" else "smaller"
+            click.echo(f"    next {smaller} evaluated ({c['prefill_instances']} + {c['decode_instances']}) misses: "
+                       f"{why}")
     click.echo(f"best: {result['best'] or 'none'}")
     click.echo(f"wrote {out_dir}/plan.json, plan.parquet, report.html")

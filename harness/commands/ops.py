@@ -141,10 +141,11 @@ def _print(result: dict) -> None:
     for c in columns:
         cp = result[c]["critical_path"]
         parts = ", ".join(f"{k} {v * 1e3:.2f}" for k, v in sorted(cp["per_category_s"].items(), key=lambda x: -x[1]))
-        where = ("at a CPU launch (host-bound before it)" if cp.get("starts_at") == "cpu_launch"
-                 else "at the first op")
-        con.print(f"critical path ({c}): {cp['ops']} ops from {cp.get('start_s', 0.0) * 1e3:.2f} ms, starting "
-                      f"{where}; unexplained idle {cp['wait_s'] * 1e3:.2f} ms; by category (ms): {parts}")
+        start_ms = cp.get("start_s", 0.0) * 1e3
+        where = (f"the GPU waits for the host until {start_ms:.2f} ms (a CPU launch), then"
+                 if cp.get("starts_at") == "cpu_launch" else f"from {start_ms:.2f} ms (the first op):")
+        con.print(f"critical path ({c}): {where} {cp['ops']:,} op{'s' if cp['ops'] != 1 else ''} in a chain; "
+                  f"its time by category (ms): {parts or 'none'}; unexplained idle on it {cp['wait_s'] * 1e3:.2f} ms")
     for line in result.get("assumptions", []):
         con.print(f"assumption: {line}", style="dim")
 

@@ -80,10 +80,14 @@ def refuse_overwriting(outputs: dict[str, str | os.PathLike[str] | None],
         taken[p] = f"what {option} writes"
 
 
+RESULT_FILES = frozenset({"run.json", "sweep.json", "sweep.parquet", "plan.json", "plan.parquet"})
+
+
 def clobbers_results(folder: Path, path: Path) -> bool:
-    """Whether writing `path` (resolved) would overwrite part of the replay results folder `folder` (resolved): its
-    run.json or anything in its per-backend subfolders. A new file directly in it (a report) does not."""
-    return folder in path.parents and (path.parent != folder or path.name == "run.json")
+    """Whether writing `path` (resolved) would overwrite part of the results folder `folder` (resolved) of a replay,
+    sweep or plan: its run / sweep / plan files or anything in its subfolders. A new file directly in it (a report)
+    does not."""
+    return folder in path.parents and (path.parent != folder or path.name in RESULT_FILES)
 
 
 def _umask() -> int:

@@ -132,3 +132,15 @@ def test_no_command_writes_over_a_bundled_trace(args):
     result = bench(*args)
     assert refused(result, "DEST" if args[0] == "trace" else "--out"), result.output
     assert (BUNDLED.stat().st_mtime_ns, BUNDLED.stat().st_size) == before
+
+
+def test_a_sweep_or_plan_folder_re_renders_its_report_and_is_not_overwritten(tmp_path):
+    out = tmp_path / "plan"
+    assert bench("plan", "azure-conv", "--limit", "60", "--backend", "cloudmatrix384", "--max-prefill", "1",
+                 "--max-decode", "1", "--out", str(out), "--quiet").exit_code == 0
+    again = bench("report", str(out), "-o", str(out / "again.html"))
+    assert again.exit_code == 0, again.output
+    assert (out / "again.html").read_text(encoding="utf-8").lstrip().lower().startswith("<!doctype html")
+    before = (out / "plan.json").read_bytes()
+    assert refused(bench("report", str(out), "-o", str(out / "plan.json")), "--out")
+    assert (out / "plan.json").read_bytes() == before

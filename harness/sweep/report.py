@@ -186,6 +186,12 @@ def render_sweep_html(out_dir: str | Path) -> str:
         title=section["title"], sections=[section], figures_json=script_json(figures), plotly_b64=plotly_js_gzip_b64())
 
 
+def is_sweep_folder(path: str | Path) -> bool:
+    """A `bench sweep` or `bench plan` output folder (its sweep.json or plan.json)."""
+    p = Path(path)
+    return p.is_dir() and ((p / "sweep.json").is_file() or (p / "plan.json").is_file())
+
+
 def render_sweep_report(out_dir: str | Path, out_path: str | Path) -> Path:
     write_text_atomic(out_path, render_sweep_html(out_dir))
     return Path(out_path)

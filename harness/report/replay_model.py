@@ -77,6 +77,12 @@ def relative_diff(value: float | None, base: float | None) -> float | None:
     return rel if math.isfinite(rel) else None
 
 
+def _mtp_text(mtp: Any) -> str:
+    if not isinstance(mtp, dict) or not mtp.get("draft_tokens"):
+        return "off" if isinstance(mtp, dict) else ""
+    return f"{mtp['draft_tokens']} draft, {mtp.get('accept', 0) * 100:.0f}% accepted"
+
+
 def _parallelism_text(par: Any) -> str:
     if isinstance(par, dict):
         return ", ".join(f"{k.upper()}{v}" if isinstance(v, int) else f"{k}={v}" for k, v in par.items())
@@ -90,7 +96,7 @@ def header(res: ReplayResults) -> dict[str, Any]:
         s = b.summary
         phases = [{"phase": phase, "name": d.get("name"), "chips_per_instance": d.get("chips_per_instance"),
                    "instances": d.get("instances"), "parallelism": _parallelism_text(d.get("parallelism")),
-                   "precision": d.get("precision")}
+                   "precision": d.get("precision"), "mtp": _mtp_text(d.get("mtp"))}
                   for phase, d in s["deployment"].items()]
         price = s.get("cost_per_chip_hour_usd")
         backends.append({"label": b.label, "backend": s["backend"], "chips": s["chips"],

@@ -178,3 +178,16 @@ def test_heat_map_axes_order_quantities_by_value():
     values = ["135 GB/s", "196 GB/s", "50 GB/s", "98 GB/s", "1 TB/s"]
     assert sorted(values, key=_sort_key) == ["50 GB/s", "98 GB/s", "135 GB/s", "196 GB/s", "1 TB/s"]
     assert sorted(["b", 2, "a", 1.5], key=_sort_key) == [1.5, 2, "a", "b"]
+
+
+def test_best_point_is_the_cheapest_deployment_then_the_one_with_most_slo_headroom():
+    """At a fixed offered load, $ per token of equal-size deployments differs by drain time only: it must not pick
+    the winner over a deployment that costs less per hour or keeps more headroom under the SLO."""
+    from harness.sweep.report import best_per_backend
+    table = pl.DataFrame({
+        "label": ["cm"] * 4, "point": [0, 1, 2, 3], "meets_slo": [True, True, True, False],
+        "cost_per_hour_usd": [460.8, 460.8, 500.0, 100.0], "slo_margin": [0.10, 0.40, 0.90, -0.2],
+        "cost_per_million_output_tokens": [3.40, 3.50, 2.0, 1.0]})
+    assert best_per_backend(table)[0]["row"]["point"] == 1
+    assert best_per_backend(table.filter(pl.col("point") != 1))[0]["row"]["point"] == 0
+    assert best_per_backend(table.filter(pl.col("point") == 3))[0]["row"] is None

@@ -108,15 +108,18 @@ def _sort_key(v: Any) -> tuple:
 
 
 def best_per_backend(table: pl.DataFrame) -> list[dict[str, Any]]:
-    """Per backend label: the point meeting the SLO at the lowest $ per 1M output tokens (then most throughput)."""
+    """Per backend label: the point meeting the SLO that costs least per hour, then keeps the most headroom under the
+    SLO, then the lowest $ per 1M output tokens. A sweep replays one trace at a fixed offered load, so equal-size
+    deployments carry the same tokens; their $ per token and throughput per chip differ only by how long the last
+    requests take to drain, which is noise, not a reason to prefer one."""
     out = []
     for label in table.get_column("label").unique(maintain_order=True).to_list():
         ok = table.filter((pl.col("label") == label) & pl.col("meets_slo"))
         if ok.height == 0:
             out.append({"label": label, "row": None})
             continue
-        ok = ok.sort(["cost_per_million_output_tokens", "output_tokens_per_s_per_chip", "point"],
-                     descending=[False, True, False], nulls_last=True)
+        ok = ok.sort(["cost_per_hour_usd", "slo_margin", "cost_per_million_output_tokens", "point"],
+                     descending=[False, True, False, False], nulls_last=True)
         out.append({"label": label, "row": ok.row(0, named=True)})
     return out
 

@@ -188,3 +188,15 @@ def test_replay_report_writes_html(tmp_path):
                                   "cloudmatrix384", "--report", str(report), "--quiet"])
     assert r.exit_code == 0, r.output
     assert report.read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_an_unknown_llm_named_by_an_exported_graph_is_one_line(tmp_path):
+    from harness.ops.export import export_step
+    from harness.ops.native import save_native
+
+    graph, _ = export_step("h800-decode", batch=8, kv_len=512)
+    graph.meta["llm"] = "no-such-llm"
+    save_native(graph, tmp_path / "g.json")
+    r = CliRunner().invoke(main, ["ops", "replay", str(tmp_path / "g.json"), "--source", "h800-ib"])
+    assert r.exit_code == 2 and "meta: field 'llm': unknown llm 'no-such-llm'" in r.output, r.output
+    assert "Traceback" not in r.output

@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.cost import (attention_time_s, bulk_all_to_all_time_s, collective_time_s, dispatch_time_s, gemm_time_s,
                           memory_time_s, transfer_time_s)
+from harness.errors import InputError
 from harness.hardware import Hardware, load_hardware
 from harness.llm import BYTES, LLM, load_llm
 from harness.ops.graph import COMM_CATEGORIES, Op, OpGraph
@@ -172,8 +173,7 @@ class Retimed:
 def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter=None,
            table: WorkTable | None = None) -> Retimed:
     # The LLM prices MoE messages: the work table's, else the one an exported step graph names
-    adapter = adapter or CostAdapter(table.llm if table else load_llm(graph.meta["llm"]) if "llm" in graph.meta
-                                     else None)
+    adapter = adapter or CostAdapter(table.llm if table else _named_llm(graph))
     src = adapter.load(source_hw) if source_hw else None
     tgt = adapter.load(target_hw) if target_hw else None
     n = len(graph.ops)
@@ -211,6 +211,17 @@ def retime(graph: OpGraph, source_hw: str | None, target_hw: str | None, adapter
         if tgt is not None:
             target_s[i] = adapter.time_s(op.category, work, tgt)
     return Retimed(source_s, target_s, independent, [op.category for op in graph.ops], sources, reasons)
+
+
+def _named_llm(graph: OpGraph) -> LLM | None:
+    """The LLM an exported step graph names in its meta (it prices MoE messages), if any."""
+    named = graph.meta.get("llm")
+    if not isinstance(named, str):
+        return None
+    try:
+        return load_llm(named)
+    except InputError as exc:
+        raise InputError(exc.detail, path=graph.meta.get("source"), where="meta", field="llm") from None
 
 
 def _work_of(op: Op, tw: OpWork | None, have_source: bool) -> tuple[str, Work | None]:

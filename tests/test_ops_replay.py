@@ -162,3 +162,16 @@ def test_names_from_inputs_print_as_they_are(tmp_path):
     res = CliRunner().invoke(main, ["ops", "replay", str(path)])
     assert res.exit_code == 0, res.output
     assert "[red]trace.json" in res.output and "mystery[/x]kernel[bold]" in res.output
+
+
+def test_a_native_trace_named_gz_is_written_and_read_gzipped(tmp_path):
+    g = load_op_trace(FIXTURE)
+    path = tmp_path / "g.optrace.json.gz"
+    save_native(g, path)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    back = load_op_trace(path)
+    assert [(o.name, o.deps) for o in back.ops] == [(o.name, o.deps) for o in g.ops]
+    assert [o.duration_s for o in back.ops] == pytest.approx([o.duration_s for o in g.ops], rel=1e-12)
+    path.write_bytes(path.read_bytes()[:40])  # truncated: one line, no traceback
+    with pytest.raises(InputError, match="g.optrace.json.gz"):
+        load_op_trace(path)

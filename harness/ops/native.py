@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from functools import cache
 from pathlib import Path
 
@@ -11,7 +13,8 @@ import jsonschema
 from harness.errors import InputError
 from harness.jsonfile import loads_finite
 from harness.ops.graph import Op, OpGraph
-from harness.outputs import write_text_atomic
+from harness.ops.kineto import open_maybe_gzip
+from harness.outputs import atomic_path, write_text_atomic
 from harness.paths import traces_dir
 
 FORMAT = "cmbench-op-trace"
@@ -52,7 +55,13 @@ def to_dict(graph: OpGraph) -> dict:
 
 
 def save_native(graph: OpGraph, path: str | Path) -> None:
-    write_text_atomic(path, json.dumps(to_dict(graph), separators=(",", ":")) + "\n")
+    """JSON, gzip-compressed when the name ends in .gz (mtime 0: the same graph gives the same bytes)."""
+    text = json.dumps(to_dict(graph), separators=(",", ":")) + "\n"
+    if str(path).endswith(".gz"):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))
+    else:
+        write_text_atomic(path, text)
 
 
 def from_dict(data: object, source: str = "op trace") -> OpGraph:
@@ -100,8 +109,11 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
 def load_native(path: str | Path) -> OpGraph:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_maybe_gzip(path) as f:
+            text = f.read().decode("utf-8")
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path=str(path)) from None
+    except (EOFError, OSError, zlib.error) as exc:
+        raise InputError(f"truncated or corrupt gzip ({exc})", path=str(path)) from None
     data = loads_finite(text, str(path))
     return from_dict(data, str(path))

@@ -39,10 +39,15 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 def unwritable(target: Path, exc: OSError) -> InputError:
     """An output path the system refuses (no such device, a file where a folder should be, no permission)."""
-    for parent in Path(target).parents:
-        if parent.exists() and not parent.is_dir():
-            return InputError(f"cannot write this output: {parent} is a file, not a folder", path=str(target))
+    blocked = blocking_file(target)
+    if blocked is not None:
+        return InputError(f"cannot write this output: {blocked} is a file, not a folder", path=str(target))
     return InputError(f"cannot write this output: {exc.strerror or exc}", path=str(target))
+
+
+def blocking_file(target: str | os.PathLike[str]) -> Path | None:
+    """A file standing where one of `target`'s parent folders should be, if any."""
+    return next((p for p in Path(target).parents if p.exists() and not p.is_dir()), None)
 
 
 def refuse_overwriting(outputs: dict[str, str | os.PathLike[str] | None],

@@ -33,15 +33,11 @@ def _cost_inputs(inputs: dict | None) -> dict[str, Any]:
     graph on its own hardware prices every op as the step model did."""
     if not inputs:
         return {}
-    out: dict[str, Any] = {key: inputs[key] for key in ("precision", "rows", "kernel") if key in inputs}
-    if "gemm" in inputs:
-        out["gemm"] = tuple(float(x) for x in inputs["gemm"])
+    out: dict[str, Any] = {key: inputs[key] for key in ("precision", "rows", "kernel", "gemm", "moe") if key in inputs}
     if inputs.get("share", 1.0) < 1.0:
-        out["sm_share"] = float(inputs["share"])
+        out["sm_share"] = inputs["share"]
     if "ranks" in inputs:
-        out["group_ranks"] = int(inputs["ranks"])
-    if "moe" in inputs:
-        out["moe"] = dict(inputs["moe"])
+        out["group_ranks"] = inputs["ranks"]
     return out
 
 

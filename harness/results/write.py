@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from harness.errors import InputError
-from harness.outputs import unwritable
+from harness.outputs import blocking_file, unwritable
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,8 @@ def check_replay_folder(out_dir: str | os.PathLike[str], option: str = "--out") 
     if target.exists() and not target.is_dir():
         raise InputError(f"{out_dir} is a file; a replay writes a folder", field=option)
     if not target.exists():
-        blocked = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
-        if blocked is not None:  # found now, not after the replay has run
-            raise InputError(f"cannot write this output: {blocked} is a file, not a folder", path=str(out_dir))
+        if blocking_file(target) is not None:  # found now, not after the replay has run
+            raise unwritable(target, OSError())
         return
     here = Path.cwd().resolve()
     if target.resolve() in (here, *here.parents):

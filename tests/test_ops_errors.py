@@ -117,3 +117,55 @@ def test_hostile_events_give_exit_0_or_2(tmp_path_factory, events):
     res = CliRunner().invoke(main, ["ops", "replay", str(path), "--json"])
     assert res.exit_code in (0, 2), res.output
     assert res.exception is None or isinstance(res.exception, SystemExit)
+
+
+DEEP = 2000  # past the guard (100) and past json's recursion limit (1000)
+
+
+@pytest.mark.parametrize("text", [
+    '{"traceEvents": [' + "[" * DEEP + "]" * DEEP + "]}",  # Kineto: ijson's path strings grew quadratically
+    '{"traceEvents": [{"ph": "X", "args": ' + '{"a": ' * DEEP + "1" + "}" * DEEP + "}]}",
+    '{"workload_graph": [{"Id": 1, "x": ' + "[" * DEEP + "]" * DEEP + "}]}",  # Chakra: RecursionError
+    '{"format": "cmbench-op-trace", "version": 1, "ops": ' + "[" * DEEP + "]" * DEEP + "}",  # native
+])
+def test_deep_nesting_is_one_line(tmp_path, text):
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    res, out = _run(path)
+    assert res.exit_code == 2 and res.output == f"error: {path}: nesting deeper than 100 levels of [ and {{ " \
+        "(no trace nests that deep)\n", res.output
+    assert not out.exists()
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+_JSON = st.recursive(st.none() | st.integers() | st.text(alphabet='"\\[]{}ab'),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet='"\\[{a'), inner,
+                                                                                 max_size=3), max_leaves=30)
+
+
+@given(_JSON, st.lists(st.integers(1, 7), min_size=1, max_size=20))
+def test_depth_guard_counts_brackets_outside_strings(value, cuts):
+    """Brackets and escaped quotes inside strings, and strings split across reads anywhere, do not fool it."""
+    from harness import jsonfile
+    from harness.errors import InputError
+
+    blob = json.dumps(value).encode()
+    for limit in {_depth(value), max(_depth(value) - 1, 0)}:
+        guard, pos, refused = jsonfile.DepthGuard("x"), 0, False
+        try:
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(jsonfile, "MAX_DEPTH", limit)
+                while pos < len(blob):
+                    step = cuts[pos % len(cuts)]
+                    guard.feed(blob[pos:pos + step])
+                    pos += step
+        except InputError:
+            refused = True
+        assert refused == (limit < _depth(value))

@@ -9,25 +9,18 @@ Chakra JSON carries no timestamps, so there is no recorded timeline to check an 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness.errors import InputError
 from harness.ops.graph import Op, OpGraph
-from harness.ops.kineto import open_maybe_gzip
+from harness.ops.native import read_json
 
 COMM_NODE = 7
 
 
 def load_chakra(path: str | Path) -> OpGraph:
     path = Path(path)
-    try:
-        with open_maybe_gzip(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg}", path=str(path), where=f"line {exc.lineno}") from None
-    except (EOFError, OSError) as exc:
-        raise InputError(f"cannot read: {exc}", path=str(path)) from None
+    data = read_json(path)
     nodes = data.get("workload_graph") if isinstance(data, dict) else None
     if not isinstance(nodes, list):
         raise InputError("not a Chakra JSON trace: no 'workload_graph' list", path=str(path))

@@ -29,6 +29,7 @@ import ijson
 import numpy as np
 
 from harness.errors import InputError
+from harness.jsonfile import GuardedReader
 from harness.ops.graph import Op, OpGraph
 
 # A kernel with at least this many blocks per SM (grid / SM count) fills the SMs it is given (see
@@ -72,7 +73,8 @@ def iter_events(path: Path):
     index = -1
     try:
         with open_maybe_gzip(path) as f:
-            for index, event in enumerate(ijson.items(f, prefix, use_float=True)):  # noqa: B007
+            events = ijson.items(GuardedReader(f, str(path)), prefix, use_float=True)
+            for index, event in enumerate(events):  # noqa: B007
                 yield index, event
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputError(f"truncated or corrupt gzip after event {index} ({exc})", path=str(path)) from None

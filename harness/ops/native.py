@@ -106,8 +106,8 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
     return OpGraph(ops, meta)
 
 
-def load_native(path: str | Path) -> OpGraph:
-    path = Path(path)
+def read_json(path: Path) -> object:
+    """A JSON file, plain or gzipped, read whole: bad bytes, JSON, numbers or nesting are one InputError."""
     try:
         with open_maybe_gzip(path) as f:
             text = f.read().decode("utf-8")
@@ -115,5 +115,8 @@ def load_native(path: str | Path) -> OpGraph:
         raise InputError("not UTF-8 text", path=str(path)) from None
     except (EOFError, OSError, zlib.error) as exc:
         raise InputError(f"truncated or corrupt gzip ({exc})", path=str(path)) from None
-    data = loads_finite(text, str(path))
-    return from_dict(data, str(path))
+    return loads_finite(text, str(path))
+
+
+def load_native(path: str | Path) -> OpGraph:
+    return from_dict(read_json(Path(path)), str(path))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from harness.ops.analysis import analyse
 from harness.ops.classify import unclassified
 from harness.ops.load import load_op_trace
 from harness.ops.replay import fallback_gaps_s, predecessors, release_times_s, replay
@@ -135,3 +137,32 @@ def test_host_copies_are_priced_on_the_host_link(shared_data):
     for i, op in enumerate(g.ops):
         if op.kernel == "copy_h2d":
             assert timed.target_s[i] == pytest.approx(hw.host_latency_s + op.bytes_moved / hw.host_read_bytes_per_s)
+
+
+def _two_devices(tmp_path, corr_offset: int) -> Path:
+    """Two ranks' traces merged into one file: each runs 3 GEMMs on its stream 7; rank 1's host launches 50 us
+    later. With corr_offset 0 both processes use the same correlation ids (their own)."""
+    events = []
+    for rank in (0, 1):
+        for k in range(3):
+            corr = k + rank * corr_offset
+            events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": 1000 + rank,
+                           "tid": 1, "ts": 50 * rank + 10 * k, "dur": 2, "args": {"correlation": corr}})
+            events.append({"ph": "X", "cat": "kernel", "name": "sm90_xmma_gemm", "pid": rank, "tid": 7,
+                           "ts": 60 + 90 * k, "dur": 90, "args": {"device": rank, "stream": 7, "correlation": corr}})
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"traceEvents": events}))
+    return path
+
+
+@pytest.mark.parametrize("corr_offset", [0, 100])
+def test_two_devices_keep_their_streams_and_launches_apart(tmp_path, corr_offset):
+    g = load_op_trace(_two_devices(tmp_path, corr_offset))
+    assert g.streams() == ["0:7", "1:7"]
+    assert sorted({op.stream: op.release_s * 1e6 for op in g.ops if op.start_s == 0}.items()) == \
+        [("0:7", pytest.approx(2 - 60)), ("1:7", pytest.approx(52 - 60))]
+    res = analyse(g, None, None)
+    # The devices ran side by side: 270 us, not 540 us in one stream.
+    assert res["recorded"]["span_s"] == pytest.approx(270e-6)
+    assert abs(res["identity"]["error"]) < 1e-9
+    assert res["recorded"]["critical_path"]["ops"] == 3

@@ -56,7 +56,7 @@ class OpGraph:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def streams(self) -> list[str]:
-        return sorted({op.stream for op in self.ops}, key=_stream_key)
+        return sorted({op.stream for op in self.ops}, key=stream_key)
 
     def recorded_span_s(self) -> float | None:
         if not self.ops or any(op.start_s is None for op in self.ops):
@@ -64,5 +64,6 @@ class OpGraph:
         return max(op.start_s + op.duration_s for op in self.ops) - min(op.start_s for op in self.ops)
 
 
-def _stream_key(stream: str) -> tuple[int, str]:
+def stream_key(stream: str) -> tuple[int, str]:
+    """Numbers in numeric order, then names."""
     return (0, f"{int(stream):012d}") if stream.lstrip("-").isdigit() else (1, stream)

@@ -14,7 +14,9 @@ Dependencies built:
   the waiter started) cannot be real and is dropped; the count is kept in `meta["sync_edges_dropped"]`;
 - SM capacity: kernels that each fill the device's SMs run one at a time across streams (`_sm_capacity_edges`).
 Each op's release time is the end of its CPU launch call (`Op.release_s`): the GPU cannot start it earlier.
-Launches are tied to GPU ops by `args.correlation` (the id the `ac2g` / `async_gpu` flow events carry).
+Launches are tied to GPU ops by `args.correlation` (the id the `ac2g` / `async_gpu` flow events carry) within
+the device's host process. Streams are per device (`args.device`, else pid): a trace of several GPUs names them
+"device:stream", and SM capacity is shared by one device's kernels only.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.jsonfile import GuardedReader
-from harness.ops.graph import Op, OpGraph
+from harness.ops.graph import Op, OpGraph, stream_key
 
 # A kernel with at least this many blocks per SM (grid / SM count) fills the SMs it is given (see
 # _sm_capacity_edges).
@@ -93,14 +95,16 @@ def _num(event: dict, key: str, path: Path, index: int) -> float:
 
 def load_kineto(path: str | Path) -> OpGraph:
     path = Path(path)
-    gpu: list[tuple] = []  # (ts_us, dur_us, stream, name, correlation, kind, args-subset)
-    launch_ts: dict[int, float] = {}  # correlation -> CPU launch time (us)
-    launch_end: dict[int, float] = {}  # correlation -> end of the CPU launch call (us)
-    launch_tid: dict[int, object] = {}  # correlation -> launching CPU thread
-    waits: list[tuple[int, object]] = []  # cudaStreamWaitEvent: (correlation, CPU thread)
-    syncs: list[tuple[float, str, str, int]] = []  # cuda_sync stream waits: (ts, stream, wait_on_stream, record corr)
+    # GPU events carry their device (args.device, else pid) and stream; CPU events their host process (pid).
+    # Correlation ids are unique only within one host process, so launches are keyed by (host pid, correlation).
+    gpu: list[tuple] = []  # (ts_us, dur_us, (device, stream), name, correlation, device, args-subset)
+    launch_ts: dict[tuple, float] = {}  # (host pid, correlation) -> CPU launch time (us)
+    launch_end: dict[tuple, float] = {}  # (host pid, correlation) -> end of the CPU launch call (us)
+    launch_tid: dict[tuple, object] = {}  # (host pid, correlation) -> launching CPU thread (host pid, tid)
+    waits: list[tuple[tuple, object]] = []  # cudaStreamWaitEvent: ((host pid, correlation), CPU thread)
+    syncs: list[tuple] = []  # cuda_sync stream waits: (ts, device, stream, wait_on_stream, record corr)
     annotations: list[tuple[float, float, str]] = []  # CPU user annotations (ts, end, name)
-    gpu_annotations: list[tuple[float, float, str, str]] = []  # (ts, end, name, stream)
+    gpu_annotations: list[tuple[float, float, str, tuple]] = []  # (ts, end, name, (device, stream))
     shapes: dict[int, tuple[str, list]] = {}  # External id -> (op name, Input Dims) for matmul-like cpu ops
     count = 0
     for index, event in iter_events(path):
@@ -122,28 +126,32 @@ def load_kineto(path: str | Path) -> OpGraph:
             raise InputError(f"negative duration {dur}", path=str(path), where=f"event {index}", field="dur")
         cat = event.get("cat")
         args = event.get("args") or {}
+        pid = str(event.get("pid"))
         if cat in GPU_CATS:
             stream = args.get("stream", event.get("tid"))
             corr = args.get("correlation", -1)
             extra = {k: args[k] for k in ("Collective name", "In msg nelems", "dtype", "Group size", "bytes",
                                           "External id", "blocks per SM") if k in args}
-            gpu.append((ts, dur, str(stream), str(event.get("name", "")), int(corr), GPU_CATS[cat], extra))
+            device = str(args.get("device", pid))
+            gpu.append((ts, dur, (device, str(stream)), str(event.get("name", "")), int(corr), device, extra))
         elif cat in RUNTIME_CATS:
             corr = args.get("correlation")
             if corr is not None:
-                launch_ts[int(corr)] = ts
-                launch_end[int(corr)] = ts + _num(event, "dur", path, index)
-                launch_tid[int(corr)] = event.get("tid")
+                key = (pid, int(corr))
+                launch_ts[key] = ts
+                launch_end[key] = ts + _num(event, "dur", path, index)
+                launch_tid[key] = (pid, str(event.get("tid")))
                 if event.get("name") == "cudaStreamWaitEvent":
-                    waits.append((int(corr), event.get("tid")))
+                    waits.append((key, launch_tid[key]))
         elif cat == "cuda_sync":
             if args.get("cuda_sync_kind") == "Stream Wait Event" and args.get("wait_on_stream", -1) != -1:
-                syncs.append((ts, str(args.get("stream")), str(args["wait_on_stream"]),
-                               int(args.get("wait_on_cuda_event_record_corr_id", -1))))
+                syncs.append((ts, str(args.get("device", pid)), str(args.get("stream")), str(args["wait_on_stream"]),
+                              int(args.get("wait_on_cuda_event_record_corr_id", -1))))
         elif cat == "user_annotation":
             annotations.append((ts, ts + dur, str(event.get("name", ""))))
         elif cat == "gpu_user_annotation":
-            gpu_annotations.append((ts, ts + dur, str(event.get("name", "")), str(event.get("tid"))))
+            gpu_annotations.append((ts, ts + dur, str(event.get("name", "")),
+                                    (str(args.get("device", pid)), str(event.get("tid")))))
         elif cat == "cpu_op" and event.get("name") in MM_OPS and "Input Dims" in args:
             ext = args.get("External id")
             if ext is not None:
@@ -153,7 +161,39 @@ def load_kineto(path: str | Path) -> OpGraph:
     if not gpu:
         raise InputError("no GPU kernels in this trace (no events with cat 'kernel', 'gpu_memcpy' or 'gpu_memset')",
                          path=str(path))
+    host = _host_of_devices(gpu, launch_ts)
+    name = _stream_names({g[2] for g in gpu})
+    gpu = [(ts, dur, name[s], n, (host.get(d, ""), corr), d, extra) for ts, dur, s, n, corr, d, extra in gpu]
+    syncs = [(ts, name.get((d, s)), name.get((d, w)), (host.get(d, ""), corr)) for ts, d, s, w, corr in syncs]
+    gpu_annotations = [(ts, end, n, name.get(s)) for ts, end, n, s in gpu_annotations]
     return _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotations, gpu_annotations, shapes)
+
+
+def _host_of_devices(gpu: list[tuple], launches: dict[tuple, float]) -> dict[str, str]:
+    """Each device's host process: the one whose launches' correlation ids match most of the device's kernels
+    (a process's correlation ids are its own: two ranks' traces merged into one file reuse them); on a tie, one
+    no other device took (devices and hosts in order: rank i's process drives device i)."""
+    hosts: dict[int, list[str]] = {}
+    for pid, corr in launches:
+        hosts.setdefault(corr, []).append(pid)
+    votes: dict[str, dict[str, int]] = {}
+    for g in gpu:
+        for pid in hosts.get(g[4], ()):
+            tally = votes.setdefault(g[2][0], {})
+            tally[pid] = tally.get(pid, 0) + 1
+    out: dict[str, str] = {}
+    for device in sorted(votes, key=stream_key):
+        tally = votes[device]
+        best = sorted((h for h in tally if tally[h] == max(tally.values())), key=stream_key)
+        out[device] = next((h for h in best if h not in out.values()), best[0])
+    return out
+
+
+def _stream_names(streams: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """(device, stream) -> the stream's name: its number on a single device, "device:stream" across several."""
+    if len({d for d, _ in streams}) == 1:
+        return {(d, s): s for d, s in streams}
+    return {(d, s): f"{d}:{s}" for d, s in streams}
 
 
 def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotations, gpu_annotations,
@@ -161,7 +201,7 @@ def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotatio
     gpu.sort(key=lambda g: (g[0], g[4]))
     t0 = gpu[0][0]
     ops: list[Op] = []
-    for ts, dur, stream, name, corr, _kind, extra in gpu:
+    for ts, dur, stream, name, corr, _device, extra in gpu:
         op = Op(name=name, stream=stream, duration_s=dur * 1e-6, start_s=(ts - t0) * 1e-6)
         if corr in launch_end:
             # Integer-microsecond timestamps: a kernel seen to start just before its launch call returned
@@ -173,14 +213,17 @@ def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotatio
             op.sm_share = blocks_per_sm
         ops.append(op)
     bps = [float(g[6].get("blocks per SM") or 0.0) for g in gpu]
-    _shares_left_by_partial_kernels(ops, bps)
+    # SMs are shared by the kernels of one device only
+    per_device = [[b if g[5] == device else 0.0 for b, g in zip(bps, gpu)] for device in {g[5] for g in gpu}]
+    for b in per_device:
+        _shares_left_by_partial_kernels(ops, b)
     corr = [g[4] for g in gpu]
     _annotate(ops, gpu, launch_ts, annotations, gpu_annotations)
     dropped = _sync_from_cuda_sync(ops, gpu, corr, syncs) if syncs else _sync_from_wait_calls(ops, corr, waits, launch_tid)
     sync_edges = sum(len(o.deps) for o in ops)
-    fills = [b >= SM_FILL_BLOCKS_PER_SM for b in bps]
+    sm_edges = sum(_sm_capacity_edges(ops, [x >= SM_FILL_BLOCKS_PER_SM for x in b]) for b in per_device)
     meta = {"format": "kineto", "source": str(path), "sync_edges": sync_edges, "sync_edges_dropped": dropped,
-            "sm_edges": _sm_capacity_edges(ops, fills), "inferred_wait_edges": _inferred_waits(ops),
+            "sm_edges": sm_edges, "inferred_wait_edges": _inferred_waits(ops),
             "launch_release_ops": sum(op.release_s is not None for op in ops)}
     return OpGraph(ops, meta)
 

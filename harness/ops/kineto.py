@@ -49,6 +49,9 @@ RUNTIME_CATS = frozenset({"cuda_runtime", "Runtime", "cuda_driver"})
 ANNOTATION_CATS = frozenset({"user_annotation", "gpu_user_annotation"})
 NCCL_DTYPE_BYTES = {"Float": 4, "Half": 2, "BFloat16": 2, "Double": 8, "Int": 4, "Long": 8, "Byte": 1,
                     "Char": 1, "Float8_e4m3fn": 1, "Float8_e5m2": 1, "Bool": 1}
+# What a GPU event's args may tell about its work, and the type each must have
+GPU_ARGS = {"Collective name": "string", "In msg nelems": "number", "dtype": "string", "Group size": "integer",
+            "bytes": "number", "External id": "integer", "blocks per SM": "number"}
 MM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul", "aten::linear"})
 
 
@@ -84,13 +87,36 @@ def iter_events(path: Path):
         raise InputError(f"malformed JSON after event {index}: {exc}", path=str(path)) from None
 
 
+MAX_ABS = 1e17  # beyond any timestamp (us since 1970: 1.7e15), duration, byte or element count a trace holds
+_KINDS = {"number": "a number", "integer": "an integer", "object": "a JSON object", "string": "a string"}
+
+
+def _field(obj: dict, key: str, kind: str, path: Path, index: int, prefix: str = ""):
+    """obj[key] checked to be of `kind` (a key of _KINDS; numbers finite, within MAX_ABS), None where absent or
+    null; anything else is one InputError naming the event and field (`prefix` + `key`, e.g. 'args.bytes')."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and kind in ("number", "integer") and not abs(value) <= MAX_ABS:
+        problem = f"must be a number of magnitude at most {MAX_ABS:.0e}"
+    elif kind == "number" and number:
+        return float(value)
+    elif kind == "integer" and number and float(value).is_integer():
+        return int(value)
+    elif (kind == "object" and isinstance(value, dict)) or (kind == "string" and isinstance(value, str)):
+        return value
+    else:
+        problem = f"must be {_KINDS[kind]}"
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise InputError(f"{problem}, got {shown}", path=str(path), where=f"event {index}", field=prefix + key)
+
+
 def _num(event: dict, key: str, path: Path, index: int) -> float:
-    value = event.get(key)
+    value = _field(event, key, "number", path, index)
     if value is None:
         raise InputError("missing", path=str(path), where=f"event {index}", field=key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputError(f"must be a number, got {value!r}", path=str(path), where=f"event {index}", field=key)
-    return float(value)
+    return value
 
 
 def load_kineto(path: str | Path) -> OpGraph:
@@ -111,7 +137,7 @@ def load_kineto(path: str | Path) -> OpGraph:
         count += 1
         if not isinstance(event, dict):
             raise InputError("event is not a JSON object", path=str(path), where=f"event {index}")
-        ph = event.get("ph")
+        ph = _field(event, "ph", "string", path, index)
         if ph is None:
             raise InputError("missing", path=str(path), where=f"event {index}", field="ph")
         if ph not in PHASES:
@@ -125,37 +151,39 @@ def load_kineto(path: str | Path) -> OpGraph:
         if dur < 0:
             raise InputError(f"negative duration {dur}", path=str(path), where=f"event {index}", field="dur")
         cat = event.get("cat")
-        args = event.get("args") or {}
+        args = _field(event, "args", "object", path, index) or {}
         pid = str(event.get("pid"))
         if cat in GPU_CATS:
             stream = args.get("stream", event.get("tid"))
-            corr = args.get("correlation", -1)
-            extra = {k: args[k] for k in ("Collective name", "In msg nelems", "dtype", "Group size", "bytes",
-                                          "External id", "blocks per SM") if k in args}
+            corr = _field(args, "correlation", "integer", path, index, "args.")
+            extra = {k: _field(args, k, kind, path, index, "args.") for k, kind in GPU_ARGS.items()
+                     if args.get(k) is not None}
             device = str(args.get("device", pid))
-            gpu.append((ts, dur, (device, str(stream)), str(event.get("name", "")), int(corr), device, extra))
+            gpu.append((ts, dur, (device, str(stream)), str(event.get("name", "")), -1 if corr is None else corr,
+                        device, extra))
         elif cat in RUNTIME_CATS:
-            corr = args.get("correlation")
+            corr = _field(args, "correlation", "integer", path, index, "args.")
             if corr is not None:
-                key = (pid, int(corr))
+                key = (pid, corr)
                 launch_ts[key] = ts
-                launch_end[key] = ts + _num(event, "dur", path, index)
+                launch_end[key] = ts + dur
                 launch_tid[key] = (pid, str(event.get("tid")))
                 if event.get("name") == "cudaStreamWaitEvent":
                     waits.append((key, launch_tid[key]))
         elif cat == "cuda_sync":
             if args.get("cuda_sync_kind") == "Stream Wait Event" and args.get("wait_on_stream", -1) != -1:
+                record = _field(args, "wait_on_cuda_event_record_corr_id", "integer", path, index, "args.")
                 syncs.append((ts, str(args.get("device", pid)), str(args.get("stream")), str(args["wait_on_stream"]),
-                              int(args.get("wait_on_cuda_event_record_corr_id", -1))))
+                              -1 if record is None else record))
         elif cat == "user_annotation":
             annotations.append((ts, ts + dur, str(event.get("name", ""))))
         elif cat == "gpu_user_annotation":
             gpu_annotations.append((ts, ts + dur, str(event.get("name", "")),
                                     (str(args.get("device", pid)), str(event.get("tid")))))
         elif cat == "cpu_op" and event.get("name") in MM_OPS and "Input Dims" in args:
-            ext = args.get("External id")
+            ext = _field(args, "External id", "integer", path, index, "args.")
             if ext is not None:
-                shapes[int(ext)] = (event["name"], args["Input Dims"])
+                shapes[ext] = (event["name"], args["Input Dims"])
     if count == 0:
         raise InputError("no trace events", path=str(path))
     if not gpu:
@@ -273,17 +301,20 @@ def _work_from_args(op: Op, extra: dict, shapes: dict) -> None:
 
 
 def _matmul_flops(name: str, dims: list) -> float:
+    """2mnk of the launching matmul; 0 where its Input Dims do not read as shapes."""
     try:
         if name in ("aten::addmm", "aten::baddbmm"):
             dims = dims[1:]
         a, b = dims[0], dims[1]
         if name == "aten::linear":  # weight is (out, in)
-            return 2.0 * _prod(a) * b[0]
-        if len(a) == 3 and len(b) == 3:
-            return 2.0 * a[0] * a[1] * a[2] * b[2]
-        return 2.0 * _prod(a) * b[-1]
-    except (IndexError, TypeError):
+            flops = 2.0 * _prod(a) * b[0]
+        elif len(a) == 3 and len(b) == 3:
+            flops = 2.0 * a[0] * a[1] * a[2] * b[2]
+        else:
+            flops = 2.0 * _prod(a) * b[-1]
+    except (LookupError, TypeError):
         return 0.0
+    return flops if isinstance(flops, float) and 0.0 <= flops <= MAX_ABS * MAX_ABS else 0.0
 
 
 def _prod(xs) -> float:

@@ -202,3 +202,45 @@ def test_depth_guard_counts_brackets_outside_strings(value, cuts):
         except InputError:
             refused = True
         assert refused == (limit < _depth(value))
+
+
+def _chakra(tmp_path, *changes) -> Path:
+    nodes = [{"Id": 1, "Name": "gemm_1", "NodeType": 4, "runtime": 10, "data_deps": [], "is_cpu_op": False},
+             {"Id": 2, "Name": "gemm_2", "NodeType": 4, "runtime": 10, "data_deps": [1], "is_cpu_op": False}]
+    for i, change in changes:
+        nodes[i].update(change)
+    path = tmp_path / "chakra.json"
+    path.write_text(json.dumps({"workload_graph": nodes}))
+    return path
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ([(1, {"data_deps": 1})], "node 1 (Id 2): field 'data_deps': must be a list of node Ids, got 1"),
+    ([(1, {"data_deps": None})], "node 1 (Id 2): field 'data_deps': must be a list of node Ids, got None"),
+    ([(1, {"ctrlDeps": [[1]]})], "node 1 (Id 2): field 'ctrlDeps': must be a list of node Ids, got [[1]]"),
+    ([(1, {"data_deps": [99]})], "node 1 (Id 2): field 'data_deps': no node has Id 99"),
+    ([(1, {"data_deps": [2]})], "node 1 (Id 2): field 'data_deps': depends on itself"),
+    ([(1, {"Id": 1})], "node 1: field 'Id': Id 1 is also node 0's"),
+    ([(0, {"Id": [1]})], "node 0: field 'Id': must be an integer, got [1]"),
+    ([(1, {"Id": "b"})], "node 1: field 'Id': must be an integer, got 'b'"),
+    ([(0, {"is_cpu_op": "false"})], "node 0: field 'is_cpu_op': must be true or false, got 'false'"),
+    ([(0, {"runtime": 1e300})], "node 0: field 'runtime': must be a number from 0 to 1e+17 (microseconds)"),
+    ([(0, {"data_deps": [2]})], "node Id 1: field 'deps': dependencies form a cycle"),
+])
+def test_bad_chakra_nodes(tmp_path, changes, needle):
+    path = _chakra(tmp_path, *changes)
+    res, out = _run(path)
+    assert res.exit_code == 2 and res.output.startswith(f"error: {path}: {needle}"), res.output
+    assert res.output.count("\n") == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("blob, needle", [
+    (b'{"workload_graph": [{"Id": 1, "Name": "caf\xe9", "NodeType": 4}]}', "not UTF-8 text"),
+    (b'{"workload_graph": [{"Id": 1, "Name": "k", "NodeType": 4, "runtime": Infinity}]}',
+     "line 1: Infinity is not a finite number"),
+])
+def test_chakra_bytes_and_numbers(tmp_path, blob, needle):
+    path = tmp_path / "chakra.json"
+    path.write_bytes(blob)
+    res, out = _run(path)
+    assert res.exit_code == 2 and res.output == f"error: {path}: {needle}\n" and not out.exists()

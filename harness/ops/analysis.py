@@ -15,7 +15,7 @@ IDENTITY_TOLERANCE = 0.01  # the issue's acceptance bound for replaying recorded
 def analyse(graph, source_hw: str | None, target_hw: str | None, table=None, launch_on_target: bool = True,
             adapter=None) -> dict:
     preds = predecessors(graph)
-    order = topological_order(preds, graph.meta.get("source", "op graph"))
+    order = topological_order(preds, graph.meta.get("source", "op graph"), graph.meta.get("op_labels"))
     keep = kept_ops(graph)
     recorded_dur = np.array([op.duration_s for op in graph.ops])
     total = float(recorded_dur.sum())

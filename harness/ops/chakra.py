@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.errors import InputError
 from harness.ops.graph import Op, OpGraph
+from harness.ops.kineto import MAX_ABS
 from harness.ops.native import read_json
 
 COMM_NODE = 7
@@ -25,6 +26,7 @@ def load_chakra(path: str | Path) -> OpGraph:
     if not isinstance(nodes, list):
         raise InputError("not a Chakra JSON trace: no 'workload_graph' list", path=str(path))
     by_id: dict[int, dict] = {}
+    position: dict[int, int] = {}
     for i, node in enumerate(nodes):
         where = f"node {i}"
         if not isinstance(node, dict):
@@ -32,11 +34,30 @@ def load_chakra(path: str | Path) -> OpGraph:
         for key in ("Id", "Name", "NodeType"):
             if key not in node:
                 raise InputError("missing", path=str(path), where=where, field=key)
+        for key, ok, what in (("Id", _is_int, "an integer"), ("NodeType", _is_int, "an integer"),
+                              ("Name", lambda v: isinstance(v, str), "a string"),
+                              ("is_cpu_op", lambda v: isinstance(v, bool), "true or false")):
+            if key in node and not ok(node[key]):
+                raise InputError(f"must be {what}, got {node[key]!r:.40}", path=str(path), where=where, field=key)
         runtime = node.get("runtime", 0)
-        if isinstance(runtime, bool) or not isinstance(runtime, (int, float)) or runtime < 0:
-            raise InputError(f"must be a non-negative number, got {runtime!r}", path=str(path), where=where,
-                             field="runtime")
-        by_id[node["Id"]] = node
+        if isinstance(runtime, bool) or not isinstance(runtime, (int, float)) or not 0 <= runtime <= MAX_ABS:
+            raise InputError(f"must be a number from 0 to {MAX_ABS:.0e} (microseconds), got {runtime!r:.40}",
+                             path=str(path), where=where, field="runtime")
+        nid = node["Id"]
+        if nid in by_id:
+            raise InputError(f"Id {nid} is also node {position[nid]}'s", path=str(path), where=where, field="Id")
+        by_id[nid], position[nid] = node, i
+    for nid, node in by_id.items():
+        where = f"node {position[nid]} (Id {nid})"
+        for key in ("data_deps", "ctrlDeps"):
+            deps = node.get(key, [])
+            if not isinstance(deps, list) or not all(map(_is_int, deps)):
+                raise InputError(f"must be a list of node Ids, got {deps!r:.40}", path=str(path), where=where,
+                                 field=key)
+            bad = next((d for d in deps if d not in by_id or d == nid), None)
+            if bad is not None:
+                problem = "depends on itself" if bad == nid else f"no node has Id {bad}"
+                raise InputError(problem, path=str(path), where=where, field=key)
     gpu_ids = sorted(i for i, n in by_id.items() if not n.get("is_cpu_op", True))
     if not gpu_ids:
         raise InputError("no GPU nodes (is_cpu_op false) in this Chakra trace", path=str(path))
@@ -51,8 +72,8 @@ def load_chakra(path: str | Path) -> OpGraph:
         stack, seen = [nid], {nid}
         while stack:
             node = by_id[stack.pop()]
-            for parent in list(node.get("data_deps", [])) + list(node.get("ctrlDeps", [])):
-                if parent not in by_id or parent in seen:
+            for parent in node.get("data_deps", []) + node.get("ctrlDeps", []):
+                if parent in seen:
                     continue
                 seen.add(parent)
                 if parent in index:
@@ -68,4 +89,9 @@ def load_chakra(path: str | Path) -> OpGraph:
         deps = sorted(gpu_ancestors(nid))
         ops.append(Op(name=str(node["Name"]), stream="comm" if node["NodeType"] == COMM_NODE else "compute",
                       duration_s=float(node.get("runtime", 0)) * 1e-6, deps=deps))
-    return OpGraph(ops, {"format": "chakra-json", "source": str(path), "cpu_nodes": len(by_id) - len(gpu_ids)})
+    return OpGraph(ops, {"format": "chakra-json", "source": str(path), "cpu_nodes": len(by_id) - len(gpu_ids),
+                         "op_labels": [f"node Id {nid}" for nid in gpu_ids]})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -46,7 +46,9 @@ def predecessors(graph: OpGraph) -> list[list[int]]:
     return preds
 
 
-def topological_order(preds: list[list[int]], source: str = "op graph") -> list[int]:
+def topological_order(preds: list[list[int]], source: str = "op graph", labels: list[str] | None = None) -> list[int]:
+    """Ops in dependency order; a cycle is an InputError naming an op on or after it (by `labels`, e.g. a
+    Chakra node Id, else its index)."""
     n = len(preds)
     indegree = [0] * n
     succ: list[list[int]] = [[] for _ in range(n)]
@@ -67,8 +69,8 @@ def topological_order(preds: list[list[int]], source: str = "op graph") -> list[
                 ready.append(s)
     if len(order) != n:
         stuck = next(i for i in range(n) if indegree[i] > 0)
-        raise InputError("dependencies form a cycle (with stream order)", path=source, where=f"op {stuck}",
-                         field="deps")
+        raise InputError("dependencies form a cycle (with stream order)", path=source,
+                         where=labels[stuck] if labels else f"op {stuck}", field="deps")
     return order
 
 
@@ -102,7 +104,8 @@ def replay(graph: OpGraph, durations_s: np.ndarray | None = None, release_s: np.
            order: list[int] | None = None) -> Timeline:
     """Start each op at max(its predecessors' ends, its release time) plus its fallback gap."""
     preds = preds if preds is not None else predecessors(graph)
-    order = order if order is not None else topological_order(preds, graph.meta.get("source", "op graph"))
+    order = order if order is not None else topological_order(preds, graph.meta.get("source", "op graph"),
+                                                                   graph.meta.get("op_labels"))
     n = len(graph.ops)
     dur = durations_s if durations_s is not None else np.array([op.duration_s for op in graph.ops])
     gaps = gaps_s if gaps_s is not None else np.zeros(n)

@@ -244,3 +244,31 @@ def test_chakra_bytes_and_numbers(tmp_path, blob, needle):
     path.write_bytes(blob)
     res, out = _run(path)
     assert res.exit_code == 2 and res.output == f"error: {path}: {needle}\n" and not out.exists()
+
+
+def test_a_failing_report_leaves_no_result_file(tmp_path, monkeypatch):
+    from harness.errors import InputError
+    from harness.report import render
+
+    def broken(results):
+        raise InputError("cannot render")
+
+    monkeypatch.setattr(render, "render_html", broken)
+    out, report = tmp_path / "o.json", tmp_path / "r.html"
+    res = CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--out", str(out), "--report", str(report)])
+    assert res.exit_code == 2 and "cannot render" in res.output
+    assert not out.exists() and not report.exists()
+
+
+def test_export_refuses_an_absurd_batch_and_non_finite_graphs(tmp_path):
+    from harness.errors import InputError
+    from harness.ops.graph import Op, OpGraph
+    from harness.ops.native import save_native
+
+    out = tmp_path / "g.json"
+    res = CliRunner().invoke(main, ["ops", "export", "--deployment", "h800-decode", "--batch", "1e300",
+                                    "--out", str(out)])
+    assert res.exit_code == 2 and "--batch" in res.output and not out.exists()
+    with pytest.raises(InputError, match="non-finite"):
+        save_native(OpGraph([Op("k", "7", float("nan"))]), out)
+    assert not out.exists()

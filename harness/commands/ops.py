@@ -17,6 +17,8 @@ from harness.ops.load import FORMATS, load_op_trace
 from harness.ops.native import save_native
 from harness.outputs import refuse_overwriting, write_text_atomic
 
+MAX_BATCH = 1e6  # requests per chip: far beyond any deployment, and short of overflowing the step model
+
 
 @click.group("ops")
 def ops() -> None:
@@ -55,12 +57,15 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
 
         table = find_table(graph, work)
     result = analyse(graph, source_hw, target_hw, table=table, launch_on_target=not no_launch)
+    # Both outputs are made before either is written: a failure leaves neither behind.
+    text = _finite_json(result, trace)
+    html = _report_html(result, out) if report else None
     if out:
-        write_text_atomic(out, json.dumps(result) + "\n")
+        write_text_atomic(out, text)
     if report:
-        _report(result, out, report)
+        write_text_atomic(report, html)
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(text, nl=False)
     else:
         _print(result)
     if identity:
@@ -71,19 +76,21 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
             sys.exit(1)
 
 
-def _report(result: dict, out: str | None, report: str) -> None:
-    import tempfile
+def _finite_json(result: dict, trace: str) -> str:
+    try:
+        return json.dumps(result, allow_nan=False) + "\n"
+    except ValueError:  # inputs are checked finite: an op priced out of range on a backend
+        raise InputError("the result holds a non-finite number (NaN or infinity); nothing written",
+                         path=trace) from None
+
+
+def _report_html(result: dict, out: str | None) -> str:
     from pathlib import Path
 
-    from harness.report import render_report
+    from harness.report.inputs import OpsResults
+    from harness.report.render import render_html
 
-    if out:
-        render_report([out], report)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "ops.json"
-        path.write_text(json.dumps(result) + "\n", encoding="utf-8")
-        render_report([path], report)
+    return render_html([OpsResults(path=Path(out or "(not saved: no --out)"), data=result)])
 
 
 def _print(result: dict) -> None:
@@ -152,7 +159,7 @@ def _print(result: dict) -> None:
 
 @ops.command("export")
 @click.option("--deployment", required=True, help="Deployment spec name (models/deployments).")
-@click.option("--batch", type=Finite(min=0, min_open=True),
+@click.option("--batch", type=Finite(min=0, min_open=True, max=MAX_BATCH),
               help="Decode: requests per chip (default: the deployment's operating point).")
 @click.option("--kv-len", type=click.IntRange(min=1), help="Decode: KV length per request (default: operating point).")
 @click.option("--tokens", type=click.IntRange(min=1), help="Prefill: new tokens per chip (default: operating point).")

@@ -56,7 +56,11 @@ def to_dict(graph: OpGraph) -> dict:
 
 def save_native(graph: OpGraph, path: str | Path) -> None:
     """JSON, gzip-compressed when the name ends in .gz (mtime 0: the same graph gives the same bytes)."""
-    text = json.dumps(to_dict(graph), separators=(",", ":")) + "\n"
+    try:
+        text = json.dumps(to_dict(graph), separators=(",", ":"), allow_nan=False) + "\n"
+    except ValueError:  # JSON has no NaN or infinity, and no reader of ours would take one
+        raise InputError("the op graph holds a non-finite number (NaN or infinity); not written",
+                         path=str(path)) from None
     if str(path).endswith(".gz"):
         with atomic_path(path) as tmp:
             tmp.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))

@@ -166,3 +166,28 @@ def test_two_devices_keep_their_streams_and_launches_apart(tmp_path, corr_offset
     assert res["recorded"]["span_s"] == pytest.approx(270e-6)
     assert abs(res["identity"]["error"]) < 1e-9
     assert res["recorded"]["critical_path"]["ops"] == 3
+
+
+def test_stream_wait_event_binds_the_next_launch_not_the_next_gpu_start(tmp_path):
+    """The GPU runs behind the CPU: kernel b0 was launched on stream 20 before the wait call but starts (GPU time
+    50) after it (CPU time 5); b1, launched after the call, is the one that waits for stream 7's GEMM."""
+    def launch(corr, ts, name="cudaLaunchKernel"):
+        return {"ph": "X", "cat": "cuda_runtime", "name": name, "pid": 1, "tid": 1, "ts": ts, "dur": 1,
+                "args": {"correlation": corr}}
+
+    def kernel(name, stream, corr, ts, dur):
+        return {"ph": "X", "cat": "kernel", "name": name, "pid": 0, "tid": stream, "ts": ts, "dur": dur,
+                "args": {"stream": stream, "correlation": corr}}
+
+    events = [launch(10, 0), kernel("gemm_a", 7, 10, 60, 100), launch(12, 1), kernel("b0", 20, 12, 50, 10),
+              launch(15, 3, "cudaEventRecord"), launch(20, 5, "cudaStreamWaitEvent"),
+              {"ph": "X", "cat": "cuda_sync", "name": "Stream Wait Event", "pid": 0, "tid": 20, "ts": 5, "dur": 0,
+               "args": {"cuda_sync_kind": "Stream Wait Event", "stream": 20, "wait_on_stream": 7,
+                        "wait_on_cuda_event_record_corr_id": 15, "correlation": 20}},
+              launch(25, 6), kernel("b1", 20, 25, 160, 10)]
+    path = tmp_path / "lag.json"
+    path.write_text(json.dumps({"traceEvents": events}))
+    g = load_op_trace(path)
+    names = [op.name for op in g.ops]
+    assert g.meta["sync_edges"] == 1 and g.meta["sync_edges_dropped"] == 0
+    assert g.ops[names.index("b1")].deps == [names.index("gemm_a")] and g.ops[names.index("b0")].deps == []

@@ -5,9 +5,9 @@ multiple of the number of GPU ops, not of the file size.
 
 Dependencies built:
 - stream order (implicit in the op graph);
-- `cuda_sync` "Stream Wait Event" GPU events (newer Kineto): the first op on the waiting stream after the
-  wait depends on the last op launched on `wait_on_stream` before the recorded event (by correlation id,
-  which grows with launch order);
+- `cuda_sync` "Stream Wait Event" GPU events (newer Kineto): the first op launched on the waiting stream after
+  the wait call depends on the last op launched on `wait_on_stream` before the recorded event (by correlation
+  id, which grows with launch order);
 - where a trace has no `cuda_sync` events, `cudaStreamWaitEvent` runtime calls: the next op launched after
   the call waits on the last op launched before it on another stream. Kineto does not record which event
   or stream the call names, so an edge that contradicts the recorded timeline (the dependency ending after
@@ -128,7 +128,7 @@ def load_kineto(path: str | Path) -> OpGraph:
     launch_end: dict[tuple, float] = {}  # (host pid, correlation) -> end of the CPU launch call (us)
     launch_tid: dict[tuple, object] = {}  # (host pid, correlation) -> launching CPU thread (host pid, tid)
     waits: list[tuple[tuple, object]] = []  # cudaStreamWaitEvent: ((host pid, correlation), CPU thread)
-    syncs: list[tuple] = []  # cuda_sync stream waits: (ts, device, stream, wait_on_stream, record corr)
+    syncs: list[tuple] = []  # cuda_sync stream waits: (device, stream, wait_on_stream, record corr, wait call corr)
     annotations: list[tuple[float, float, str]] = []  # CPU user annotations (ts, end, name)
     gpu_annotations: list[tuple[float, float, str, tuple]] = []  # (ts, end, name, (device, stream))
     shapes: dict[int, tuple[str, list]] = {}  # External id -> (op name, Input Dims) for matmul-like cpu ops
@@ -173,8 +173,9 @@ def load_kineto(path: str | Path) -> OpGraph:
         elif cat == "cuda_sync":
             if args.get("cuda_sync_kind") == "Stream Wait Event" and args.get("wait_on_stream", -1) != -1:
                 record = _field(args, "wait_on_cuda_event_record_corr_id", "integer", path, index, "args.")
-                syncs.append((ts, str(args.get("device", pid)), str(args.get("stream")), str(args["wait_on_stream"]),
-                              -1 if record is None else record))
+                wait = _field(args, "correlation", "integer", path, index, "args.")
+                syncs.append((str(args.get("device", pid)), str(args.get("stream")), str(args["wait_on_stream"]),
+                              -1 if record is None else record, -1 if wait is None else wait))
         elif cat == "user_annotation":
             annotations.append((ts, ts + dur, str(event.get("name", ""))))
         elif cat == "gpu_user_annotation":
@@ -192,7 +193,8 @@ def load_kineto(path: str | Path) -> OpGraph:
     host = _host_of_devices(gpu, launch_ts)
     name = _stream_names({g[2] for g in gpu})
     gpu = [(ts, dur, name[s], n, (host.get(d, ""), corr), d, extra) for ts, dur, s, n, corr, d, extra in gpu]
-    syncs = [(ts, name.get((d, s)), name.get((d, w)), (host.get(d, ""), corr)) for ts, d, s, w, corr in syncs]
+    syncs = [(name.get((d, s)), name.get((d, w)), (host.get(d, ""), record), (host.get(d, ""), wait))
+             for d, s, w, record, wait in syncs]
     gpu_annotations = [(ts, end, n, name.get(s)) for ts, end, n, s in gpu_annotations]
     return _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotations, gpu_annotations, shapes)
 
@@ -247,7 +249,7 @@ def _build(path, gpu, launch_ts, launch_end, launch_tid, waits, syncs, annotatio
         _shares_left_by_partial_kernels(ops, b)
     corr = [g[4] for g in gpu]
     _annotate(ops, gpu, launch_ts, annotations, gpu_annotations)
-    dropped = _sync_from_cuda_sync(ops, gpu, corr, syncs) if syncs else _sync_from_wait_calls(ops, corr, waits, launch_tid)
+    dropped = _sync_from_cuda_sync(ops, corr, syncs) if syncs else _sync_from_wait_calls(ops, corr, waits, launch_tid)
     sync_edges = sum(len(o.deps) for o in ops)
     sm_edges = sum(_sm_capacity_edges(ops, [x >= SM_FILL_BLOCKS_PER_SM for x in b]) for b in per_device)
     meta = {"format": "kineto", "source": str(path), "sync_edges": sync_edges, "sync_edges_dropped": dropped,
@@ -383,15 +385,17 @@ def _add_dep(ops: list[Op], dep: int, waiter: int) -> bool:
     return True
 
 
-def _sync_from_cuda_sync(ops, gpu, corr, syncs) -> int:
+def _sync_from_cuda_sync(ops, corr, syncs) -> int:
+    """The first op launched on the waiting stream after the cudaStreamWaitEvent call (by correlation: the GPU may
+    run far behind the CPU, so not by time) depends on the last op launched on `wait_on_stream` before the event
+    was recorded."""
     per_stream = _by_stream(ops, corr)
     dropped = 0
-    for ts, stream, wait_on, record_corr in syncs:
+    for stream, wait_on, record_corr, wait_corr in syncs:
         if stream not in per_stream or wait_on not in per_stream:
             continue
-        idx, _ = per_stream[stream]
-        starts = [gpu[i][0] for i in idx]
-        k = bisect.bisect_left(starts, ts)
+        idx, corrs = per_stream[stream]
+        k = bisect.bisect_right(corrs, wait_corr)
         if k == len(idx):
             continue
         widx, wcorr = per_stream[wait_on]

@@ -23,7 +23,7 @@ from harness.sweep.table import judge
 # here a third prefill instance floods the one decode instance (3 x 1 misses the SLO where 2 x 1 meets it), so
 # the space stops at two prefill instances.
 TRACE = {"limit": 300, "rate": 200.0}
-SLO = "ttft=0.5s,tpot=50ms"
+SLO = "ttft=1s,tpot=50ms"
 CAP = "cm384-decode.operating_point.batch_per_chip=1"
 MAX_P, MAX_D = 2, 3
 

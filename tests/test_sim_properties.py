@@ -32,6 +32,7 @@ class ToyCosts:
     decode_batch_cap_per_chip: int = 4
     decode_kv_capacity_tokens: int = 40_000
     decode_dp_ranks: int = 1
+    prefill_dp_ranks: int = 1
     prefill_kv_capacity_tokens: int = 30_000
     max_context_tokens: int = 16_000
     mtp_draft_tokens: int = 0

@@ -321,10 +321,26 @@ def test_step_never_slower_on_better_hardware(name, factor, what):
 
 
 @given(st.floats(1, 200_000), st.floats(0, 150_000))
-def test_single_piece_prefill_table_matches_the_model(n, c):
+def test_single_piece_prefill_matches_the_model(n, c):
+    """One piece lands in one attention group (memoised on values rounded to 1%)."""
     costs = _cm()
-    exact = costs._prefill_cached(float(n), float(c), n * c + n * (n + 1) / 2, 1)
-    assert costs.prefill_step_s(np.array([n]), np.array([c])) == pytest.approx(exact, rel=0.01)
+    exact = costs.prefill_step_exact_s(np.array([n]), np.array([c]))
+    assert costs.prefill_step_s(np.array([n]), np.array([c])) == pytest.approx(exact, rel=0.03)
+
+
+@pytest.mark.parametrize("name", PREFILL)
+def test_one_prompt_is_not_spread_over_the_attention_groups(name):
+    """A lone long prompt's attention and projections run in its own group: it takes about as long as that group
+    would with every group as busy (the routed experts aside), far longer than an even spread would give."""
+    from harness.step.schedule import prefill_work_group, prefill_work_pieces, prefill_work_totals
+    dep = load_deployment(name)
+    n = 16384.0
+    alone = float(step_time_s(dep, prefill_work_pieces(dep, np.array([n]), np.array([0.0]))))
+    spread = float(step_time_s(dep, prefill_work_totals(dep, n, 0.0, n * (n + 1) / 2, 1.0)))
+    full = float(step_time_s(dep, prefill_work_totals(dep, n * dep.dp, 0.0, dep.dp * n * (n + 1) / 2, dep.dp)))
+    assert spread * 3 < alone <= full * (1 + 1e-9)
+    assert alone == pytest.approx(float(step_time_s(dep, prefill_work_group(
+        dep, n, 0.0, n * (n + 1) / 2, 1.0, n))), rel=1e-12)
 
 
 @pytest.mark.parametrize("name, fabric", [("cm384-prefill", "cloudmatrix384.ub.bandwidth=67.5GB/s"),
@@ -338,3 +354,66 @@ def test_a_slower_fabric_slows_the_prefill_all_to_all(name, fabric):
 
     assert dispatch_s(slow) > 1.5 * dispatch_s(base)
     assert float(step_time_s(slow, _work(slow, 8192, 4096))) > float(step_time_s(base, _work(base, 8192, 4096)))
+
+
+def test_inline_deployments_keep_only_what_fits_their_model():
+    """The template's MoE-only choices do not leak into what-ifs: at most one redundant expert per rank, and a
+    dense model holds no SMs for all-to-all kernels and splits its FFN (replicated TP, not staged)."""
+    small = inline_deployment("h200-ib", "deepseek-r1", "decode", 8)
+    assert small.redundant_experts == 8
+    assert inline_deployment("h800-ib", "deepseek-r1", "decode", 144).redundant_experts == 32
+    for hw in ("cloudmatrix384", "h800-ib"):
+        llama = inline_deployment(hw, "llama-3.1-70b", "prefill", 8, tp=8)
+        assert llama.comm_compute_share == 0.0 and llama.attention_tp == "replicated"
+
+
+def test_staged_tp_holds_the_weights_it_runs_with_all_heads():
+    """Staged TP (CM384 prefill) splits only MLA's up-projections over the group: the down-projections and o_proj
+    run on a rank's own tokens with every head, so each rank holds them whole."""
+    from harness.step.memory import weights_per_rank_bytes
+    dep = load_deployment("cm384-prefill")
+    llm = dep.llm
+    replicated = weights_per_rank_bytes(dep.replace(attention_tp="replicated"))
+    whole = (llm.attention_params() - llm.head_parallel_params()) * (1 - 1 / dep.tp)
+    extra = (llm.layers + llm.mtp_modules) * whole + llm.dense_layers * llm.dense_ffn_params() * (1 - 1 / dep.tp)
+    vocab = 2 * llm.vocab * llm.hidden * 2 * (1 - 1 / dep.tp)  # BF16 tables, vocabulary-parallel when replicated
+    assert dep.precision == "int8"  # one byte per weight
+    assert weights_per_rank_bytes(dep) - replicated == pytest.approx(extra + vocab, rel=1e-9)
+
+
+@pytest.mark.parametrize("phase", ["decode", "prefill"])
+def test_replicated_tp_splits_the_vocabulary(phase):
+    """Megatron / vLLM run the LM head (and embedding) vocabulary-parallel: a rank scores the group's rows over an
+    eighth of the vocabulary at TP8, and holds an eighth of both tables."""
+    from harness.step.memory import weights_per_rank_bytes
+    tp8 = inline_deployment("h100-ib", "llama-3.1-70b", phase, 8, tp=8, precision="bf16")
+    tp1 = tp8.replace(tp=1, dp=8)
+    work = _work(tp8, 8, 4096)
+    head = next(o for o in step_ops(tp8, work) if o.name == "lm_head")
+    assert head.inputs["gemm"][1] == -(-tp8.llm.vocab // 8)
+    vocab = 2 * tp8.llm.vocab * tp8.llm.hidden * 2
+    layers = tp8.llm.layers * (tp8.llm.attention_params() + tp8.llm.dense_ffn_params()) * 2
+    assert weights_per_rank_bytes(tp8) == pytest.approx((layers + vocab) / 8, rel=1e-9)
+    assert weights_per_rank_bytes(tp1) == pytest.approx(layers + vocab, rel=1e-9)
+
+
+def test_gqa_prefix_reads_follow_the_kv_heads_a_rank_holds():
+    """Each rank of a TP group reads its KV heads' part of the group's cached prefixes: at a fixed chip count the
+    read per rank does not grow with TP (it did: the whole group's KV on every rank)."""
+    from harness.step.estimate import prefix_read_s
+    reads = [prefix_read_s(inline_deployment("h100-ib", "llama-3.1-70b", "prefill", 8, tp=tp), 245_760)
+             for tp in (1, 2, 4, 8)]
+    assert reads == pytest.approx([reads[0]] * 4, rel=1e-9)
+
+
+def test_the_bulk_all_to_all_inside_one_node_crosses_nvlink():
+    """DeepEP's normal kernels inside one node send over NVLink: the time follows its bandwidth (it was one
+    latency, free of bytes)."""
+    dep = inline_deployment("h200-ib", "deepseek-r1", "prefill", 8)
+    slow = inline_deployment("h200-ib", "deepseek-r1", "prefill", 8, overrides=["h200-ib.nvlink.bandwidth=45GB/s"])
+
+    def dispatch_s(d):
+        return max(o.duration_s for o in step_ops(d, _work(d, 8192, 4096)) if o.name == "moe_dispatch")
+
+    assert dispatch_s(dep) > 20 * dep.hardware.scale_up.latency_s
+    assert dispatch_s(slow) > 5 * dispatch_s(dep)

@@ -76,21 +76,25 @@ def dispatch_bytes(tokens, hw: Hardware, llm: LLM, op: str, precision: str, shar
 
 def bulk_all_to_all_time_s(tokens, ep: int, hw: Hardware, llm: LLM, op: str, precision: str):
     """Bulk dispatch/combine: bytes leaving the rank (or node, when the kernel de-duplicates per node) over the
-    fabric's bandwidth times the kernel's measured efficiency on it, plus one fabric latency."""
+    fabric's bandwidth times the kernel's measured efficiency on it, plus one fabric latency. Node-scoped kernels
+    (DeepEP's normal kernels) send to peers in the sender's own node over NVLink at once, at the scale-up
+    bandwidth (DeepEP measures 153-158 GB/s inside an H800 node, the ~160 GB/s NVLink achieves); the slower path
+    sets the time (inside one node, NVLink alone)."""
     t = np.asarray(tokens, float)
     msg = message_bytes_per_token(llm, hw, op, precision)
+    d = distinct_ranks(llm.routed_experts, llm.top_k, ep)
     if hw.moe_bulk_scope == "node":
-        nodes = max(ep // hw.ranks_per_node, 1)
+        nodes = -(-ep // hw.ranks_per_node)
         units = distinct_ranks(llm.routed_experts, llm.top_k, nodes) if nodes > 1 else 0.0
-        remote = units * (nodes - 1) / nodes
-        fabric = hw.scale_out
-    else:
-        d = distinct_ranks(llm.routed_experts, llm.top_k, ep)
-        remote = d * (ep - 1) / ep
-        fabric = hw.scale_up
-    sent = t * remote * msg
-    bandwidth = fabric.bandwidth_bytes_per_s * hw.moe_bulk_efficiency
-    return np.where(t > 0, fabric.latency_s + sent / bandwidth, 0.0), sent
+        sent = t * units * (nodes - 1) / nodes * msg
+        local = t * d * (min(ep, hw.ranks_per_node) - 1) / ep * msg  # to the other ranks of the sender's node
+        fabric = hw.scale_out if nodes > 1 else hw.scale_up
+        wire = np.maximum(sent / (hw.scale_out.bandwidth_bytes_per_s * hw.moe_bulk_efficiency),
+                          local / hw.scale_up.bandwidth_bytes_per_s)
+        return np.where(t > 0, fabric.latency_s + wire, 0.0), sent + local
+    sent = t * d * (ep - 1) / ep * msg
+    bandwidth = hw.scale_up.bandwidth_bytes_per_s * hw.moe_bulk_efficiency
+    return np.where(t > 0, hw.scale_up.latency_s + sent / bandwidth, 0.0), sent
 
 
 def _bus_factor(kind: str, n: int) -> float:

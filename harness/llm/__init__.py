@@ -61,6 +61,14 @@ class LLM:
                     + self.kv_lora_rank * H * (self.qk_nope_dim + self.v_head_dim) + H * self.v_head_dim * h)
         return h * (H + 2 * self.kv_heads) * self.head_dim + H * self.head_dim * h
 
+    def head_parallel_params(self) -> int:
+        """The part of `attention_params` split over heads: MLA's up-projections (q_b, kv_b); GQA's QKV."""
+        H = self.heads
+        if self.attention == "mla":
+            return (self.q_lora_rank * H * (self.qk_nope_dim + self.qk_rope_dim)
+                    + self.kv_lora_rank * H * (self.qk_nope_dim + self.v_head_dim))
+        return self.hidden * (H + 2 * self.kv_heads) * self.head_dim
+
     def expert_params(self) -> int:
         return 3 * self.hidden * self.expert_intermediate
 

@@ -23,6 +23,8 @@ class ServingCosts(Protocol):
     decode_kv_capacity_tokens: int       # KV tokens one decode instance can hold (all chips)
     decode_dp_ranks: int                 # attention data-parallel ranks of one decode instance (each holds its
                                          # requests' KV; 1 where attention is not data-parallel)
+    prefill_dp_ranks: int                # attention groups of one prefill instance: a prompt piece lands in one, so a
+                                         # step waits for its busiest group's cached-prefix reads
     prefill_kv_capacity_tokens: int      # KV tokens one prefill instance can hold while computing
     max_context_tokens: int              # longest input + output the LLM accepts
     mtp_draft_tokens: int                # speculative tokens per decode step (0: no MTP)

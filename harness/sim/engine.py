@@ -78,7 +78,7 @@ class _Run:
         self.seq = 0
         self.now = 0.0
         self._decode_memo: dict[tuple[int, int], float] = {}
-        self._step_reads = [0, 0, 0]                # tokens read this step: local, remote, SSD
+        self._step_reads = [0, 0, 0, 0]             # tokens read this step: local, remote, SSD; the largest prefix
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -185,6 +185,7 @@ class _Run:
         reads[0] += local
         reads[1] += remote
         reads[2] += hit - local - remote
+        reads[3] = max(reads[3], hit)
         self.hit_blocks[r] = m.blocks
         self.res.cached_tokens[r] = hit
         self.done[r] = hit
@@ -197,7 +198,7 @@ class _Run:
         if inst.busy or not inst.queue:
             return
         caps, res = self.caps, self.res
-        self._step_reads = [0, 0, 0]
+        self._step_reads = [0, 0, 0, 0]
         batch = form_batch(inst.queue, self.remaining, self.done, self.looked_up, caps.prefill_budget_tokens,
                            caps.chunk_tokens, caps.prefill_kv_tokens, self._lookup)
         rids = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
@@ -206,7 +207,13 @@ class _Run:
         first = np.isnan(res.prefill_start_s[rids])
         res.prefill_start_s[rids[first]] = self.now
         dur = float(self.costs.prefill_step_s(new, cached))
-        local, remote, ssd = self._step_reads
+        local, remote, ssd, largest = self._step_reads
+        # the costs spread reads evenly over the attention groups; a prefix lands in one group, so the busiest
+        # reads at least the largest (in the same mix of tiers as the step's reads)
+        reads = local + remote + ssd
+        if reads and largest * caps.prefill_dp_ranks > reads:
+            f = largest * caps.prefill_dp_ranks / reads
+            local, remote, ssd = local * f, remote * f, ssd * f
         read_s = 0.0
         if local:
             read_s += float(self.costs.cache_read_s(local, False))

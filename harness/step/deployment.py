@@ -172,7 +172,9 @@ def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int |
                       tp: int = 1, dp: int | None = None, precision: str | None = None,
                       overrides: Sequence[str] = ()) -> Deployment:
     """A deployment described on the command line: the standard one of that backend and phase, with the given
-    LLM and parallelism, no MTP, microbatching on, default EPLB."""
+    LLM and parallelism, no MTP, microbatching on, default EPLB. What only fits the template's MoE model does not
+    carry over: a dense model reserves no SMs for all-to-all kernels and runs replicated TP (staged TP would leave
+    the dense FFN unsplit); redundant experts are at most one per rank (DeepSeek's EP32 prefill has one per GPU)."""
     base_name = standard_deployment(hardware, phase)
     base_llm = _read("deployment", base_name)[2].get("llm")
     # Each --set goes to the spec it names; the template deployment's own LLM is not in use unless it is `llm`.
@@ -190,9 +192,11 @@ def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int |
         llm=llm_spec, chips=chips, ep=ep or ranks, tp=tp, dp=dp or ranks // tp,
         precision=precision or base.hardware.default_precision, mtp_draft_tokens=0, mtp_accept=0.0,
         microbatches=2, eplb="default", attention_kernel=None, dispatch_kernel=None,
-        redundant_experts=0 if not llm_spec.routed_experts else base.redundant_experts,
+        redundant_experts=min(base.redundant_experts, ep or ranks) if llm_spec.routed_experts else 0,
         shared_expert_placement="every-rank" if llm_spec.shared_experts == 0 else base.shared_expert_placement,
     )
+    if not llm_spec.routed_experts:
+        dep = dep.replace(comm_compute_share=0.0, attention_tp="replicated")
     if dep.shared_expert_placement == "dedicated":
         dep = dep.replace(shared_expert_placement="every-rank", shared_expert_ranks=0)
     return check_deployment(dep, "--chips/--ep/--tp/--dp")

@@ -11,19 +11,22 @@ from harness.cost.comm import host_path, transfer_time_s
 from harness.errors import InputError
 from harness.step.deployment import Deployment
 from harness.step.loading import object_store_load_s, pool_load_s
+from harness.step.ops import gqa_kv_read_factor
 from harness.step.memory import max_batch_per_chip, memory_plan, model_bytes
-from harness.step.schedule import decode_work, layer_kinds, makespan_s, prefill_work, step_ops
+from harness.step.schedule import busiest_pieces, decode_work, layer_kinds, makespan_s, prefill_work, step_ops
 from harness.step.streams import stream_of
 
 
 def prefix_read_s(dep: Deployment, cached_tokens, remote: bool = False):
     """A prefill step's cached prefixes (`cached_tokens` over the instance) from the context-cache pool: EMS over UB
     on CloudMatrix384; host DRAM over PCIe (`remote`: another node's, over RDMA) on GPUs. The ranks read at once,
-    each its attention group's share of the step's prompts (the step model spreads prompts evenly; every rank of a
-    TP group needs the group's KV), so one share crosses one rank's path. Vectorised over `cached_tokens`."""
+    each its attention group's share of the step's prompts (`cached_tokens` / dp: callers pass the busiest group's
+    prefixes times dp), so one share crosses one rank's path: all of the group's KV under MLA (every TP rank holds
+    the whole latent), its KV heads' part under GQA. Vectorised over `cached_tokens`."""
     if np.ndim(cached_tokens) == 0 and cached_tokens <= 0:  # the simulator's common case, per prefill step
         return 0.0
-    per_rank = np.asarray(cached_tokens, float) / dep.dp * dep.kv_bytes_per_token()
+    heads = gqa_kv_read_factor(dep) / dep.tp if dep.llm.attention == "gqa" else 1.0
+    per_rank = np.asarray(cached_tokens, float) / dep.dp * dep.kv_bytes_per_token() * heads
     t = transfer_time_s(per_rank, *host_path(dep.hardware, "read", remote))  # 0 where nothing is cached
     return float(t) if t.ndim == 0 else t
 
@@ -73,7 +76,8 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         out["fits_in_memory"] = point["batch_per_chip"] <= out["max_batch_per_chip_at_kv_len"]
     else:
         prompts_per_chip = point["tokens_per_chip"] / (point["prompt_len"] - cached_len)
-        read_s = prefix_read_s(dep, prompts_per_chip * cached_len * dep.chips)
+        busiest = busiest_pieces(prompts_per_chip * dep.chips, dep.dp)  # the prompts of the busiest group
+        read_s = prefix_read_s(dep, busiest * cached_len * dep.dp)
         out["cache_read_ms"] = read_s * 1e3
         out["ttft_ms"] = (read_s + step_s) * 1e3  # a prompt of this batch: its prefix read and its step, no queueing
         out["throughput_per_chip"] = point["tokens_per_chip"] / (read_s + step_s)

@@ -32,7 +32,8 @@ class MemoryPlan:
 
 def weights_per_rank_bytes(dep: Deployment) -> float:
     """Attention replicated over DP (split over TP), dense FFN replicated, experts spread over EP, embedding and
-    LM head in BF16 on every rank, the MTP module like one more MoE layer."""
+    LM head in BF16 on every rank (split over TP: vocabulary-parallel), the MTP module like one more MoE layer.
+    Staged TP splits only the head-parallel up-projections; the rest runs on a rank's own tokens with all weights."""
     llm = dep.llm
     experts_here = 0
     if llm.routed_experts:
@@ -41,7 +42,7 @@ def weights_per_rank_bytes(dep: Deployment) -> float:
         experts_here = -(-(llm.routed_experts + dep.redundant_experts) // routed_ranks)
         if not dedicated:
             experts_here += llm.shared_experts
-    return _weights_bytes(llm, dep.precision, dep.tp, experts_here)
+    return _weights_bytes(llm, dep.precision, dep.tp, experts_here, dep.tp > 1 and dep.attention_tp == "staged")
 
 
 def model_bytes(llm: LLM, precision: str) -> float:
@@ -49,18 +50,25 @@ def model_bytes(llm: LLM, precision: str) -> float:
     return _weights_bytes(llm, precision, 1, llm.routed_experts + llm.shared_experts)
 
 
-def _weights_bytes(llm: LLM, precision: str, tp: int, experts_here: int) -> float:
-    """GEMM weights at `precision` (attention and dense FFN split `tp` ways, `experts_here` experts per MoE layer),
-    router, embedding and LM head in BF16."""
+def _weights_bytes(llm: LLM, precision: str, tp: int, experts_here: int, staged: bool = False) -> float:
+    """GEMM weights at `precision` (attention and dense FFN split `tp` ways, or under staged TP only the attention's
+    head-parallel part; `experts_here` experts per MoE layer), router, embedding and LM head in BF16."""
     b = BYTES[precision]
-    attn = llm.attention_params() / tp * b
-    dense = llm.dense_ffn_params() / tp * b
+    if staged:
+        split = llm.head_parallel_params()
+        attn = (llm.attention_params() - split + split / tp) * b
+        dense = llm.dense_ffn_params() * b
+        vocab_tp = 1
+    else:
+        attn = llm.attention_params() / tp * b
+        dense = llm.dense_ffn_params() / tp * b
+        vocab_tp = tp
     total = llm.layers * attn + (llm.dense_layers if llm.routed_experts else llm.layers) * dense
     if llm.routed_experts:
         moe_layers = llm.moe_layers + llm.mtp_modules
         total += moe_layers * (experts_here * llm.expert_params() * b + llm.hidden * llm.routed_experts * 2)
         total += llm.mtp_modules * (attn + 2 * llm.hidden * llm.hidden * 2)
-    total += 2 * llm.vocab * llm.hidden * 2
+    total += 2 * llm.vocab * llm.hidden * 2 / vocab_tp
     return float(total)
 
 

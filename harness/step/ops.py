@@ -43,7 +43,8 @@ class OpSpec:
 class Work:
     """One microbatch on one rank. Decode: `requests` each with `q` query tokens over `kv_len` cached tokens.
     Prefill: `tokens` new tokens in `pieces` prompts; `attn_flops`/`attn_bytes` the attention-core work,
-    `kv_tokens` the new + cached tokens whose K/V are up-projected."""
+    `kv_tokens` the new + cached tokens whose K/V are up-projected. `expert_tokens`: the tokens per rank the routed
+    experts see, when the step's prompts load the attention ranks unevenly (None: `tokens`, an even step)."""
     tokens: Any
     requests: Any = 0.0
     kv_len: Any = 0.0
@@ -52,6 +53,7 @@ class Work:
     attn_flops: Any = 0.0
     attn_bytes: Any = 0.0
     kv_tokens: Any = 0.0
+    expert_tokens: Any = None
 
 
 def _hw(dep: Deployment, role: str) -> Hardware:
@@ -248,10 +250,12 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
         ops += [_gemm(dep, "shared_gate_up", "ffn", t, 2 * i * llm.shared_experts, h, p),
                 _gemm(dep, "shared_down", "ffn", t, h, i * llm.shared_experts, p)]
     routed_ranks = dep.ep - (dep.shared_expert_ranks if dedicated else 0)
-    per_rank = t * k * dep.ep / routed_ranks                     # token-expert pairs a routed rank receives
+    # the busiest rank sends and gets back its own tokens (t); the experts see every rank's tokens, spread
+    spread = t if w.expert_tokens is None else np.asarray(w.expert_tokens, float)
+    per_rank = spread * k * dep.ep / routed_ranks                # token-expert pairs a routed rank receives
     load = per_rank * imbalance(dep, per_rank, eplb)
     if dedicated:  # shared-expert ranks get every token of their share of the ranks; the slower kind sets the pace
-        load = np.maximum(load, t * dep.ep / max(dep.shared_expert_ranks, 1) * llm.shared_experts)
+        load = np.maximum(load, spread * dep.ep / max(dep.shared_expert_ranks, 1) * llm.shared_experts)
     g = max(round((llm.routed_experts + dep.redundant_experts) / routed_ranks), 1)
     m = load / g
     if bulk:  # received tokens copied into expert-contiguous rows (DeepSeek's expand kernel; CM's vector cores)
@@ -268,10 +272,17 @@ def ffn_block(dep: Deployment, w: Work, moe: bool, eplb: str) -> list[OpSpec]:
 
 
 def head_block(dep: Deployment, tokens, name: str = "lm_head") -> list[OpSpec]:
-    h = dep.llm.hidden
+    """Final norm and LM head over `tokens` rows per rank. Under replicated TP the head is vocabulary-parallel
+    (Megatron, vLLM): each rank scores the group's rows over its slice of the vocabulary, then the logits are
+    gathered."""
+    h, vocab = dep.llm.hidden, dep.llm.vocab
     t = np.asarray(tokens, float)
-    return [_mem(dep, f"{name}_norm", "norm", "ffn", t, h * 4),
-            _gemm(dep, name, "ffn", t, dep.llm.vocab, h, HEAD_PRECISION)]
+    if dep.tp > 1 and dep.attention_tp == "replicated":
+        rows, cols = t * dep.tp, -(-vocab // dep.tp)
+        return [_mem(dep, f"{name}_norm", "norm", "ffn", rows, h * 4),
+                _gemm(dep, name, "ffn", rows, cols, h, HEAD_PRECISION),
+                _tp_collective(dep, f"{name}_gather", "all_gather", rows * cols * 2)]
+    return [_mem(dep, f"{name}_norm", "norm", "ffn", t, h * 4), _gemm(dep, name, "ffn", t, vocab, h, HEAD_PRECISION)]
 
 
 def mtp_proj(dep: Deployment, tokens) -> list[OpSpec]:

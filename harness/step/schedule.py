@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.cost.compute import causal_pairs, gqa_work, mla_prefill_work, prefill_attention_work
+from harness.cost.compute import causal_pairs, prefill_attention_work
 from harness.step.deployment import Deployment
 from harness.step.ops import OpSpec, Work, attention_block, ffn_block, gqa_kv_read_factor, head_block, mtp_proj
 from harness.step.streams import stream_of
@@ -72,48 +72,89 @@ def decode_work(dep: Deployment, batch_per_chip, kv_len, mtp_draft_tokens: int |
     return StepWork(main, main if draft else None, req * q / mb, req * q, req)
 
 
-def _attn_work(dep: Deployment, new, cached):
-    """Attention work per prompt piece of a rank's own tokens (a TP rank does the group's pieces for its heads:
-    the same flops)."""
-    llm = dep.llm
-    if llm.attention == "mla":
-        return mla_prefill_work(llm, new, cached, dep.kv_cache_precision)
-    f, b = gqa_work(llm, new, cached, dep.kv_cache_precision)
-    return f, b * gqa_kv_read_factor(dep)
-
-
 def _prefill_mtp(dep: Deployment, main: Work) -> Work | None:
     return main if dep.mtp_draft_tokens and dep.llm.mtp_modules else None
 
 
 def prefill_work(dep: Deployment, tokens_per_chip, prompt_len, cached_len=0) -> StepWork:
-    """Prompts of `prompt_len` new tokens (after `cached_len` cached ones), packed `tokens_per_chip` per chip."""
-    mb = dep.microbatches
-    t = np.asarray(tokens_per_chip, float) / dep.hardware.ranks_per_chip
-    pieces = t / np.asarray(prompt_len, float)
-    f, b = _attn_work(dep, prompt_len, cached_len)
-    main = Work(tokens=t / mb, pieces=pieces / mb, attn_flops=pieces * f / mb, attn_bytes=pieces * b / mb,
-                kv_tokens=(t + pieces * cached_len) / mb)
-    return StepWork(main, _prefill_mtp(dep, main), pieces / mb, t, pieces)
+    """Prompts of `prompt_len` new tokens (after `cached_len` cached ones), `tokens_per_chip` per chip over the
+    instance; the busiest attention group holds an even share of them, or one whole prompt if that is more
+    (`busiest_pieces`)."""
+    total = np.asarray(tokens_per_chip, float) * dep.chips
+    prompts = total / np.asarray(prompt_len, float)
+    k = busiest_pieces(prompts, dep.dp)
+    pairs = causal_pairs(prompt_len, cached_len)
+    return prefill_work_group(dep, k * prompt_len, k * cached_len, k * pairs, k, total)
+
+
+def busiest_pieces(pieces, groups: int):
+    """Equal prompt pieces in the busiest of `groups` attention groups: one (or all there are), or an even share if
+    that is more (the rule of `heaviest_piece`)."""
+    p = np.asarray(pieces, float)
+    return np.maximum(p / groups, np.minimum(p, 1.0))
 
 
 def prefill_work_pieces(dep: Deployment, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> StepWork:
-    """An instance's batch of prompt pieces, spread evenly over its attention ranks (the scheduler packs)."""
-    new, cached = np.asarray(new_tokens, float), np.asarray(cached_tokens, float)
-    return prefill_work_totals(dep, float(new.sum()), float(cached.sum()),
-                               float(causal_pairs(new, cached).sum()), len(new))
+    """An instance's batch of prompt pieces, priced at its busiest attention group (`busiest_group`)."""
+    new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
+    return prefill_work_group(dep, *busiest_group(dep, new, cached), float(new.sum()))
+
+
+def busiest_group(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> tuple[float, float, float, float]:
+    """(new, cached, pairs, pieces) of the busiest attention group a batch of prompt pieces lands on: its heaviest
+    piece alone (`heaviest_piece`), or else an even share of the batch."""
+    i = heaviest_piece(dep, new, cached)
+    if i is not None:
+        return float(new[i]), float(cached[i]), float(causal_pairs(new[i], cached[i])), 1.0
+    g = dep.dp
+    return (float(new.sum()) / g, float(cached.sum()) / g, float(causal_pairs(new, cached).sum()) / g,
+            new.size / g)
+
+
+def heaviest_piece(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> int | None:
+    """The prompt piece that outweighs an even share of the batch over the attention groups, if one does: a piece
+    stays in one group, so the busiest group carries at least that piece and at least an even share (the lower
+    bound any packing meets, which a balancing scheduler, such as DeepSeek's prefill load balancer (Day 6), reaches
+    but for the last partial round). Weight: the group's FLOPs per layer, projections and attention core."""
+    if dep.dp <= 1 or new.size == 0:
+        return None
+    weight = group_flops_per_token(dep) * new + prefill_attention_work(dep.llm, new, cached,
+                                                                       causal_pairs(new, cached))[0]
+    i = int(np.argmax(weight))
+    return i if weight[i] * dep.dp > weight.sum() else None
+
+
+def group_flops_per_token(dep: Deployment) -> float:
+    """GEMM FLOPs per token and layer that stay in a token's attention group: attention projections, and the
+    dense FFN (dense models) or the shared experts (MoE, unless they have ranks of their own)."""
+    llm = dep.llm
+    if not llm.routed_experts:
+        ffn = llm.dense_ffn_params()
+    else:
+        ffn = 0 if dep.shared_expert_placement == "dedicated" else llm.shared_experts * llm.expert_params()
+    return 2.0 * (llm.attention_params() + ffn)
 
 
 def prefill_work_totals(dep: Deployment, new_sum: float, cached_sum: float, pairs_sum: float,
                         pieces: float) -> StepWork:
-    """The same from totals over the batch: new and cached tokens, attention (query, key) pairs, pieces."""
-    mb, ranks = dep.microbatches, dep.ranks
-    f, b = prefill_attention_work(dep.llm, new_sum, cached_sum, pairs_sum, dep.kv_cache_precision)
+    """The same from totals over the batch: new and cached tokens, attention (query, key) pairs, pieces; spread
+    evenly over the instance's attention groups."""
+    g = dep.dp
+    return prefill_work_group(dep, new_sum / g, cached_sum / g, pairs_sum / g, pieces / g, new_sum)
+
+
+def prefill_work_group(dep: Deployment, new, cached, pairs, pieces, instance_new) -> StepWork:
+    """A prefill step priced at its busiest attention group (DP rank, or TP group of tp ranks): `new`, `cached`,
+    `pairs`, `pieces` are that group's totals (a prompt piece stays in one group), while the routed experts see the
+    instance's `instance_new` tokens spread over every rank."""
+    mb, tp = dep.microbatches, dep.tp
+    f, b = prefill_attention_work(dep.llm, new, cached, pairs, dep.kv_cache_precision)
     if dep.llm.attention == "gqa":
         b = b * gqa_kv_read_factor(dep)
-    t, p = new_sum / ranks, pieces / ranks
-    main = Work(tokens=t / mb, pieces=p / mb, attn_flops=f / ranks / mb, attn_bytes=b / ranks / mb,
-                kv_tokens=(new_sum + cached_sum) / ranks / mb)
+    t, p = np.asarray(new, float) / tp, np.asarray(pieces, float) / tp
+    main = Work(tokens=t / mb, pieces=p / mb, attn_flops=f / tp / mb, attn_bytes=b / tp / mb,
+                kv_tokens=(np.asarray(new, float) + cached) / tp / mb,
+                expert_tokens=np.asarray(instance_new, float) / dep.ranks / mb)
     return StepWork(main, _prefill_mtp(dep, main), p / mb, t, p)
 
 

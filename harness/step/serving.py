@@ -33,8 +33,8 @@ from harness.step.estimate import prefix_read_s
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
-from harness.step.schedule import (CATEGORIES, decode_work, makespan_s, prefill_work_pieces, prefill_work_totals,
-                                   step_ops, step_time_s)
+from harness.step.schedule import (CATEGORIES, decode_work, heaviest_piece, makespan_s, prefill_work_group,
+                                   prefill_work_pieces, prefill_work_totals, step_ops, step_time_s)
 
 _BATCH_POINTS = 40
 _KV_POINTS_PER_DECADE = 29  # the streams' bound switches along KV: 12 per decade left 2% between them, 29 leave 0.3%
@@ -61,6 +61,7 @@ class BackendCosts:
     decode_batch_cap_per_chip: int = 0
     decode_kv_capacity_tokens: int = 0
     decode_dp_ranks: int = 1
+    prefill_dp_ranks: int = 1
     prefill_kv_capacity_tokens: int = 0
     max_context_tokens: int = 0
     mtp_draft_tokens: int = 0
@@ -86,6 +87,7 @@ class BackendCosts:
         self.kv_bytes_per_token = d.kv_bytes_per_token()
         self.decode_kv_capacity_tokens = int(memory_plan(d).kv_tokens_per_rank_of_instance * d.ranks)
         self.decode_dp_ranks = d.dp
+        self.prefill_dp_ranks = p.dp
         self.prefill_kv_capacity_tokens = int(memory_plan(p).kv_tokens_per_rank_of_instance * p.ranks)
         # the deployment's configured batch is its cap, unless memory at its KV length holds fewer
         self.decode_batch_cap_per_chip = max(min(int(d.batch_per_chip), max_batch_per_chip(d, d.kv_len)), 1)
@@ -118,17 +120,19 @@ class BackendCosts:
 
     # ---- prefill
     def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
-        """Trilinear interpolation in a table of exact step times over (new tokens, cached tokens, where the
-        batch's attention pairs lie between their least and most for those totals); outside it, the exact model."""
+        """Priced at the batch's busiest attention group (harness.step.schedule.busiest_group). An even spread:
+        trilinear interpolation in a table of exact step times over (new tokens, cached tokens, where the batch's
+        attention pairs lie between their least and most for those totals); outside it, and for a step whose
+        heaviest prompt piece outweighs an even share, the exact model (memoised)."""
         new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
-        if new.size == 1:
-            n, c = float(new[0]), float(cached[0])
-            pairs = n * c + n * (n + 1) / 2
-        else:
-            n, c = float(new.sum()), float(cached.sum())
-            pairs = float(causal_pairs(new, cached).sum())
+        n = float(new.sum())
         if n <= 0:
             return 0.0
+        i = heaviest_piece(self.prefill, new, cached)
+        if i is not None:  # one piece outweighs an even share: it sets the attention side
+            return self._prefill_one_piece(_round(float(new[i])), _round(float(cached[i])), _round(n))
+        c = float(cached.sum())
+        pairs = float(causal_pairs(new, cached).sum()) if new.size > 1 else n * c + n * (n + 1) / 2
         if self._piece_table is None:
             self._build_piece_table()
         got = _trilinear(self._piece_axes, self._piece_table, n, c, _pairs_share(n, c, pairs))
@@ -139,6 +143,12 @@ class BackendCosts:
         if not new.sum() > 0:
             return 0.0
         return float(step_time_s(self.prefill, prefill_work_pieces(self.prefill, new, cached), self.eplb))
+
+    @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per backend, lives as long as the replay
+    def _prefill_one_piece(self, new: float, cached: float, instance_new: float) -> float:
+        p = self.prefill
+        work = prefill_work_group(p, new, cached, float(causal_pairs(new, cached)), 1.0, instance_new)
+        return float(step_time_s(p, work, self.eplb))
 
     def _build_piece_table(self) -> None:
         """One vectorised evaluation of the step model (about 77k batch compositions, under 0.2 s). The pieces

@@ -17,6 +17,7 @@ class Rule:
     category: str
     pattern: re.Pattern[str]
     annotation: re.Pattern[str] | None = None
+    collective: re.Pattern[str] | None = None  # matched against the collective the trace names (Kineto)
 
 
 def default_rules_path() -> Path:
@@ -35,7 +36,7 @@ def load_rules(path: str | Path) -> list[Rule]:
         where = f"rule {i + 1}"
         if not isinstance(raw, dict):
             raise InputError("each [[rule]] must be a table", path=str(path), where=where)
-        unknown = set(raw) - {"category", "pattern", "annotation"}
+        unknown = set(raw) - {"category", "pattern", "annotation", "collective"}
         if unknown:
             raise InputError(f"unknown key(s) {sorted(unknown)}", path=str(path), where=where)
         category = raw.get("category")
@@ -43,7 +44,8 @@ def load_rules(path: str | Path) -> list[Rule]:
             raise InputError(f"must be one of {', '.join(CATEGORIES)} (got {category!r})",
                              path=str(path), where=where, field="category")
         rules.append(Rule(category, _compile(raw.get("pattern"), path, where, "pattern"),
-                          _compile(raw["annotation"], path, where, "annotation") if "annotation" in raw else None))
+                          *(_compile(raw[key], path, where, key) if key in raw else None
+                            for key in ("annotation", "collective"))))
     return rules
 
 
@@ -64,20 +66,21 @@ def rule_table(extra: list[str | Path] | tuple[str | Path, ...] = ()) -> list[Ru
     return rules + load_rules(default_rules_path())
 
 
-def classify_name(name: str, annotation: str, rules: list[Rule]) -> str | None:
+def classify_name(name: str, annotation: str, rules: list[Rule], collective: str = "") -> str | None:
     for rule in rules:
-        if rule.pattern.search(name) and (rule.annotation is None or rule.annotation.search(annotation)):
+        if (rule.pattern.search(name) and (rule.annotation is None or rule.annotation.search(annotation))
+                and (rule.collective is None or (collective and rule.collective.search(collective)))):
             return rule.category
     return None
 
 
 def classify(graph: OpGraph, rules: list[Rule]) -> None:
     """Set each op's category in place; unmatched ops become "other" with classified=False."""
-    cache: dict[tuple[str, str], str | None] = {}
+    cache: dict[tuple[str, str, str], str | None] = {}
     for op in graph.ops:
-        key = (op.name, op.annotation)
+        key = (op.name, op.annotation, op.collective)
         if key not in cache:
-            cache[key] = classify_name(op.name, op.annotation, rules)
+            cache[key] = classify_name(op.name, op.annotation, rules, op.collective)
         category = cache[key]
         op.category = category or "other"
         op.classified = category is not None

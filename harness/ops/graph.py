@@ -34,6 +34,7 @@ class Op:
     group_ranks: int = 0  # communication group size, where known
     annotation: str = ""  # innermost enclosing user annotation (e.g. "attn(F)")
     layer: int = -1  # index of that annotation's occurrence, where annotations repeat per layer
+    collective: str = ""  # the collective a communication kernel ran, where the trace names it (Kineto)
     classified: bool = True  # False: no rule matched, category is the fallback "other"
     # End of the CPU launch call (cudaLaunchKernel etc.) relative to the trace's first op: the op cannot start
     # before it. None where the trace records no launch (synthetic graphs, Chakra, launch-less events).

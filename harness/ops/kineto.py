@@ -289,6 +289,7 @@ def _shares_left_by_partial_kernels(ops: list[Op], blocks_per_sm: list[float]) -
 
 def _work_from_args(op: Op, extra: dict, shapes: dict) -> None:
     """Work the trace states: NCCL message sizes, memcpy bytes, matmul shapes of the launching CPU op."""
+    op.collective = extra.get("Collective name", "")
     if "In msg nelems" in extra:
         size = NCCL_DTYPE_BYTES.get(str(extra.get("dtype")), 0)
         op.bytes_sent = float(extra["In msg nelems"]) * size
@@ -297,6 +298,8 @@ def _work_from_args(op: Op, extra: dict, shapes: dict) -> None:
         op.bytes_moved = float(extra["bytes"])
         # CUDA names a copy's direction ("Memcpy HtoD (Pinned -> Device)"): host copies cross the host link, not HBM
         op.kernel = HOST_COPIES.get(op.name.split(" (")[0].removeprefix("Memcpy "), op.kernel)
+        if op.name.startswith("Memcpy PtoP"):  # a peer copy crosses the fabric: priced as a send
+            op.bytes_sent, op.group_ranks = op.bytes_moved, 2
     ext = extra.get("External id")
     if ext is not None and int(ext) in shapes:
         op.flops = _matmul_flops(*shapes[int(ext)])

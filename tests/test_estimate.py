@@ -108,7 +108,7 @@ def test_human_output():
     (["--hardware", "h100-ib", "--llm", "llama-3.1-70b", "--phase", "decode", "--chips", "8", "--mtp-accept", "0.5"],
      "has no MTP module"),
     (["--hardware", "h100-ib", "--llm", "deepseek-r1", "--phase", "decode", "--chips", "1"],
-     "field '--chips': inline:h100-ib/deepseek-r1/decode/1's weights (767.8 GB per rank)"),
+     "field '--chips': inline:h100-ib/deepseek-r1/decode/1's weights (684.7 GB per rank)"),
     (["-d", "cm384-decode", "--batch", "nan"], "'nan' is not a finite number"),
     (["-d", "cm384-decode", "--batch", "inf"], "'inf' is not a finite number"),
     (["-d", "cm384-decode", "--mtp-accept", "nan"], "'nan' is not a finite number"),

@@ -417,3 +417,24 @@ def test_the_bulk_all_to_all_inside_one_node_crosses_nvlink():
 
     assert dispatch_s(dep) > 20 * dep.hardware.scale_up.latency_s
     assert dispatch_s(slow) > 5 * dispatch_s(dep)
+
+
+@pytest.mark.parametrize("name", DECODE)
+def test_a_request_is_not_split_between_microbatches(name):
+    """With fewer requests per attention group than microbatches a decode step runs as one microbatch (half a
+    request per microbatch read every weight twice); from one request per microbatch on it splits."""
+    from harness.step.estimate import estimate
+    from harness.step.schedule import decode_step_time_s
+    dep = load_deployment(name)
+    per_group = dep.hardware.ranks_per_chip / dep.tp      # batch per chip that is one request per group
+    one = dep.replace(microbatches=1)
+    alone = estimate(dep, batch_per_chip=per_group, kv_len=4096)
+    assert alone["microbatches"] == 1
+    assert alone["step_time_ms"] == pytest.approx(estimate(one, batch_per_chip=per_group, kv_len=4096)["step_time_ms"])
+    assert estimate(dep, batch_per_chip=2 * per_group, kv_len=4096)["microbatches"] == dep.microbatches
+    batches = np.array([per_group, 2 * per_group, 8 * per_group])
+    got = decode_step_time_s(dep, batches, 4096)
+    want = [estimate(dep, batch_per_chip=b, kv_len=4096)["step_time_ms"] / 1e3 for b in batches]
+    assert got == pytest.approx(want, rel=1e-9)
+    assert build_serving_costs(dep.hardware.name, decode_deployment=name).decode_step_s(per_group, 4096) == \
+        pytest.approx(want[0], rel=0.01)

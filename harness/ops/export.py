@@ -48,12 +48,14 @@ def export_step(deployment: str, batch: float | None = None, kv_len: int | None 
     prompts of `prompt_len`."""
     from harness.errors import InputError
     from harness.step import decode_work, load_deployment, prefill_work, step_ops, step_time_s
+    from harness.step.schedule import decode_deployment_at
 
     dep = load_deployment(deployment, overrides)
     if dep.phase == "decode":
         if tokens is not None or prompt_len is not None:
             raise InputError(f"'{deployment}' is a decode deployment: use --batch / --kv-len", field="--tokens")
         point = {"batch_per_chip": batch or dep.batch_per_chip, "kv_len": kv_len or dep.kv_len}
+        dep = decode_deployment_at(dep, point["batch_per_chip"])
         work = decode_work(dep, point["batch_per_chip"], point["kv_len"])
     else:
         if batch is not None or kv_len is not None:

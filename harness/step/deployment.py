@@ -174,7 +174,8 @@ def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int |
     """A deployment described on the command line: the standard one of that backend and phase, with the given
     LLM and parallelism, no MTP, microbatching on, default EPLB. What only fits the template's MoE model does not
     carry over: a dense model reserves no SMs for all-to-all kernels and runs replicated TP (staged TP would leave
-    the dense FFN unsplit); redundant experts are at most one per rank (DeepSeek's EP32 prefill has one per GPU)."""
+    the dense FFN unsplit); redundant experts are at most one per rank (DeepSeek's EP32 prefill has one per GPU),
+    none without EP."""
     base_name = standard_deployment(hardware, phase)
     base_llm = _read("deployment", base_name)[2].get("llm")
     # Each --set goes to the spec it names; the template deployment's own LLM is not in use unless it is `llm`.
@@ -192,7 +193,8 @@ def inline_deployment(hardware: str, llm: str, phase: str, chips: int, ep: int |
         llm=llm_spec, chips=chips, ep=ep or ranks, tp=tp, dp=dp or ranks // tp,
         precision=precision or base.hardware.default_precision, mtp_draft_tokens=0, mtp_accept=0.0,
         microbatches=2, eplb="default", attention_kernel=None, dispatch_kernel=None,
-        redundant_experts=min(base.redundant_experts, ep or ranks) if llm_spec.routed_experts else 0,
+        redundant_experts=min(base.redundant_experts, ep or ranks) if llm_spec.routed_experts and (ep or ranks) > 1
+        else 0,
         shared_expert_placement="every-rank" if llm_spec.shared_experts == 0 else base.shared_expert_placement,
     )
     if not llm_spec.routed_experts:

@@ -13,7 +13,8 @@ from harness.step.deployment import Deployment
 from harness.step.loading import object_store_load_s, pool_load_s
 from harness.step.ops import gqa_kv_read_factor
 from harness.step.memory import max_batch_per_chip, memory_plan, model_bytes
-from harness.step.schedule import busiest_pieces, decode_work, layer_kinds, makespan_s, prefill_work, step_ops
+from harness.step.schedule import (busiest_pieces, decode_deployment_at, decode_work, layer_kinds, makespan_s,
+                                   prefill_work, step_ops)
 from harness.step.streams import stream_of
 
 
@@ -51,6 +52,7 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
     if dep.phase == "decode":
         batch = batch_per_chip if batch_per_chip is not None else dep.batch_per_chip
         kv = kv_len if kv_len is not None else dep.kv_len
+        dep = decode_deployment_at(dep, batch)
         work = decode_work(dep, batch, kv)
         point = {"batch_per_chip": batch, "kv_len": kv, "mtp_draft_tokens": dep.mtp_draft_tokens,
                  "mtp_accept": dep.mtp_accept}

@@ -72,6 +72,29 @@ def decode_work(dep: Deployment, batch_per_chip, kv_len, mtp_draft_tokens: int |
     return StepWork(main, main if draft else None, req * q / mb, req * q, req)
 
 
+def decode_deployment_at(dep: Deployment, batch_per_chip: float) -> Deployment:
+    """The deployment as it runs a decode step of this batch: microbatches split requests, so with fewer requests
+    per attention group than microbatches the step runs as one (SGLang's two-batch overlap falls back to one batch
+    when a rank cannot split its requests; a request's tokens stay together)."""
+    if dep.microbatches > 1 and not np.all(_splits(dep, batch_per_chip)):
+        return dep.replace(microbatches=1)
+    return dep
+
+
+def _splits(dep: Deployment, batch_per_chip):
+    """Whether an attention group holds a request for every microbatch (its tp ranks share the group's requests)."""
+    return np.asarray(batch_per_chip, float) / dep.hardware.ranks_per_chip * dep.tp >= dep.microbatches * (1 - 1e-9)
+
+
+def decode_step_time_s(dep: Deployment, batch_per_chip, kv_len, eplb: str | None = None):
+    """`step_time_s` of decode steps (vectorised over batch and KV), each run as `decode_deployment_at` says."""
+    t = step_time_s(dep, decode_work(dep, batch_per_chip, kv_len), eplb)
+    if dep.microbatches == 1:
+        return t
+    one = dep.replace(microbatches=1)
+    return np.where(_splits(dep, batch_per_chip), t, step_time_s(one, decode_work(one, batch_per_chip, kv_len), eplb))
+
+
 def _prefill_mtp(dep: Deployment, main: Work) -> Work | None:
     return main if dep.mtp_draft_tokens and dep.llm.mtp_modules else None
 
@@ -362,6 +385,7 @@ def step_ops(dep: Deployment | str | None = None, work: StepWork | None = None, 
     if work is None:
         per_chip = None if batch is None else batch * dep.hardware.ranks_per_chip
         if dep.phase == "decode":
+            dep = decode_deployment_at(dep, per_chip or dep.batch_per_chip)
             work = decode_work(dep, per_chip or dep.batch_per_chip, kv_len or dep.kv_len)
         else:
             work = prefill_work(dep, per_chip or dep.tokens_per_chip, prompt_len or dep.prompt_len)

@@ -33,8 +33,9 @@ from harness.step.estimate import prefix_read_s
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
-from harness.step.schedule import (CATEGORIES, decode_work, heaviest_piece, makespan_s, prefill_work_group,
-                                   prefill_work_pieces, prefill_work_totals, step_ops, step_time_s)
+from harness.step.schedule import (CATEGORIES, decode_deployment_at, decode_step_time_s, decode_work, heaviest_piece,
+                                   makespan_s, prefill_work_group, prefill_work_pieces, prefill_work_totals, step_ops,
+                                   step_time_s)
 
 _BATCH_POINTS = 40
 _KV_POINTS_PER_DECADE = 29  # the streams' bound switches along KV: 12 per decade left 2% between them, 29 leave 0.3%
@@ -103,7 +104,7 @@ class BackendCosts:
         kv_hi = float(self.max_context_tokens) * d.dp
         self._kv_grid = _grid(kv_hi, math.ceil(_KV_POINTS_PER_DECADE * math.log10(kv_hi / 64.0)) + 2, 64.0)
         b, k = np.meshgrid(np.maximum(self._batch_grid, 1e-6), self._kv_grid, indexing="ij")
-        self._table = np.asarray(step_time_s(d, decode_work(d, b, k), self.eplb), float)
+        self._table = np.asarray(decode_step_time_s(d, b, k, self.eplb), float)
 
     # ---- decode
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
@@ -115,8 +116,7 @@ class BackendCosts:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per backend, lives as long as the replay
     def _direct_decode(self, batch_per_chip: float, mean_kv_len: float) -> float:
-        d = self.decode
-        return float(step_time_s(d, decode_work(d, max(batch_per_chip, 1e-9), mean_kv_len), self.eplb))
+        return float(decode_step_time_s(self.decode, max(batch_per_chip, 1e-9), mean_kv_len, self.eplb))
 
     # ---- prefill
     def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
@@ -213,7 +213,7 @@ class BackendCosts:
             dep, k = self.prefill, pieces
             work = prefill_work_totals(dep, a * k, b * k, k * (a * b + a * (a + 1) / 2), k)
         else:
-            dep = self.decode
+            dep = decode_deployment_at(self.decode, max(a, 1e-9))
             work = decode_work(dep, max(a, 1e-9), b)
         busy = dict.fromkeys(CATEGORIES, 0.0)
         ops = step_ops(dep, work, self.eplb)

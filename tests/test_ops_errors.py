@@ -91,7 +91,12 @@ def test_malformed_json_names_last_good_event(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"traceEvents": [' + json.dumps(KERNEL) + ", {\"ph\": \"X\", ")
     res, out = _run(path)
-    assert res.exit_code == 2 and "malformed JSON after event 0" in res.output and not out.exists()
+    assert res.exit_code == 2 and not out.exists()
+    assert res.output == f"error: {path}: malformed JSON after event 0: parse error: premature EOF\n"
+    path.write_bytes(b'{"traceEvents": [{"ph": "X", "name": "caf\xe9"}]}')
+    res, out = _run(path)
+    assert res.output == f"error: {path}: malformed JSON before the first event: lexical error: invalid bytes in " \
+        "UTF8 string.\n"
 
 
 def test_truncated_gzip(tmp_path):

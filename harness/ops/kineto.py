@@ -84,7 +84,10 @@ def iter_events(path: Path):
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise InputError(f"truncated or corrupt gzip after event {index} ({exc})", path=str(path)) from None
     except ijson.common.JSONError as exc:
-        raise InputError(f"malformed JSON after event {index}: {exc}", path=str(path)) from None
+        # yajl's message runs on with lines of context and a pointer: its first line says what is wrong
+        what = str(exc.args[0].decode(errors="replace") if isinstance(exc.args[0], bytes) else exc).splitlines()[0]
+        where = f"after event {index}" if index >= 0 else "before the first event"
+        raise InputError(f"malformed JSON {where}: {what}", path=str(path)) from None
 
 
 MAX_ABS = 1e17  # beyond any timestamp (us since 1970: 1.7e15), duration, byte or element count a trace holds

@@ -55,3 +55,13 @@ def test_measured_gpu_tables_are_the_committed_kernel_timings(chip, kind, file, 
     raw = json.loads((measured / f"{chip}-kernels-2026-11-24.json").read_text())
     made = _made("measured_rows", kind, raw, repo_root, monkeypatch)
     assert made == [tuple(r) for r in table(file, table_id.format(chip=chip)).rows]
+
+
+@pytest.mark.parametrize("hardware, chip", [("h100-ib", "h100"), ("h800-ib", "h100"), ("h200-ib", "h200")])
+def test_gpu_hbm_capacity_is_what_the_lent_gpu_reported(hardware, chip, repo_root):
+    """The specs hold the bytes CUDA reported on the lent GPUs (the marketed 80 / 141 GB are about 6% fewer)."""
+    import json
+
+    from harness.hardware import load_hardware
+    measured = json.loads((repo_root / f"models/calibration/measured/{chip}-kernels-2026-11-24.json").read_text())
+    assert load_hardware(hardware).hbm_bytes == measured["env"]["memory_bytes"]

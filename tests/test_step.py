@@ -438,3 +438,16 @@ def test_a_request_is_not_split_between_microbatches(name):
     assert got == pytest.approx(want, rel=1e-9)
     assert build_serving_costs(dep.hardware.name, decode_deployment=name).decode_step_s(per_group, 4096) == \
         pytest.approx(want[0], rel=0.01)
+
+
+def test_tpot_search_goes_below_one_request_per_chip_for_tp_groups():
+    """A TP8 group over 8 GPUs holds whole requests at 1/8 per chip: an objective that one request per chip misses
+    is met with fewer (it was 'not met')."""
+    from harness.step.capacity import decode_capacity
+    from harness.step.estimate import estimate
+    dep = inline_deployment("h100-ib", "llama-3.1-70b", "decode", 8, tp=8, precision="bf16")
+    floor = decode_capacity(dep, 4096, [0.0], [1])[0]["lowest_latency_ms"]
+    slo = estimate(dep.replace(microbatches=1), batch_per_chip=1.0, kv_len=4096)["tpot_ms"] * 0.999
+    got = decode_capacity(dep, 4096, [slo], [1])[0]
+    assert got["met"] and got["batch_per_chip"] < 1 and (got["batch_per_chip"] * 8).is_integer()
+    assert floor < got["tpot_ms"] <= slo

@@ -149,7 +149,8 @@ def _capacity_cells(p: dict, name: str, load_key: str) -> tuple[str, ...]:
     """Load, microbatches, latency, throughput, cost and limit of one SLO point, as table cells."""
     if not p["met"]:
         return "-", "-", "-", "-", "-", f"not met (lowest {p['lowest_latency_ms']:.2f} ms)"
-    return (f"{p[load_key]:,.0f}", str(p["microbatches"]), f"{p['tpot_ms' if name == 'TPOT' else 'ttft_ms']:.2f}",
+    load = p[load_key]  # a TP group spanning chips holds one request at a fraction of one per chip
+    return (f"{load:,.0f}" if load == int(load) else f"{load:,.3f}", str(p["microbatches"]), f"{p['tpot_ms' if name == 'TPOT' else 'ttft_ms']:.2f}",
             f"{p['throughput_per_chip']:,.1f}", f"{p['cost_per_million_tokens_usd']:.3f}",
             "HBM" if p["limited_by"] == "memory" else name)
 

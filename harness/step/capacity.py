@@ -46,7 +46,9 @@ def decode_capacity(dep: Deployment, kv_len: int, slos_ms: Sequence[float], micr
         tpot_s = step_s / d.tokens_per_step
         return step_s, tpot_s, batches / tpot_s
     curves = _curves(dep, microbatches, at)
-    return [_priced(dep, p) for p in _search_all(slos_ms, cap, 1, curves, "batch_per_chip", "tpot_ms")]
+    # whole requests per attention group: a TP group spanning chips holds one request at 1/chips-per-group per chip
+    unit = min(1.0, dep.hardware.ranks_per_chip / dep.tp)
+    return [_priced(dep, p) for p in _search_all(slos_ms, cap, unit, curves, "batch_per_chip", "tpot_ms")]
 
 
 def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms: Sequence[float],
@@ -87,11 +89,11 @@ def _grid(units: int) -> np.ndarray:
     return np.unique(np.concatenate([exact, np.round(np.geomspace(EXACT_UNITS, units, n)).astype(int)]))
 
 
-def _search_all(slos_ms: Sequence[float], cap: int, granule: int, curves: list[tuple[int, Curve]],
+def _search_all(slos_ms: Sequence[float], cap: int, granule: float, curves: list[tuple[int, Curve]],
                 load_key: str, latency_key: str) -> list[dict[str, Any]]:
     """For each objective, the best load (units of `granule`, the last one `cap`) over every microbatch count;
     when none meets it, the lowest latency any load reaches (so the user sees how far off it is)."""
-    grid = _grid(-(-cap // granule))
+    grid = _grid(int(-(-cap // granule)))
     coarse = [(mb, at, at(np.minimum(grid * granule, cap).astype(float))) for mb, at in curves]
     lowest = min(float(c[2][1].min()) for c in coarse) * 1e3
     out = []

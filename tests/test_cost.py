@@ -310,3 +310,15 @@ def test_an_unknown_calibration_table_is_a_clear_error_naming_the_field(field, k
     with pytest.raises(InputError, match=f"unknown {kind} table '{value}'") as e:
         load_hardware("h800-ib", [(field, value)])
     assert field in str(e.value)
+
+
+@pytest.mark.parametrize("kind, rounds", [("all_reduce", 2), ("all_gather", 1), ("all_to_all", 1)])
+def test_alpha_beta_collectives_pay_a_latency_per_round(kind, rounds):
+    """A tiny collective over n ranks of an alpha-beta fabric takes log2(n) latency rounds (all-reduce twice): a
+    32-rank all-reduce across UB was priced like a 2-rank one."""
+    from harness.cost.comm import collective_time_s
+    from harness.hardware import load_hardware
+    hw = load_hardware("cloudmatrix384")
+    for n, log in ((2, 1), (32, 5), (320, 9)):
+        lat = hw.scale_up.path("write", n <= hw.ranks_per_node)[1]
+        assert float(collective_time_s(kind, 2.0, n, hw)) == pytest.approx(rounds * log * lat, rel=1e-3)

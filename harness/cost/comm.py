@@ -20,6 +20,7 @@ ssd_read_s(nbytes, hw) -> seconds from the SSD tier into a rank.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -124,7 +125,9 @@ def collective_time_s(kind: str, bytes_per_rank, ranks: int, hw: Hardware):
     if kind in ("moe_dispatch", "moe_combine"):
         kind = "all_to_all"
     if fabric.collectives == "alpha-beta":
-        steps = 2.0 if kind == "all_reduce" else 1.0
+        # latency-optimal algorithms take log2(n) rounds (recursive doubling, trees; all-reduce: reduce-scatter
+        # then all-gather), Thakur, Rabenseifner & Gropp 2005; the bytes follow the bandwidth-optimal bus traffic
+        steps = (2.0 if kind == "all_reduce" else 1.0) * math.ceil(math.log2(ranks))
         return steps * lat + _table_size(kind, b, ranks) * _bus_factor(kind, ranks) / bw
     return _nccl_time_s(kind, b, ranks, fabric)
 

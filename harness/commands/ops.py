@@ -51,6 +51,9 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
     status = console(stderr=True)
     with status.status(f"reading {trace}", spinner="dots") if show else contextlib.nullcontext():
         graph = load_op_trace(trace, fmt, rules)
+    if graph.meta.get("dangling_deps"):
+        click.echo(f"warning: {trace}: dropped {graph.meta['dangling_deps']:,} dependencies on node Ids not in the "
+                   "file (a trace cut out of a larger one)", err=True)
     table = None
     if source_hw or target_hw:
         from harness.ops.worktable import find_table

@@ -27,7 +27,7 @@ def analyse(graph, source_hw: str | None, target_hw: str | None, table=None, lau
         "trace": {"path": graph.meta.get("source"), "format": graph.meta.get("format", "native"),
                   "ops": len(graph.ops), "streams": graph.streams(),
                   **{k: graph.meta[k] for k in ("sync_edges", "sync_edges_dropped", "sm_edges", "inferred_wait_edges",
-                                                "launch_release_ops") if k in graph.meta}},
+                                                "launch_release_ops", "dangling_deps") if k in graph.meta}},
         "classification": {"unclassified_share": (sum(r["time_s"] for r in missing) / total) if total else 0.0,
                            "unclassified": missing},
         "recorded": None, "identity": None, "timelines": {},

@@ -5,6 +5,8 @@ The device op graph keeps the GPU nodes: compute nodes on stream "compute", comm
 (NodeType 7) on stream "comm", each in Id order as the ET feeder issues them. A GPU node depends on its
 nearest GPU ancestors through data and control deps, looking through CPU nodes (host ops are not re-timed).
 Chakra JSON carries no timestamps, so there is no recorded timeline to check an identity replay against.
+Deps on Ids not in the file are dropped and counted (`meta["dangling_deps"]`); duplicate Ids and self-deps are
+refused.
 """
 
 from __future__ import annotations
@@ -47,17 +49,23 @@ def load_chakra(path: str | Path) -> OpGraph:
         if nid in by_id:
             raise InputError(f"Id {nid} is also node {position[nid]}'s", path=str(path), where=where, field="Id")
         by_id[nid], position[nid] = node, i
+    parents: dict[int, list[int]] = {}
+    dangling = 0
     for nid, node in by_id.items():
         where = f"node {position[nid]} (Id {nid})"
+        parents[nid] = []
         for key in ("data_deps", "ctrlDeps"):
             deps = node.get(key, [])
             if not isinstance(deps, list) or not all(map(_is_int, deps)):
                 raise InputError(f"must be a list of node Ids, got {deps!r:.40}", path=str(path), where=where,
                                  field=key)
-            bad = next((d for d in deps if d not in by_id or d == nid), None)
-            if bad is not None:
-                problem = "depends on itself" if bad == nid else f"no node has Id {bad}"
-                raise InputError(problem, path=str(path), where=where, field=key)
+            if nid in deps:
+                raise InputError("depends on itself", path=str(path), where=where, field=key)
+            # A file cut out of a larger trace (Chakra's own small_chakra.0.json) keeps deps on nodes left
+            # behind: nothing in the file can wait on them, so they are dropped and counted.
+            kept = [d for d in deps if d in by_id]
+            dangling += len(deps) - len(kept)
+            parents[nid] += kept
     gpu_ids = sorted(i for i, n in by_id.items() if not n.get("is_cpu_op", True))
     if not gpu_ids:
         raise InputError("no GPU nodes (is_cpu_op false) in this Chakra trace", path=str(path))
@@ -71,8 +79,7 @@ def load_chakra(path: str | Path) -> OpGraph:
         found: set[int] = set()
         stack, seen = [nid], {nid}
         while stack:
-            node = by_id[stack.pop()]
-            for parent in node.get("data_deps", []) + node.get("ctrlDeps", []):
+            for parent in parents[stack.pop()]:
                 if parent in seen:
                     continue
                 seen.add(parent)
@@ -90,6 +97,7 @@ def load_chakra(path: str | Path) -> OpGraph:
         ops.append(Op(name=str(node["Name"]), stream="comm" if node["NodeType"] == COMM_NODE else "compute",
                       duration_s=float(node.get("runtime", 0)) * 1e-6, deps=deps))
     return OpGraph(ops, {"format": "chakra-json", "source": str(path), "cpu_nodes": len(by_id) - len(gpu_ids),
+                         "dangling_deps": dangling,
                          "op_labels": [f"node Id {nid}" for nid in gpu_ids]})
 
 

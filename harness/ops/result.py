@@ -2,7 +2,7 @@
 
 Keys:
 - `trace`: {path, format, ops, streams, sync_edges, sync_edges_dropped, sm_edges, inferred_wait_edges,
-  launch_release_ops}
+  launch_release_ops, dangling_deps (Chakra: deps on node Ids not in the file, dropped)}
 - `classification`: {unclassified_share (of recorded op time), unclassified: [{name, count, time_s}]}
 - `recorded`: summary of the recorded timeline, or null when the trace has no timestamps (Chakra)
 - `identity`: {recorded_span_s, replayed_span_s, error, within_1pct, mechanisms, dense_span_s, fallback_gap_ops,

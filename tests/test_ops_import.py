@@ -31,7 +31,7 @@ def test_fixture_ops_streams_categories_and_work():
     assert [op.stream for op in g.ops] == ["7", "7", "27", "7", "7", "7"]
     assert [op.category for op in g.ops] == ["attention", "gemm", "moe_dispatch", "norm", "copy", "other"]
     assert g.recorded_span_s() == pytest.approx(905e-6)
-    assert g.ops[4].bytes_moved == 1048576
+    assert g.ops[4].bytes_moved == 2 * 1048576  # a 1 MiB DtoD copy: read and written
     assert g.ops[0].annotation == "attn(F)" and g.ops[2].annotation == "dispatch(F)"
     # cudaStreamWaitEvent between the GEMM launch and the dispatch launch: dispatch waits on the GEMM.
     assert 1 in g.ops[2].deps

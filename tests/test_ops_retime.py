@@ -158,3 +158,24 @@ def test_kineto_blocks_per_sm_below_one_becomes_the_ops_sm_share(tmp_path):
     path.write_text(json.dumps(trace))
     g = load_op_trace(path)
     assert [op.sm_share for op in g.ops] == [pytest.approx(0.8484849), 1.0]
+
+
+def test_a_device_to_device_copy_reads_and_writes_its_bytes(tmp_path):
+    """Kineto's `bytes` of a DtoD memcpy is the copy's size; HBM carries it twice (read + write). The lent H100 timed a
+    256 MiB DtoD copy in a CUDA graph at 179.7 us (calibration/measured/h100-kernels-2026-11-24.json), which the
+    spec's copy efficiency was fitted to: the re-timed copy must land there, not at half of it."""
+    import json
+
+    size = 256 * 2**20
+    trace = {"traceEvents": [
+        {"ph": "X", "cat": "gpu_memcpy", "name": "Memcpy DtoD (Device -> Device)", "ts": 0, "dur": 180, "pid": 0,
+         "tid": 7, "args": {"stream": 7, "correlation": 1, "bytes": size}},
+        {"ph": "X", "cat": "gpu_memset", "name": "Memset (Device)", "ts": 200, "dur": 90, "pid": 0, "tid": 7,
+         "args": {"stream": 7, "correlation": 2, "bytes": size}}]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(trace))
+    g = load_op_trace(path)
+    assert [op.bytes_moved for op in g.ops] == [2 * size, size]   # a memset only writes
+    rt = retime(g, None, "h100-ib")
+    assert rt.target_s[0] == pytest.approx(179.7e-6, rel=0.01)
+    assert rt.target_s[0] == pytest.approx(2 * rt.target_s[1])

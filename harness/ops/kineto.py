@@ -300,7 +300,10 @@ def _work_from_args(op: Op, extra: dict, shapes: dict) -> None:
     if "bytes" in extra:
         op.bytes_moved = float(extra["bytes"])
         # CUDA names a copy's direction ("Memcpy HtoD (Pinned -> Device)"): host copies cross the host link, not HBM
-        op.kernel = HOST_COPIES.get(op.name.split(" (")[0].removeprefix("Memcpy "), op.kernel)
+        direction = op.name.split(" (")[0].removeprefix("Memcpy ")
+        op.kernel = HOST_COPIES.get(direction, op.kernel)
+        if direction == "DtoD":  # read and written in HBM (specs' copy efficiency is measured on read + write)
+            op.bytes_moved *= 2
         if op.name.startswith("Memcpy PtoP"):  # a peer copy crosses the fabric: priced as a send
             op.bytes_sent, op.group_ranks = op.bytes_moved, 2
     ext = extra.get("External id")

@@ -262,6 +262,31 @@ def test_chakra_bytes_and_numbers(tmp_path, blob, needle):
     assert res.exit_code == 2 and res.output == f"error: {path}: {needle}\n" and not out.exists()
 
 
+CONVERT = "not supported: convert it with Chakra's tools to Chakra JSON ({\"workload_graph\": [...]})"
+
+
+@pytest.mark.parametrize("name, blob, message", [
+    ("et.json", b'{"schema": "1.0.2-chakra.0.0.4", "pid": 1, "nodes": [{"id": 2, "name": "x"}]}',
+     f"a PyTorch host execution trace (JSON with 'nodes' and 'schema', schema 1.0.2-chakra.0.0.4), {CONVERT}"),
+    ("chakra.0.et", b'^\x12\x10\n\x06schema\xea\x01\x051.0.1\x12\t\n\x03pid',
+     f"a Chakra execution trace in protobuf (.et), {CONVERT}"),
+    ("g.json", b'{"format": "cmbench-op-trace", "version": 1, "ops": []}', "field 'ops': no ops (the list is empty)"),
+])
+def test_unsupported_or_empty_op_traces_say_what_they_are(tmp_path, name, blob, message):
+    """Chakra's host-trace and protobuf encodings were 'no trace events' / 'not a Chrome trace'; an empty native op
+    list replayed as a 0 ms span."""
+    path = tmp_path / name
+    path.write_bytes(blob)
+    res, out = _run(path)
+    assert res.exit_code == 2 and res.output == f"error: {path}: {message}\n" and not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--source", "--target"])
+def test_an_unknown_hardware_names_its_option(option):
+    res = CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), option, "nope"])
+    assert res.exit_code == 2 and res.output.startswith(f"error: field '{option}': unknown hardware 'nope' "), res.output
+
+
 def test_a_failing_report_leaves_no_result_file(tmp_path, monkeypatch):
     from harness.errors import InputError
     from harness.report import render

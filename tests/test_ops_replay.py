@@ -175,3 +175,49 @@ def test_a_native_trace_named_gz_is_written_and_read_gzipped(tmp_path):
     path.write_bytes(path.read_bytes()[:40])  # truncated: one line, no traceback
     with pytest.raises(InputError, match="g.optrace.json.gz"):
         load_op_trace(path)
+
+
+def test_replay_output_names_what_it_prints(tmp_path):
+    """The overlap row says what it computes, the recording's critical path says it is the identity replay's, and
+    --target alone warns once, with a count, that the ops it cannot price keep their recorded time."""
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--target", "h100-ib", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "op time hidden by overlap" in res.output and "overlap ratio" not in res.output
+    assert "(summed op time - busy time) / summed op time" in res.output
+    assert "critical path (identity replay of the recording):" in res.output
+    assert "critical path (recorded)" not in res.output
+    warnings = [line for line in res.output.splitlines() if line.startswith("warning:")]
+    # attention, gemm, dispatch and norm have no work in the fixture; 'other' and the unknown kernel never do
+    assert warnings == [next(w for w in warnings if "--target without --source: 5 of 6 ops the target cannot "
+                                                  "price" in w)]
+    assert "keep their recorded time" in warnings[0]
+    res = CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--target", "h100-ib", "--source", "h100-ib"])
+    assert res.exit_code == 0 and "warning:" not in res.output
+
+
+def test_overlap_is_never_negative(tmp_path):
+    """One op after another: nothing overlaps, but the union of [0.1, 0.1 + 0.2) s rounds above 0.2 s; it printed
+    -0.0%."""
+    events = [{"ph": "X", "cat": "kernel", "name": "gemm_a", "pid": 0, "tid": 7, "ts": 0, "dur": 1,
+               "args": {"stream": 7, "correlation": 1}},
+              {"ph": "X", "cat": "kernel", "name": "gemm_b", "pid": 0, "tid": 7, "ts": 100000, "dur": 200000,
+               "args": {"stream": 7, "correlation": 2}}]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps({"traceEvents": events}))
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(main, ["ops", "replay", str(path), "--out", str(out)])
+    assert res.exit_code == 0 and "-0.0%" not in res.output
+    assert json.loads(out.read_text())["recorded"]["overlap_ratio"] == 0.0
+
+
+def test_retiming_an_exported_graph_on_its_own_hardware_notes_the_core_share(tmp_path):
+    graph = tmp_path / "g.json"
+    res = CliRunner().invoke(main, ["ops", "export", "--deployment", "cm384-decode", "--out", str(graph)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["ops", "replay", str(graph), "--target", "cloudmatrix384"])
+    assert res.exit_code == 0, res.output
+    notes = [line for line in res.output.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "the target gets the whole chip" in notes[0] and "core share" in notes[0]
+    res = CliRunner().invoke(main, ["ops", "replay", str(graph), "--target", "h100-ib"])
+    assert "note:" not in res.output

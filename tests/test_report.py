@@ -322,6 +322,23 @@ def test_ops_section_from_a_real_kineto_trace(shared_data: Path, tmp_path: Path)
         assert f'data-value="{json.dumps(seconds * 1e3)}"' in page, cat
 
 
+def test_ops_section_shows_the_edges_a_result_has_and_names_its_measures(tmp_path: Path) -> None:
+    """The card read `idle_anchor_edges`, which no result has; the overlap column and the recording's critical path
+    are named for what they are."""
+    from harness.ops.analysis import analyse
+    from harness.ops.load import load_op_trace
+
+    doc = analyse(load_op_trace(Path(__file__).parent / "fixtures" / "ops" / "two_streams.json"), None, None)
+    doc["trace"].update(sm_edges=3, inferred_wait_edges=4)
+    doc["recorded"]["overlap_ratio"] = -1e-17  # a result saved before overlap was clamped at 0
+    path = tmp_path / "ops.json"
+    path.write_text(json.dumps(doc))
+    page = render_html([load_results(path)])
+    assert "<dt>SM-capacity edges</dt><dd>3</dd>" in page and "<dt>inferred-wait edges</dt><dd>4</dd>" in page
+    assert "op time hidden by overlap" in page and "-0.0%" not in page
+    assert "critical path (identity replay of the recording)" in page
+
+
 # --- downsampling keeps what the plots show -----------------------------------------------------------------------
 
 @given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=3000), st.integers(2, 500))

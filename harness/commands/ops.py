@@ -12,6 +12,7 @@ from rich.text import Text
 
 from harness.commands.common import Finite, console
 from harness.errors import InputError
+from harness.hardware.specfile import spec_names
 from harness.ops.analysis import analyse
 from harness.ops.load import FORMATS, load_op_trace
 from harness.ops.native import save_native
@@ -47,6 +48,10 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
                report: str | None, quiet: bool) -> None:
     """Replay TRACE's op DAG; with --source/--target, re-time each op on those backends."""
     refuse_overwriting({"--out": out, "--report": report}, [trace])
+    for option, name in (("--source", source_hw), ("--target", target_hw)):
+        if name is not None and name not in spec_names("hardware"):
+            raise InputError(f"unknown hardware '{name}' (available: {', '.join(spec_names('hardware'))})",
+                             field=option)
     show = not quiet and not as_json and sys.stdout.isatty()
     status = console(stderr=True)
     with status.status(f"reading {trace}", spinner="dots") if show else contextlib.nullcontext():
@@ -60,6 +65,15 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
 
         table = find_table(graph, work)
     result = analyse(graph, source_hw, target_hw, table=table, launch_on_target=not no_launch)
+    kept = sum(srcs.get("recorded", 0) for srcs in result.get("work_sources", {}).values())
+    if target_hw and not source_hw and kept:
+        click.echo(f"warning: --target without --source: {kept:,} of {len(graph.ops):,} ops the target cannot price "
+                   "(category 'other', unclassified, or no work in the trace or work table) keep their recorded "
+                   "time; --source HW derives the missing work from the recorded times", err=True)
+    if target_hw and target_hw == graph.meta.get("hardware"):
+        click.echo(f"note: re-timing onto {target_hw}, the graph's own hardware: the target gets the whole chip, so "
+                   "a stream's core share does not carry over (only --source prices ops on their recorded share)",
+                   err=True)
     # Both outputs are made before either is written: a failure leaves neither behind.
     text = _finite_json(result, trace)
     html = _report_html(result, out) if report else None
@@ -134,12 +148,14 @@ def _print(result: dict) -> None:
             m = mape.get(cat)
             row.append(f"{m['mape']:.1%} (n={m['ops']}; {m['predicted_s'] / m['recorded_s']:.2f}x)" if m else "-")
         table.add_row(*row)
-    for label, key, fmt in (("span", "span_s", "ms"), ("overlap ratio", "overlap_ratio", "%"),
+    for label, key, fmt in (("span", "span_s", "ms"), ("op time hidden by overlap", "overlap_ratio", "%"),
                             ("comm hidden under compute", "comm_overlap_ratio", "%")):
         table.add_row(Text(label, style="bold"), *[(f"{result[c][key] * 1e3:.3f}" if fmt == "ms"
                                               else f"{result[c][key]:.1%}") for c in columns],
                       *([""] if mape else []))
     con.print(table)
+    con.print("op time hidden by overlap: (summed op time - busy time) / summed op time; busy time: when at least "
+              "one op runs", style="dim")
     ident = result.get("identity")
     if ident:
         ok = "holds" if ident["within_1pct"] else "FAILS"
@@ -154,7 +170,9 @@ def _print(result: dict) -> None:
         start_ms = cp.get("start_s", 0.0) * 1e3
         where = (f"the GPU waits for the host until {start_ms:.2f} ms (a CPU launch), then"
                  if cp.get("starts_at") == "cpu_launch" else f"from {start_ms:.2f} ms (the first op):")
-        con.print(f"critical path ({c}): {where} {cp['ops']:,} op{'s' if cp['ops'] != 1 else ''} in a chain; "
+        # The recording names no dependencies: its path is the identity replay's, at recorded times.
+        label = "identity replay of the recording" if c == "recorded" else c
+        con.print(f"critical path ({label}): {where} {cp['ops']:,} op{'s' if cp['ops'] != 1 else ''} in a chain; "
                   f"its time by category (ms): {parts or 'none'}; unexplained idle on it {cp['wait_s'] * 1e3:.2f} ms")
     for line in result.get("assumptions", []):
         con.print(f"assumption: {line}", style="dim")

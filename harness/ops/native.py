@@ -79,6 +79,8 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
         raise InputError(error.message, path=source, where=where or None)
     ops = []
     n = len(data["ops"])
+    if n == 0:  # as Kineto and Chakra files without GPU ops are: there is nothing to replay
+        raise InputError("no ops (the list is empty)", path=source, field="ops")
     for i, row in enumerate(data["ops"]):
         if row["id"] != i:
             raise InputError(f"must equal the op's position {i}", path=source, where=f"op {i}", field="id")

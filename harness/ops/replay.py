@@ -175,10 +175,11 @@ def summarize(graph: OpGraph, timeline: Timeline, durations_s: np.ndarray | None
         "span_s": timeline.span_s,
         "sum_op_time_s": total,
         "busy_s": busy,
-        # Share of op time that ran concurrently with other ops.
-        "overlap_ratio": (total - busy) / total if total > 0 else 0.0,
+        # Op time hidden by overlap: (summed op time - busy time) / summed op time (two ops wholly side by side:
+        # 50%). Clamped at 0: the union of intervals can exceed their sum by rounding (it printed -0.0%).
+        "overlap_ratio": max((total - busy) / total, 0.0) if total > 0 else 0.0,
         # Share of communication time hidden under computation.
-        "comm_overlap_ratio": ((comm_busy + compute_busy - busy) / comm_busy) if comm_busy > 0 else 0.0,
+        "comm_overlap_ratio": max((comm_busy + compute_busy - busy) / comm_busy, 0.0) if comm_busy > 0 else 0.0,
         "per_category_s": per_category,
         "per_stream_busy_s": {s: busy_union_s(timeline.start_s[streams == s], timeline.end_s[streams == s])
                               for s in graph.streams()},

@@ -9,9 +9,11 @@ Keys:
   fallback_gap_total_s} or null (`dense_span_s`: the DAG alone, without launch release times or fallback gaps;
   `fallback_gap_*`: ops without a recorded CPU launch, whose recorded idle time is replayed unexplained)
 - `source_predicted`, `target_predicted`: summaries of re-timed replays, present with --source / --target
-- each summary: {span_s, sum_op_time_s, busy_s, overlap_ratio, comm_overlap_ratio, per_category_s,
+- each summary: {span_s, sum_op_time_s, busy_s, overlap_ratio ((sum_op_time_s - busy_s) / sum_op_time_s: op time
+  hidden by overlap), comm_overlap_ratio, per_category_s,
   per_stream_busy_s, critical_path: {ops, wait_s, per_category_s, starts_at ("cpu_launch": host-bound before
-  it, or "trace_start"), start_s, op_list: [{op, name, category, stream, start_s, end_s}]}}
+  it, or "trace_start"), start_s, op_list: [{op, name, category, stream, start_s, end_s}]}}; the `recorded`
+  summary's critical path is the identity replay's (the recording names no dependencies), at recorded times
 - `mape_per_category`: {category: {mape, ops, predicted_s, recorded_s}} predicted-vs-recorded duration error on the source, over ops
   whose work was estimated independently of their recorded time (absent when nothing qualifies)
 - `work_sources`: {category: {source_of_work: count}} how each op's work was estimated (trace,

@@ -40,6 +40,11 @@ def _kind_label(doc: dict[str, Any], kind: str) -> str:
     return kind.replace("_", " ") + (f" ({hw})" if hw else "")
 
 
+def _path_label(doc: dict[str, Any], kind: str) -> str:
+    # A recording names no dependencies: its critical path is the identity replay's.
+    return "identity replay of the recording" if kind == "recorded" else _kind_label(doc, kind)
+
+
 def _path_ops(doc: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]]]:
     """The first summarised timeline and its critical path's ops (the path the report shows)."""
     first = next(iter(_kinds(doc)), None)
@@ -57,8 +62,11 @@ def _by_largest(kinds: list[str], per_category: Callable[[str], dict[str, float]
 def ops_model(res: Any) -> dict[str, Any]:
     doc = res.data
     kinds = _kinds(doc)
-    summaries = [{"kind": k, "label": _kind_label(doc, k), **{f: doc[k].get(f) for f in
-                  ("span_s", "sum_op_time_s", "busy_s", "overlap_ratio", "comm_overlap_ratio")},
+    summaries = [{"kind": k, "label": _kind_label(doc, k),
+                  **{f: doc[k].get(f) for f in ("span_s", "sum_op_time_s", "busy_s")},
+                  # Results saved before the clamp hold rounding residues below 0 (shown as -0.0%)
+                  **{f: max(doc[k][f], 0.0) if doc[k].get(f) is not None else None
+                     for f in ("overlap_ratio", "comm_overlap_ratio")},
                   "path_ops": doc[k]["critical_path"]["ops"], "path_wait_s": doc[k]["critical_path"]["wait_s"]}
                  for k in kinds]
     cats = _by_largest(kinds, lambda k: doc[k]["per_category_s"])
@@ -75,7 +83,7 @@ def ops_model(res: Any) -> dict[str, Any]:
             "identity": doc.get("identity"), "has_mape": bool(mape),
             "unclassified": (doc.get("classification") or {}).get("unclassified", [])[:10],
             "unclassified_share": (doc.get("classification") or {}).get("unclassified_share"),
-            "path_kind": _kind_label(doc, first) if first else None, "path_longest": longest,
+            "path_kind": _path_label(doc, first) if first else None, "path_longest": longest,
             "downsampled": bool(doc.get("timelines_downsampled"))}
 
 
@@ -123,7 +131,7 @@ def _gantt(doc: dict[str, Any]) -> dict[str, Any]:
                 a, b = merge_intervals(s0[sel], s1[sel], gap * 1e3)
                 _bars(tr["x"], tr["y"], row, a, b)
     if path_ops:
-        row = f"critical path · {text(path_kind.replace('_', ' '))}"
+        row = f"critical path · {text(_path_label(doc, path_kind))}"
         rows.insert(0, row)
         for o in path_ops:
             tr = trace_for(o["category"], text(o["category"]), cat_colour[o["category"]])

@@ -32,7 +32,6 @@ class ToyCosts:
     decode_batch_cap_per_chip: int = 4
     decode_kv_capacity_tokens: int = 40_000
     decode_dp_ranks: int = 1
-    prefill_dp_ranks: int = 1
     prefill_kv_capacity_tokens: int = 30_000
     max_context_tokens: int = 16_000
     mtp_draft_tokens: int = 0
@@ -64,6 +63,9 @@ class ToyCosts:
 
     def cache_ssd_read_s(self, tokens: int) -> float:
         return tokens * self.read_s_per_token * 20
+
+    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: float) -> float:
+        return self.cache_read_s(local, False) + self.cache_read_s(remote, True) + self.cache_ssd_read_s(ssd)
 
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:
         return {"compute": 1.0}

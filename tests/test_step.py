@@ -330,17 +330,40 @@ def test_single_piece_prefill_matches_the_model(n, c):
 
 @pytest.mark.parametrize("name", PREFILL)
 def test_one_prompt_is_not_spread_over_the_attention_groups(name):
-    """A lone long prompt's attention and projections run in its own group: it takes about as long as that group
-    would with every group as busy (the routed experts aside), far longer than an even spread would give."""
-    from harness.step.schedule import prefill_work_group, prefill_work_pieces, prefill_work_totals
+    """A lone long prompt's attention and projections run in its own group: far longer than an even spread over the
+    instance, and no longer than every group that busy."""
+    from harness.step.schedule import best_step_time_s, prefill_pieces_time_s, prefill_work_totals
     dep = load_deployment(name)
     n = 16384.0
-    alone = float(step_time_s(dep, prefill_work_pieces(dep, np.array([n]), np.array([0.0]))))
-    spread = float(step_time_s(dep, prefill_work_totals(dep, n, 0.0, n * (n + 1) / 2, 1.0)))
-    full = float(step_time_s(dep, prefill_work_totals(dep, n * dep.dp, 0.0, dep.dp * n * (n + 1) / 2, dep.dp)))
+    alone = prefill_pieces_time_s(dep, np.array([n]), np.array([0.0]))
+    spread = float(best_step_time_s(dep, lambda d: prefill_work_totals(d, n, 0.0, n * (n + 1) / 2, 1.0)))
+    full = float(best_step_time_s(dep, lambda d: prefill_work_totals(d, n * d.dp, 0.0, d.dp * n * (n + 1) / 2,
+                                                                     d.dp)))
     assert spread * 3 < alone <= full * (1 + 1e-9)
-    assert alone == pytest.approx(float(step_time_s(dep, prefill_work_group(
-        dep, n, 0.0, n * (n + 1) / 2, 1.0, n))), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", PREFILL)
+def test_a_long_cached_prefix_weighs_on_its_group(name):
+    """A piece of few new tokens after a long cached prefix still loads its group (MLA up-projects the prefix's
+    K/V; attention reads it): growing the prefix never shortens the step, and there is no cliff."""
+    from harness.step.schedule import prefill_pieces_time_s
+    dep = load_deployment(name)
+    others = np.full(dep.dp - 1, 512.0)
+    times = [prefill_pieces_time_s(dep, np.append(others, 64.0), np.append(np.zeros(dep.dp - 1), c))
+             for c in np.linspace(0, 96_000, 49)]
+    assert np.all(np.diff(times) >= -1e-9)
+    assert max(np.diff(times) / times[:-1]) < 0.1          # 2,000 more cached tokens: a small step, not a jump
+    alone = prefill_pieces_time_s(dep, np.array([64.0]), np.array([96_000.0]))
+    assert times[-1] >= alone * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("name", PREFILL)
+def test_adding_a_piece_never_shortens_a_prefill_step(name):
+    from harness.step.schedule import prefill_pieces_time_s
+    dep = load_deployment(name)
+    big, small = np.array([8192.0]), np.full(3000, 256.0)
+    times = [prefill_pieces_time_s(dep, np.append(big, small[:k]), np.zeros(k + 1)) for k in range(0, 3000, 150)]
+    assert np.all(np.diff(times) >= -1e-9)
 
 
 @pytest.mark.parametrize("name, fabric", [("cm384-prefill", "cloudmatrix384.ub.bandwidth=67.5GB/s"),
@@ -419,25 +442,32 @@ def test_the_bulk_all_to_all_inside_one_node_crosses_nvlink():
     assert dispatch_s(slow) > 5 * dispatch_s(dep)
 
 
-@pytest.mark.parametrize("name", DECODE)
-def test_a_request_is_not_split_between_microbatches(name):
-    """With fewer requests per attention group than microbatches a decode step runs as one microbatch (half a
-    request per microbatch read every weight twice); from one request per microbatch on it splits."""
+@pytest.mark.parametrize("name", DECODE + PREFILL)
+def test_microbatches_run_only_where_they_shorten_the_step(name):
+    """A step splits into microbatches only where that is faster (half a request per microbatch read every weight
+    twice): at one request (or a handful of tokens) per group one batch, at the deployment's own operating point its
+    microbatches; estimate, the vectorised path and the replay's table agree, with no cliff where they switch."""
     from harness.step.estimate import estimate
-    from harness.step.schedule import decode_step_time_s
+    from harness.step.schedule import best_step_time_s
     dep = load_deployment(name)
-    per_group = dep.hardware.ranks_per_chip / dep.tp      # batch per chip that is one request per group
     one = dep.replace(microbatches=1)
-    alone = estimate(dep, batch_per_chip=per_group, kv_len=4096)
-    assert alone["microbatches"] == 1
-    assert alone["step_time_ms"] == pytest.approx(estimate(one, batch_per_chip=per_group, kv_len=4096)["step_time_ms"])
-    assert estimate(dep, batch_per_chip=2 * per_group, kv_len=4096)["microbatches"] == dep.microbatches
-    batches = np.array([per_group, 2 * per_group, 8 * per_group])
-    got = decode_step_time_s(dep, batches, 4096)
-    want = [estimate(dep, batch_per_chip=b, kv_len=4096)["step_time_ms"] / 1e3 for b in batches]
-    assert got == pytest.approx(want, rel=1e-9)
-    assert build_serving_costs(dep.hardware.name, decode_deployment=name).decode_step_s(per_group, 4096) == \
-        pytest.approx(want[0], rel=0.01)
+    small, own = (dep.hardware.ranks_per_chip / dep.tp, dep.batch_per_chip) if dep.phase == "decode" else \
+        (64.0 / dep.chips, dep.tokens_per_chip)
+
+    def est(d, load):
+        kw = dict(batch_per_chip=load, kv_len=4096) if d.phase == "decode" else dict(tokens_per_chip=load,
+                                                                                    prompt_len=64)
+        return estimate(d, **kw)
+    assert est(dep, small)["microbatches"] == 1
+    assert est(dep, small)["step_time_ms"] == pytest.approx(est(one, small)["step_time_ms"], rel=1e-12)
+    if dep.phase == "decode":
+        assert est(dep, own)["microbatches"] == dep.microbatches
+        loads = np.geomspace(small, own, 40)
+        got = best_step_time_s(dep, lambda d: decode_work(d, loads, 4096)) * 1e3
+        assert got == pytest.approx([est(dep, b)["step_time_ms"] for b in loads], rel=1e-9)
+        assert np.all(np.diff(got) >= -1e-9)
+        costs = build_serving_costs(dep.hardware.name, decode_deployment=name)
+        assert [costs.decode_step_s(b, 4096) * 1e3 for b in loads] == pytest.approx(got, rel=0.01)
 
 
 def test_tpot_search_goes_below_one_request_per_chip_for_tp_groups():
@@ -451,3 +481,35 @@ def test_tpot_search_goes_below_one_request_per_chip_for_tp_groups():
     got = decode_capacity(dep, 4096, [slo], [1])[0]
     assert got["met"] and got["batch_per_chip"] < 1 and (got["batch_per_chip"] * 8).is_integer()
     assert floor < got["tpot_ms"] <= slo
+
+
+@pytest.mark.parametrize("hw", ["cloudmatrix384", "h800-ib"])
+def test_the_report_breakdown_is_the_step_the_replay_charged(hw):
+    costs = build_serving_costs(hw)
+    for pieces, new, cached in ((1, 4096, 0), (3, 1105, 2048), (200, 2000, 0)):
+        charged = costs.prefill_step_exact_s(np.full(pieces, float(new)), np.full(pieces, float(cached)))
+        span = costs.step_span_s("prefill", tokens=new, cached_tokens=cached, requests=pieces)
+        assert span == pytest.approx(charged, rel=1e-9)
+
+
+def test_ttft_search_reads_prefixes_as_estimate_does():
+    from harness.step.capacity import prefill_capacity
+    from harness.step.estimate import estimate
+    dep = load_deployment("h800-prefill")
+    point = prefill_capacity(dep, 31024, 30000, [500.0], [1, 2])[0]
+    assert point["met"] and point["tokens_per_chip"] * dep.chips < 1024 * dep.dp  # fewer prompts than groups
+    est = estimate(dep.replace(microbatches=point["microbatches"]), tokens_per_chip=point["tokens_per_chip"],
+                   prompt_len=31024, cached_len=30000)
+    assert point["ttft_ms"] == pytest.approx(est["ttft_ms"], rel=1e-9)
+
+
+def test_one_groups_prefix_from_ssd_shares_the_drives_with_that_group_only():
+    """A lone prefix is read by its attention group's ranks, not by every rank of the node: on H800 (TP1) one GPU
+    reads it, as fast as one reader of the node's drives can; 32 such prefixes, one per GPU, share the drives."""
+    from harness.cost.comm import ssd_read_s
+    costs = build_serving_costs("h800-ib")
+    p = costs.prefill
+    alone = ssd_read_s(30_000 * costs.kv_bytes_per_token, p.hardware, 1)
+    assert costs.prefill_read_s(0, 0, 30_000, 30_000) == pytest.approx(alone, rel=1e-12)
+    spread = ssd_read_s(30_000 * 32 / p.dp * costs.kv_bytes_per_token, p.hardware, p.hardware.ranks_per_node)
+    assert costs.prefill_read_s(0, 0, 30_000 * 32, 30_000) == pytest.approx(spread, rel=1e-12)

@@ -48,20 +48,25 @@ def export_step(deployment: str, batch: float | None = None, kv_len: int | None 
     prompts of `prompt_len`."""
     from harness.errors import InputError
     from harness.step import decode_work, load_deployment, prefill_work, step_ops, step_time_s
-    from harness.step.schedule import decode_deployment_at
+    from harness.step.schedule import as_run
 
     dep = load_deployment(deployment, overrides)
     if dep.phase == "decode":
         if tokens is not None or prompt_len is not None:
             raise InputError(f"'{deployment}' is a decode deployment: use --batch / --kv-len", field="--tokens")
         point = {"batch_per_chip": batch or dep.batch_per_chip, "kv_len": kv_len or dep.kv_len}
-        dep = decode_deployment_at(dep, point["batch_per_chip"])
-        work = decode_work(dep, point["batch_per_chip"], point["kv_len"])
+
+        def work_of(d):
+            return decode_work(d, point["batch_per_chip"], point["kv_len"])
     else:
         if batch is not None or kv_len is not None:
             raise InputError(f"'{deployment}' is a prefill deployment: use --tokens / --prompt-len", field="--batch")
         point = {"tokens_per_chip": tokens or dep.tokens_per_chip, "prompt_len": prompt_len or dep.prompt_len}
-        work = prefill_work(dep, point["tokens_per_chip"], point["prompt_len"])
+
+        def work_of(d):
+            return prefill_work(d, point["tokens_per_chip"], point["prompt_len"])
+    dep = as_run(dep, work_of)
+    work = work_of(dep)
     meta = {"deployment": dep.name, "hardware": dep.hardware.name, "llm": dep.llm.name, "phase": dep.phase,
             **point, "step_time_s": float(step_time_s(dep, work))}
     return graph_from_step_ops(step_ops(dep, work), meta), meta["step_time_s"]

@@ -54,7 +54,6 @@ class Capacities:
     prefill_budget_tokens: int        # per instance per step
     chunk_tokens: int | None
     prefill_kv_tokens: int
-    prefill_dp_ranks: int             # attention groups per prefill instance (a prompt piece lands in one)
     decode_batch_cap: int             # per instance
     decode_kv_tokens: int
     decode_dp_ranks: int              # attention DP ranks per decode instance the scheduler places requests on
@@ -90,7 +89,6 @@ def resolve(costs: ServingCosts, config: SimConfig) -> Capacities:
         * int(costs.prefill_chips),
         chunk_tokens=int(chunk) if chunk else None,
         prefill_kv_tokens=int(costs.prefill_kv_capacity_tokens),
-        prefill_dp_ranks=max(int(costs.prefill_dp_ranks), 1),
         decode_batch_cap=int(pick(config.batch_cap_per_chip, costs.decode_batch_cap_per_chip))
         * int(costs.decode_chips),
         decode_kv_tokens=int(costs.decode_kv_capacity_tokens),

@@ -23,8 +23,6 @@ class ServingCosts(Protocol):
     decode_kv_capacity_tokens: int       # KV tokens one decode instance can hold (all chips)
     decode_dp_ranks: int                 # attention data-parallel ranks of one decode instance (each holds its
                                          # requests' KV; 1 where attention is not data-parallel)
-    prefill_dp_ranks: int                # attention groups of one prefill instance: a prompt piece lands in one, so a
-                                         # step waits for its busiest group's cached-prefix reads
     prefill_kv_capacity_tokens: int      # KV tokens one prefill instance can hold while computing
     max_context_tokens: int              # longest input + output the LLM accepts
     mtp_draft_tokens: int                # speculative tokens per decode step (0: no MTP)
@@ -57,6 +55,12 @@ class ServingCosts(Protocol):
 
     def cache_read_s(self, tokens: int, remote: bool) -> float:
         """Fetch `tokens` of cached prefix KV (a step's batch) from the context-cache pool into a prefill instance."""
+        ...
+
+    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: float) -> float:
+        """A prefill step's cached prefixes: `local` / `remote` tokens from DRAM (the reader's node or another),
+        `ssd` from the SSD tier, `largest` the longest single prefix among them. A prefix lands in one attention
+        group, so the step waits for the group that reads the most."""
         ...
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:

@@ -208,19 +208,7 @@ class _Run:
         res.prefill_start_s[rids[first]] = self.now
         dur = float(self.costs.prefill_step_s(new, cached))
         local, remote, ssd, largest = self._step_reads
-        # the costs spread reads evenly over the attention groups; a prefix lands in one group, so the busiest
-        # reads at least the largest (in the same mix of tiers as the step's reads)
-        reads = local + remote + ssd
-        if reads and largest * caps.prefill_dp_ranks > reads:
-            f = largest * caps.prefill_dp_ranks / reads
-            local, remote, ssd = local * f, remote * f, ssd * f
-        read_s = 0.0
-        if local:
-            read_s += float(self.costs.cache_read_s(local, False))
-        if remote:
-            read_s += float(self.costs.cache_read_s(remote, True))
-        if ssd:
-            read_s += float(self.costs.cache_ssd_read_s(ssd))
+        read_s = float(self.costs.prefill_read_s(local, remote, ssd, largest)) if local + remote + ssd else 0.0
         res.cache_busy_s += read_s
         dur += read_s                          # the step cannot compute before its cached prefix is in HBM
         inst.busy = True

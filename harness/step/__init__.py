@@ -7,13 +7,14 @@
     step_ops(dep, work, eplb=None) -> list[StepOp]   (name, category, stream, microbatch, layer, start_s,
                                                        duration_s, flops, bytes_moved, bytes_sent, deps)
     step_time_s(dep, work, eplb=None) -> seconds (vectorised over arrays in `work`)
+    as_run(dep, work_of, eplb=None) -> Deployment      (microbatches only where they shorten the step)
     build_serving_costs(...) in harness.step.serving (ServingCosts for the simulator)."""
 
 from harness.step.deployment import Deployment, inline_deployment, load_deployment, standard_deployment
 from harness.step.memory import max_batch_per_chip, memory_plan
-from harness.step.schedule import (CATEGORIES, StepOp, StepWork, decode_work, makespan_s, prefill_work,
-                                   prefill_work_pieces, step_ops, step_time_s)
+from harness.step.schedule import (CATEGORIES, StepOp, StepWork, as_run, decode_work, makespan_s, prefill_work,
+                                   step_ops, step_time_s)
 
-__all__ = ["CATEGORIES", "Deployment", "StepOp", "StepWork", "decode_work", "inline_deployment", "load_deployment",
-           "makespan_s", "max_batch_per_chip", "memory_plan", "prefill_work", "prefill_work_pieces",
+__all__ = ["CATEGORIES", "Deployment", "StepOp", "StepWork", "as_run", "decode_work", "inline_deployment",
+           "load_deployment", "makespan_s", "max_batch_per_chip", "memory_plan", "prefill_work",
            "standard_deployment", "step_ops", "step_time_s"]

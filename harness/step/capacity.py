@@ -17,9 +17,9 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.step.deployment import Deployment
-from harness.step.estimate import prefix_read_s
+from harness.step.estimate import prompts_read_s
 from harness.step.memory import check_weights_fit, max_batch_per_chip
-from harness.step.schedule import decode_step_time_s, prefill_work, step_time_s
+from harness.step.schedule import best_step_time_s, decode_work, prefill_work
 
 # Prefill loads are this many new tokens per chip apart: a typical chunk, and finer than any TTFT objective needs
 # (one step of a 16K-token batch moves TTFT by under 2%).
@@ -42,7 +42,7 @@ def decode_capacity(dep: Deployment, kv_len: int, slos_ms: Sequence[float], micr
                          field="--kv-len")
 
     def at(d: Deployment, batches: np.ndarray):
-        step_s = np.asarray(decode_step_time_s(d, batches, kv_len, eplb), float)
+        step_s = np.asarray(best_step_time_s(d, lambda x: decode_work(x, batches, kv_len), eplb), float)
         tpot_s = step_s / d.tokens_per_step
         return step_s, tpot_s, batches / tpot_s
     curves = _curves(dep, microbatches, at)
@@ -67,8 +67,8 @@ def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms:
                          field="--prompt-len")
 
     def at(d: Deployment, tokens: np.ndarray):
-        read_s = np.asarray(prefix_read_s(d, tokens / new * cached_len * d.chips), float)
-        step_s = np.asarray(step_time_s(d, prefill_work(d, tokens, new, cached_len), eplb), float)
+        read_s = np.asarray(prompts_read_s(d, tokens, new, cached_len), float)
+        step_s = np.asarray(best_step_time_s(d, lambda x: prefill_work(x, tokens, new, cached_len), eplb), float)
         return step_s, read_s + step_s, tokens / (read_s + step_s)
     curves = _curves(dep, microbatches, at)
     return [_priced(dep, p)

@@ -13,7 +13,7 @@ from harness.step.deployment import Deployment
 from harness.step.loading import object_store_load_s, pool_load_s
 from harness.step.ops import gqa_kv_read_factor
 from harness.step.memory import max_batch_per_chip, memory_plan, model_bytes
-from harness.step.schedule import (busiest_pieces, decode_deployment_at, decode_work, layer_kinds, makespan_s,
+from harness.step.schedule import (as_run, busiest_pieces, decode_work, layer_kinds, makespan_s,
                                    prefill_work, step_ops)
 from harness.step.streams import stream_of
 
@@ -26,10 +26,24 @@ def prefix_read_s(dep: Deployment, cached_tokens, remote: bool = False):
     the whole latent), its KV heads' part under GQA. Vectorised over `cached_tokens`."""
     if np.ndim(cached_tokens) == 0 and cached_tokens <= 0:  # the simulator's common case, per prefill step
         return 0.0
-    heads = gqa_kv_read_factor(dep) / dep.tp if dep.llm.attention == "gqa" else 1.0
-    per_rank = np.asarray(cached_tokens, float) / dep.dp * dep.kv_bytes_per_token() * heads
+    per_rank = np.asarray(cached_tokens, float) / dep.dp * dep.kv_bytes_per_token() * rank_kv_share(dep)
     t = transfer_time_s(per_rank, *host_path(dep.hardware, "read", remote))  # 0 where nothing is cached
     return float(t) if t.ndim == 0 else t
+
+
+def rank_kv_share(dep: Deployment) -> float:
+    """The share of its attention group's KV a rank holds: all of it under MLA (every TP rank keeps the whole
+    latent), its KV heads' part under GQA."""
+    return gqa_kv_read_factor(dep) / dep.tp if dep.llm.attention == "gqa" else 1.0
+
+
+def prompts_read_s(dep: Deployment, tokens_per_chip, new_len: int, cached_len: int):
+    """The cached prefixes of equal prompts (`new_len` computed after `cached_len` cached), `tokens_per_chip` new
+    tokens per chip: the busiest attention group's share (`busiest_pieces`). Vectorised over `tokens_per_chip`."""
+    if cached_len <= 0:
+        return np.zeros_like(np.asarray(tokens_per_chip, float))
+    prompts = np.asarray(tokens_per_chip, float) / new_len * dep.chips
+    return prefix_read_s(dep, busiest_pieces(prompts, dep.dp) * cached_len * dep.dp)
 
 
 def deployment_fields(dep: Deployment, eplb: str) -> dict[str, Any]:
@@ -52,8 +66,8 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
     if dep.phase == "decode":
         batch = batch_per_chip if batch_per_chip is not None else dep.batch_per_chip
         kv = kv_len if kv_len is not None else dep.kv_len
-        dep = decode_deployment_at(dep, batch)
-        work = decode_work(dep, batch, kv)
+        def work_of(d):
+            return decode_work(d, batch, kv)
         point = {"batch_per_chip": batch, "kv_len": kv, "mtp_draft_tokens": dep.mtp_draft_tokens,
                  "mtp_accept": dep.mtp_accept}
     else:
@@ -62,8 +76,11 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         if not 0 <= cached_len < plen:
             raise InputError(f"the cached prefix ({cached_len} tokens) must be shorter than the prompt ({plen})",
                              field="--cached-len")
-        work = prefill_work(dep, tokens, plen - cached_len, cached_len)
+        def work_of(d):
+            return prefill_work(d, tokens, plen - cached_len, cached_len)
         point = {"tokens_per_chip": tokens, "prompt_len": plen, "cached_len": cached_len}
+    dep = as_run(dep, work_of, eplb)
+    work = work_of(dep)
     ops = step_ops(dep, work, eplb)
     step_s = makespan_s(ops)
     peak_tflops = hw.peak(dep.precision) * hw.ranks_per_chip / 1e12
@@ -78,8 +95,7 @@ def estimate(dep: Deployment, batch_per_chip: float | None = None, kv_len: int |
         out["fits_in_memory"] = point["batch_per_chip"] <= out["max_batch_per_chip_at_kv_len"]
     else:
         prompts_per_chip = point["tokens_per_chip"] / (point["prompt_len"] - cached_len)
-        busiest = busiest_pieces(prompts_per_chip * dep.chips, dep.dp)  # the prompts of the busiest group
-        read_s = prefix_read_s(dep, busiest * cached_len * dep.dp)
+        read_s = float(prompts_read_s(dep, point["tokens_per_chip"], point["prompt_len"] - cached_len, cached_len))
         out["cache_read_ms"] = read_s * 1e3
         out["ttft_ms"] = (read_s + step_s) * 1e3  # a prompt of this batch: its prefix read and its step, no queueing
         out["throughput_per_chip"] = point["tokens_per_chip"] / (read_s + step_s)

@@ -8,7 +8,8 @@ step_time_s(dep, work) -> seconds (float or array)
     max(busiest stream over both microbatches, one microbatch's chain), plus the pipeline fill of the first layer.
     Agrees with the makespan of step_ops (tests check), and evaluates many batch compositions at once.
 Work for a decode step: `decode_work(dep, batch_per_chip, kv_len, mtp_draft_tokens)`; for prefill:
-`prefill_work(dep, tokens_per_chip, prompt_len, cached_len)` or `prefill_work_pieces(dep, new, cached)`.
+`prefill_work(dep, tokens_per_chip, prompt_len, cached_len)`; a batch of unequal pieces: `prefill_pieces_time_s`.
+Either runs with microbatches only where they shorten the step (`as_run`, `best_step_time_s`).
 """
 
 from __future__ import annotations
@@ -72,27 +73,24 @@ def decode_work(dep: Deployment, batch_per_chip, kv_len, mtp_draft_tokens: int |
     return StepWork(main, main if draft else None, req * q / mb, req * q, req)
 
 
-def decode_deployment_at(dep: Deployment, batch_per_chip: float) -> Deployment:
-    """The deployment as it runs a decode step of this batch: microbatches split requests, so with fewer requests
-    per attention group than microbatches the step runs as one (SGLang's two-batch overlap falls back to one batch
-    when a rank cannot split its requests; a request's tokens stay together)."""
-    if dep.microbatches > 1 and not np.all(_splits(dep, batch_per_chip)):
-        return dep.replace(microbatches=1)
-    return dep
+def as_run(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str | None = None) -> Deployment:
+    """The deployment as it runs one step: its microbatches only when they shorten the step, else one. Engines
+    switch the overlap off where it does not pay (vLLM's dual-batch-overlap token thresholds; SGLang's two-batch
+    overlap falls back to one batch when a rank cannot split its requests); the tool takes the best switch point.
+    `work_of(d)` builds the step's work for a deployment (work is per microbatch)."""
+    if dep.microbatches == 1:
+        return dep
+    one = dep.replace(microbatches=1)
+    return one if float(step_time_s(one, work_of(one), eplb)) < float(step_time_s(dep, work_of(dep), eplb)) else dep
 
 
-def _splits(dep: Deployment, batch_per_chip):
-    """Whether an attention group holds a request for every microbatch (its tp ranks share the group's requests)."""
-    return np.asarray(batch_per_chip, float) / dep.hardware.ranks_per_chip * dep.tp >= dep.microbatches * (1 - 1e-9)
-
-
-def decode_step_time_s(dep: Deployment, batch_per_chip, kv_len, eplb: str | None = None):
-    """`step_time_s` of decode steps (vectorised over batch and KV), each run as `decode_deployment_at` says."""
-    t = step_time_s(dep, decode_work(dep, batch_per_chip, kv_len), eplb)
+def best_step_time_s(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str | None = None):
+    """`step_time_s` of the step as `as_run` runs it, vectorised over the arrays `work_of` builds."""
+    t = step_time_s(dep, work_of(dep), eplb)
     if dep.microbatches == 1:
         return t
     one = dep.replace(microbatches=1)
-    return np.where(_splits(dep, batch_per_chip), t, step_time_s(one, decode_work(one, batch_per_chip, kv_len), eplb))
+    return np.minimum(t, step_time_s(one, work_of(one), eplb))
 
 
 def _prefill_mtp(dep: Deployment, main: Work) -> Work | None:
@@ -112,50 +110,54 @@ def prefill_work(dep: Deployment, tokens_per_chip, prompt_len, cached_len=0) -> 
 
 def busiest_pieces(pieces, groups: int):
     """Equal prompt pieces in the busiest of `groups` attention groups: one (or all there are), or an even share if
-    that is more (the rule of `heaviest_piece`)."""
+    that is more (the rule of `prefill_pieces_time_s`)."""
     p = np.asarray(pieces, float)
     return np.maximum(p / groups, np.minimum(p, 1.0))
 
 
-def prefill_work_pieces(dep: Deployment, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> StepWork:
-    """An instance's batch of prompt pieces, priced at its busiest attention group (`busiest_group`)."""
-    new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
-    return prefill_work_group(dep, *busiest_group(dep, new, cached), float(new.sum()))
+def prefill_pieces_time_s(dep: Deployment, new: np.ndarray, cached: np.ndarray, eplb: str | None = None) -> float:
+    """A step over a batch of prompt pieces, priced at its busiest attention group: a piece stays in one group, so
+    that group carries at least the heaviest piece and at least an even share of the batch; the step takes the
+    longer of the two (the bound any packing meets, which a balancing scheduler, such as DeepSeek's prefill load
+    balancer (Day 6), reaches but for the last partial round). Each runs as `as_run` says."""
+    new, cached = np.asarray(new, float).ravel(), np.asarray(cached, float).ravel()
+    n = float(new.sum())
+    t = float(best_step_time_s(dep, lambda d: prefill_work_totals(
+        d, n, float(cached.sum()), float(causal_pairs(new, cached).sum()), new.size), eplb))
+    for a, c in heavy_pieces(dep, new, cached):
+        t = max(t, float(best_step_time_s(dep, lambda d: one_piece_work(d, a, c, n), eplb)))
+    return t
 
 
-def busiest_group(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> tuple[float, float, float, float]:
-    """(new, cached, pairs, pieces) of the busiest attention group a batch of prompt pieces lands on: its heaviest
-    piece alone (`heaviest_piece`), or else an even share of the batch."""
-    i = heaviest_piece(dep, new, cached)
-    if i is not None:
-        return float(new[i]), float(cached[i]), float(causal_pairs(new[i], cached[i])), 1.0
-    g = dep.dp
-    return (float(new.sum()) / g, float(cached.sum()) / g, float(causal_pairs(new, cached).sum()) / g,
-            new.size / g)
+def one_piece_work(dep: Deployment, new: float, cached: float, instance_new: float) -> StepWork:
+    """A group holding one prompt piece, the routed experts seeing the instance's `instance_new` tokens."""
+    return prefill_work_group(dep, new, cached, float(causal_pairs(new, cached)), 1.0, instance_new)
 
 
-def heaviest_piece(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> int | None:
-    """The prompt piece that outweighs an even share of the batch over the attention groups, if one does: a piece
-    stays in one group, so the busiest group carries at least that piece and at least an even share (the lower
-    bound any packing meets, which a balancing scheduler, such as DeepSeek's prefill load balancer (Day 6), reaches
-    but for the last partial round). Weight: the group's FLOPs per layer, projections and attention core."""
+def heavy_pieces(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> list[tuple[float, float]]:
+    """The distinct (new, cached) pieces that may set the busiest attention group: those weighing over half an even
+    share (at most 2 x dp of them; lighter ones cannot outlast the even share). Weight: FLOPs per layer that stay in
+    the piece's group (projections of its new tokens, MLA's K/V up-projection of its whole context, attention)."""
     if dep.dp <= 1 or new.size == 0:
-        return None
-    weight = group_flops_per_token(dep) * new + prefill_attention_work(dep.llm, new, cached,
-                                                                       causal_pairs(new, cached))[0]
-    i = int(np.argmax(weight))
-    return i if weight[i] * dep.dp > weight.sum() else None
+        return []
+    per_new, per_context = group_flops_per_token(dep)
+    weight = per_new * new + per_context * (new + cached) + prefill_attention_work(
+        dep.llm, new, cached, causal_pairs(new, cached))[0]
+    heavy = 2 * weight * dep.dp > weight.sum()
+    return sorted(set(zip(new[heavy].tolist(), cached[heavy].tolist())))
 
 
-def group_flops_per_token(dep: Deployment) -> float:
-    """GEMM FLOPs per token and layer that stay in a token's attention group: attention projections, and the
-    dense FFN (dense models) or the shared experts (MoE, unless they have ranks of their own)."""
+def group_flops_per_token(dep: Deployment) -> tuple[float, float]:
+    """GEMM FLOPs per layer that stay in a token's attention group, per new token (attention projections, and the
+    dense FFN of dense models or the shared experts of MoE ones unless they have ranks of their own) and per token
+    of context (MLA up-projects the K/V of cached tokens too)."""
     llm = dep.llm
     if not llm.routed_experts:
         ffn = llm.dense_ffn_params()
     else:
         ffn = 0 if dep.shared_expert_placement == "dedicated" else llm.shared_experts * llm.expert_params()
-    return 2.0 * (llm.attention_params() + ffn)
+    context = llm.kv_lora_rank * llm.heads * (llm.qk_nope_dim + llm.v_head_dim) if llm.attention == "mla" else 0
+    return 2.0 * (llm.attention_params() - context + ffn), 2.0 * context
 
 
 def prefill_work_totals(dep: Deployment, new_sum: float, cached_sum: float, pairs_sum: float,
@@ -385,10 +387,13 @@ def step_ops(dep: Deployment | str | None = None, work: StepWork | None = None, 
     if work is None:
         per_chip = None if batch is None else batch * dep.hardware.ranks_per_chip
         if dep.phase == "decode":
-            dep = decode_deployment_at(dep, per_chip or dep.batch_per_chip)
-            work = decode_work(dep, per_chip or dep.batch_per_chip, kv_len or dep.kv_len)
+            def work_of(d):
+                return decode_work(d, per_chip or d.batch_per_chip, kv_len or d.kv_len)
         else:
-            work = prefill_work(dep, per_chip or dep.tokens_per_chip, prompt_len or dep.prompt_len)
+            def work_of(d):
+                return prefill_work(d, per_chip or d.tokens_per_chip, prompt_len or d.prompt_len)
+        dep = as_run(dep, work_of, eplb)
+        work = work_of(dep)
     return _run(dep, work, eplb or dep.eplb, record=True)[0]
 
 

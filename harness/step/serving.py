@@ -29,13 +29,13 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.step.deployment import Deployment, load_deployment, standard_deployment
-from harness.step.estimate import prefix_read_s
+from harness.step.estimate import prefix_read_s, rank_kv_share
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
-from harness.step.schedule import (CATEGORIES, decode_deployment_at, decode_step_time_s, decode_work, heaviest_piece,
-                                   makespan_s, prefill_work_group, prefill_work_pieces, prefill_work_totals, step_ops,
-                                   step_time_s)
+from harness.step.schedule import (CATEGORIES, as_run, best_step_time_s, busiest_pieces, decode_work, heavy_pieces,
+                                   makespan_s, one_piece_work, prefill_pieces_time_s, prefill_work_group,
+                                   prefill_work_totals, step_ops)
 
 _BATCH_POINTS = 40
 _KV_POINTS_PER_DECADE = 29  # the streams' bound switches along KV: 12 per decade left 2% between them, 29 leave 0.3%
@@ -62,7 +62,6 @@ class BackendCosts:
     decode_batch_cap_per_chip: int = 0
     decode_kv_capacity_tokens: int = 0
     decode_dp_ranks: int = 1
-    prefill_dp_ranks: int = 1
     prefill_kv_capacity_tokens: int = 0
     max_context_tokens: int = 0
     mtp_draft_tokens: int = 0
@@ -88,7 +87,6 @@ class BackendCosts:
         self.kv_bytes_per_token = d.kv_bytes_per_token()
         self.decode_kv_capacity_tokens = int(memory_plan(d).kv_tokens_per_rank_of_instance * d.ranks)
         self.decode_dp_ranks = d.dp
-        self.prefill_dp_ranks = p.dp
         self.prefill_kv_capacity_tokens = int(memory_plan(p).kv_tokens_per_rank_of_instance * p.ranks)
         # the deployment's configured batch is its cap, unless memory at its KV length holds fewer
         self.decode_batch_cap_per_chip = max(min(int(d.batch_per_chip), max_batch_per_chip(d, d.kv_len)), 1)
@@ -104,7 +102,7 @@ class BackendCosts:
         kv_hi = float(self.max_context_tokens) * d.dp
         self._kv_grid = _grid(kv_hi, math.ceil(_KV_POINTS_PER_DECADE * math.log10(kv_hi / 64.0)) + 2, 64.0)
         b, k = np.meshgrid(np.maximum(self._batch_grid, 1e-6), self._kv_grid, indexing="ij")
-        self._table = np.asarray(decode_step_time_s(d, b, k, self.eplb), float)
+        self._table = np.asarray(best_step_time_s(d, lambda x: decode_work(x, b, k), self.eplb), float)
 
     # ---- decode
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
@@ -116,39 +114,39 @@ class BackendCosts:
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per backend, lives as long as the replay
     def _direct_decode(self, batch_per_chip: float, mean_kv_len: float) -> float:
-        return float(decode_step_time_s(self.decode, max(batch_per_chip, 1e-9), mean_kv_len, self.eplb))
+        b = max(batch_per_chip, 1e-9)
+        return float(best_step_time_s(self.decode, lambda d: decode_work(d, b, mean_kv_len), self.eplb))
 
     # ---- prefill
     def prefill_step_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
-        """Priced at the batch's busiest attention group (harness.step.schedule.busiest_group). An even spread:
-        trilinear interpolation in a table of exact step times over (new tokens, cached tokens, where the batch's
-        attention pairs lie between their least and most for those totals); outside it, and for a step whose
-        heaviest prompt piece outweighs an even share, the exact model (memoised)."""
+        """Priced at the batch's busiest attention group (harness.step.schedule.prefill_pieces_time_s): the longer
+        of an even share, by trilinear interpolation in a table of exact step times over (new tokens, cached
+        tokens, where the batch's attention pairs lie between their least and most for those totals; outside it
+        the exact model, memoised), and each heavy piece alone in its group (exact, memoised)."""
         new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
         n = float(new.sum())
         if n <= 0:
             return 0.0
-        i = heaviest_piece(self.prefill, new, cached)
-        if i is not None:  # one piece outweighs an even share: it sets the attention side
-            return self._prefill_one_piece(_round(float(new[i])), _round(float(cached[i])), _round(n))
         c = float(cached.sum())
         pairs = float(causal_pairs(new, cached).sum()) if new.size > 1 else n * c + n * (n + 1) / 2
         if self._piece_table is None:
             self._build_piece_table()
         got = _trilinear(self._piece_axes, self._piece_table, n, c, _pairs_share(n, c, pairs))
-        return got if got is not None else self._prefill_cached(_round(n), _round(c), _round(pairs), int(new.size))
+        t = got if got is not None else self._prefill_cached(_round(n), _round(c), _round(pairs), int(new.size))
+        for a, b in heavy_pieces(self.prefill, new, cached):
+            t = max(t, self._prefill_one_piece(_round(a), _round(b), _round(n)))
+        return t
 
     def prefill_step_exact_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
-        new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
+        new = np.asarray(new_tokens, float).ravel()
         if not new.sum() > 0:
             return 0.0
-        return float(step_time_s(self.prefill, prefill_work_pieces(self.prefill, new, cached), self.eplb))
+        return prefill_pieces_time_s(self.prefill, new, np.asarray(cached_tokens, float).ravel(), self.eplb)
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per backend, lives as long as the replay
     def _prefill_one_piece(self, new: float, cached: float, instance_new: float) -> float:
-        p = self.prefill
-        work = prefill_work_group(p, new, cached, float(causal_pairs(new, cached)), 1.0, instance_new)
-        return float(step_time_s(p, work, self.eplb))
+        return float(best_step_time_s(self.prefill, lambda d: one_piece_work(d, new, cached, instance_new),
+                                      self.eplb))
 
     def _build_piece_table(self) -> None:
         """One vectorised evaluation of the step model (about 77k batch compositions, under 0.2 s). The pieces
@@ -162,17 +160,17 @@ class BackendCosts:
         n, c, r = np.meshgrid(new, cached, share, indexing="ij")
         lo, hi = n + c, n * c + n * (n + 1) / 2
         pieces = np.clip(1.0 / np.maximum(r, 1e-12), 1.0, n)
-        work = prefill_work_totals(p, n, c, lo + r * (hi - lo), pieces)
         self._piece_axes = (new.tolist(), cached.tolist(), share.tolist())
-        self._piece_table = np.asarray(step_time_s(p, work, self.eplb), float).tolist()
+        self._piece_table = np.asarray(best_step_time_s(
+            p, lambda d: prefill_work_totals(d, n, c, lo + r * (hi - lo), pieces), self.eplb), float).tolist()
 
     def __hash__(self) -> int:
         return id(self)
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one instance per backend, lives as long as the replay
     def _prefill_cached(self, new_sum: float, cached_sum: float, pairs_sum: float, pieces: int) -> float:
-        work = prefill_work_totals(self.prefill, new_sum, cached_sum, pairs_sum, pieces)
-        return float(step_time_s(self.prefill, work, self.eplb))
+        return float(best_step_time_s(
+            self.prefill, lambda d: prefill_work_totals(d, new_sum, cached_sum, pairs_sum, pieces), self.eplb))
 
     # ---- data movement
     def kv_transfer_s(self, tokens: int) -> float:
@@ -184,6 +182,22 @@ class BackendCosts:
         """A step's cached prefixes into the prefill instance (harness.step.estimate.prefix_read_s)."""
         return prefix_read_s(self.prefill, tokens, remote)
 
+    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: float) -> float:
+        """The busiest attention group's reads: an even share of each tier, or the largest prefix alone (in the
+        step's mix of tiers) if that is more. Each rank of the group reads the group's KV (its KV heads' part under
+        GQA); from SSD the group's ranks in a node share its drives."""
+        p = self.prefill
+        total = local + remote + ssd
+        if total <= 0:
+            return 0.0
+        share, readers = 1.0 / p.dp, min(p.ranks, p.hardware.ranks_per_node)
+        if largest * p.dp > total:
+            share, readers = largest / total, min(p.tp, p.hardware.ranks_per_node)
+        rank = self.kv_bytes_per_token * share * rank_kv_share(p)
+        t = sum(float(_copy_s(tokens * rank, *host_path(p.hardware, "read", far))) for tokens, far in
+                ((local, False), (remote, True)) if tokens)
+        return t + (ssd_read_s(ssd * rank, p.hardware, readers) if ssd else 0.0)
+
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "write", remote))
 
@@ -192,7 +206,8 @@ class BackendCosts:
         prefill instance, each rank its share as for DRAM, a node's ranks sharing its drives (or volume link). Writes
         to SSD go with every DRAM write-back and are asynchronous: not on any path."""
         p = self.prefill
-        return ssd_read_s(tokens / p.dp * self.kv_bytes_per_token, p.hardware, min(p.ranks, p.hardware.ranks_per_node))
+        rank = tokens / p.dp * self.kv_bytes_per_token * rank_kv_share(p)
+        return ssd_read_s(rank, p.hardware, min(p.ranks, p.hardware.ranks_per_node))
 
     # ---- report
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:
@@ -209,12 +224,18 @@ class BackendCosts:
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 - one instance per backend, lives as long as the replay
     def _breakdown(self, phase: str, a: float, b: float, pieces: float) -> tuple[tuple[tuple[str, float], ...], float]:
-        if phase == "prefill":
-            dep, k = self.prefill, pieces
-            work = prefill_work_totals(dep, a * k, b * k, k * (a * b + a * (a + 1) / 2), k)
+        if phase == "prefill":  # equal pieces: the busiest group holds an even share, or one whole piece
+            k = float(busiest_pieces(pieces, self.prefill.dp))
+
+            def work_of(d):
+                return prefill_work_group(d, a * k, b * k, k * (a * b + a * (a + 1) / 2), k, a * pieces)
+            dep = self.prefill
         else:
-            dep = decode_deployment_at(self.decode, max(a, 1e-9))
-            work = decode_work(dep, max(a, 1e-9), b)
+            def work_of(d):
+                return decode_work(d, max(a, 1e-9), b)
+            dep = self.decode
+        dep = as_run(dep, work_of, self.eplb)
+        work = work_of(dep)
         busy = dict.fromkeys(CATEGORIES, 0.0)
         ops = step_ops(dep, work, self.eplb)
         for op in ops:

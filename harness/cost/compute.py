@@ -92,13 +92,13 @@ MEMORY_KINDS = {"norm": "norm", "quant": "norm", "rope": "rope", "elementwise": 
 
 
 def memory_time_s(bytes_moved, hw: Hardware, kind: str = "elementwise", rows=np.inf):
-    """`kind`: norm, quant, rope, elementwise / act, or copy (copies keep the flat efficiency: no kernel table
-    measures them). `rows`: the tokens (or token-expert pairs) the kernel works on in parallel; unknown: no cap.
+    """`kind`: norm, quant, rope, elementwise / act, or copy (copies keep the flat efficiency, the HBM share a large
+    copy reached, plus the hardware's measured smallest-kernel time: no kernel table measures them). `rows`: the tokens (or token-expert pairs) the kernel works on in parallel; unknown: no cap.
     Zero bytes cost nothing."""
     b = np.asarray(bytes_moved, float)
     measured = MEMORY_KINDS.get(kind)
-    if hw.memory_ops_table is None or measured is None:
-        return b / (hw.hbm_bytes_per_s * hw.memory_eff)
+    if hw.memory_ops_table is None or measured is None:  # a kernel's fixed device time, then the copy rate
+        return np.where(b > 0, hw.kernel_floor_s + b / (hw.hbm_bytes_per_s * hw.memory_eff), 0.0)
     fit = memory_fit(hw.memory_ops_table, measured)
     return np.where(b > 0, fit.time_s(b, np.maximum(rows, 1.0), hw.hbm_bytes_per_s), 0.0)
 

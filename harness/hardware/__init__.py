@@ -93,6 +93,7 @@ class Hardware:
     attention_compute_by_kernel: tuple[tuple[str, float], ...] = ()  # other attention-kernel versions' utilisation
     moe_low_latency_by_kernel: tuple[tuple[str, str], ...] = ()  # other dispatch/combine kernel versions' tables
     attention_overhead_s: float = 0.0  # fixed time of one attention kernel call (0 where none is measured)
+    kernel_floor_s: float = 0.0      # device time of the smallest kernel in a graph: a copy's fixed cost (0: unmeasured)
 
     def peak(self, precision: str) -> float:
         """Dense peak flop/s per rank at `precision`; a precision the chip lacks is an error, not a silent fallback."""
@@ -159,6 +160,7 @@ def _load(name: str, overrides: tuple[tuple[str, str], ...]) -> Hardware:
         moe_low_latency_by_kernel=tuple(d["moe_comm"].get("low_latency_by_kernel", {}).items()),
         moe_bulk_efficiency=float(d["moe_comm"]["bulk_efficiency"]), moe_bulk_scope=d["moe_comm"]["bulk_scope"],
         graph_launch_s=q(d["launch"]["graph_launch"], "time"),
+        kernel_floor_s=q(d["launch"].get("kernel_floor", "0 s"), "time"),
     )
 
 

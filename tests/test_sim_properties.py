@@ -64,7 +64,7 @@ class ToyCosts:
     def cache_ssd_read_s(self, tokens: int) -> float:
         return tokens * self.read_s_per_token * 20
 
-    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: float) -> float:
+    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: tuple) -> float:
         return self.cache_read_s(local, False) + self.cache_read_s(remote, True) + self.cache_ssd_read_s(ssd)
 
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:

@@ -79,7 +79,7 @@ def test_full_prefix_hit_skips_prefill_compute() -> None:
     ttft = res.first_token_s - np.array([0.0, 10.0, 20.0, 30.0, 40.0])
     miss = costs.prefill_step_s(np.array([inp]), np.array([0]))
     # the prefix lands in one attention group, which reads all of it
-    read = costs.prefill_read_s(inp - 1, 0, 0, inp - 1)
+    read = costs.prefill_read_s(inp - 1, 0, 0, (inp - 1, 0, 0))
     assert read == pytest.approx(costs.cache_read_s((inp - 1) * costs.prefill.dp, False), rel=1e-12)
     hit = costs.prefill_step_s(np.array([1]), np.array([inp - 1])) + read
     assert ttft[0] == pytest.approx(miss, rel=1e-12)

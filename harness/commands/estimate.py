@@ -38,7 +38,8 @@ from harness.step.memory import check_weights_fit
               help="Prefill: tokens of each prompt already in the context cache (read, not computed).")
 @click.option("--mtp-accept", type=Finite(0, 1),
               help="MTP with one draft token accepted with probability P; 0 turns MTP off.")
-@click.option("--microbatch/--no-microbatch", default=None, help="Two-microbatch overlap on or off.")
+@click.option("--microbatch/--no-microbatch", default=None,
+              help="Two-microbatch overlap on every step, or off (default: where it shortens the step).")
 @click.option("--eplb", type=click.Choice(["perfect", "default"]), help="Expert-load balance model.")
 @click.option("--set", "sets", multiple=True, metavar="SPEC.PATH=VALUE",
               help="Override a spec value, e.g. cloudmatrix384.scale_up.bandwidth=98GB/s (repeatable).")
@@ -70,7 +71,7 @@ def estimate(deployment, hardware, llm, phase, chips, ep, tp, dp, precision, bat
         return
     (dep,) = deps
     if microbatch is not None:
-        dep = dep.replace(microbatches=2 if microbatch else 1)
+        dep = dep.replace(microbatches=2, microbatching="always") if microbatch else dep.replace(microbatches=1)
     result = run_estimate(dep, batch, kv_len, tokens_per_chip, prompt_len, eplb, cached_len)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -174,14 +174,15 @@ def host_path(hw: Hardware, op: str, remote: bool) -> tuple[float, float]:
     return 1.0 / (f / local[0] + (1.0 - f) / far[0]), f * local[1] + (1.0 - f) * far[1]
 
 
-def ssd_read_s(nbytes: float, hw: Hardware, readers_per_node: int = 1) -> float:
-    """Cached KV from the SSD tier, `nbytes` into each of `readers_per_node` ranks of a node at once: the node's
-    drives (or the volume's network path) stream into host memory while each rank's host path carries its share
-    on, so the slower of the two paces the copy; the latencies add."""
+def ssd_read_s(nbytes: float, hw: Hardware, readers_per_node: int = 1, node_bytes: float | None = None) -> float:
+    """Cached KV from the SSD tier, `nbytes` into each of `readers_per_node` ranks of a node at once (or
+    `node_bytes` from the node's drives in all): the drives (or the volume's network path) stream into host memory
+    while each rank's host path carries its share on, so the slower of the two paces the copy; latencies add."""
     if nbytes <= 0:
         return 0.0
     bw, lat = host_path(hw, "read", False)
-    return hw.ssd_latency_s + lat + max(nbytes * readers_per_node / hw.ssd_read_bytes_per_s, nbytes / bw)
+    node = nbytes * readers_per_node if node_bytes is None else node_bytes
+    return hw.ssd_latency_s + lat + max(node / hw.ssd_read_bytes_per_s, nbytes / bw)
 
 
 def transfer_time_s(nbytes, bytes_per_s: float, latency_s: float):

@@ -53,23 +53,14 @@ class ServingCosts(Protocol):
         from one instance at once, and queues the rest."""
         ...
 
-    def cache_read_s(self, tokens: int, remote: bool) -> float:
-        """Fetch `tokens` of cached prefix KV (a step's batch) from the context-cache pool into a prefill instance."""
-        ...
-
-    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: float) -> float:
+    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: tuple[float, float, float]) -> float:
         """A prefill step's cached prefixes: `local` / `remote` tokens from DRAM (the reader's node or another),
-        `ssd` from the SSD tier, `largest` the longest single prefix among them. A prefix lands in one attention
-        group, so the step waits for the group that reads the most."""
+        `ssd` from the SSD tier; `largest` the longest single prefix's (local, remote, SSD) tokens. A prefix lands
+        in one attention group, so the step waits for the group that reads the most."""
         ...
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         """Write `tokens` of new prefix KV back to the context-cache pool (asynchronous to compute)."""
-        ...
-
-    def cache_ssd_read_s(self, tokens: int) -> float:
-        """Fetch `tokens` of cached prefix KV from the SSD tier into a prefill instance (called only when
-        cache_ssd_bytes > 0)."""
         ...
 
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:

@@ -78,7 +78,8 @@ class _Run:
         self.seq = 0
         self.now = 0.0
         self._decode_memo: dict[tuple[int, int], float] = {}
-        self._step_reads = [0, 0, 0, 0]             # tokens read this step: local, remote, SSD; the largest prefix
+        self._step_reads = [0, 0, 0, (0, 0, 0)]     # tokens read this step: local, remote, SSD; the largest
+                                                    # prefix's (local, remote, SSD)
 
     # ---- the loop -------------------------------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -185,7 +186,8 @@ class _Run:
         reads[0] += local
         reads[1] += remote
         reads[2] += hit - local - remote
-        reads[3] = max(reads[3], hit)
+        if hit > sum(reads[3]):
+            reads[3] = (local, remote, hit - local - remote)
         self.hit_blocks[r] = m.blocks
         self.res.cached_tokens[r] = hit
         self.done[r] = hit
@@ -198,7 +200,7 @@ class _Run:
         if inst.busy or not inst.queue:
             return
         caps, res = self.caps, self.res
-        self._step_reads = [0, 0, 0, 0]
+        self._step_reads = [0, 0, 0, (0, 0, 0)]
         batch = form_batch(inst.queue, self.remaining, self.done, self.looked_up, caps.prefill_budget_tokens,
                            caps.chunk_tokens, caps.prefill_kv_tokens, self._lookup)
         rids = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))

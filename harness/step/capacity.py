@@ -77,7 +77,7 @@ def prefill_capacity(dep: Deployment, prompt_len: int, cached_len: int, slos_ms:
 
 def _curves(dep: Deployment, microbatches: Sequence[int], at) -> list[tuple[int, Curve]]:
     """`at(deployment, loads)` for each microbatch count."""
-    return [(mb, functools.partial(at, dep.replace(microbatches=mb))) for mb in microbatches]
+    return [(mb, functools.partial(at, dep.replace(microbatches=mb, microbatching="always"))) for mb in microbatches]
 
 
 def _grid(units: int) -> np.ndarray:

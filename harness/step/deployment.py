@@ -54,6 +54,8 @@ class Deployment:
     # split-cores: each stream also gets only its cores' share of the HBM bandwidth (a what-if bound on contention;
     # off by default: no measurement says how HBM bandwidth scales with the cores issuing loads)
     split_hbm: bool = False
+    # "auto": a step runs its microbatches only where they shorten it (schedule.as_run); "always": every step does
+    microbatching: str = "auto"
     # how a TP group splits attention (see ops.attention_block): "replicated" (Megatron) or "staged" (SP/TP hybrid)
     attention_tp: str = "replicated"
     # the attention kernel version this deployment ran, when not the hardware spec's current one (a key of the
@@ -141,6 +143,7 @@ def _load(name: str, sets: tuple[str, ...]) -> Deployment:
         eplb=d["eplb"], memory_reserve_bytes=parse_quantity(d["memory_reserve"], "size"),
         launch_overlapped=d["launch_overlapped"], fused_attention_prolog=d.get("fused_attention_prolog", False),
         split_hbm=d.get("split_hbm", False), attention_tp=d.get("attention_tp", "replicated"),
+        microbatching=d.get("microbatching", "auto"),
         attention_kernel=d.get("attention_kernel"), dispatch_kernel=d.get("dispatch_kernel"),
         prefill_token_budget_per_chip=d.get("prefill_token_budget_per_chip", op.get("tokens_per_chip", 16384)),
         batch_per_chip=float(op.get("batch_per_chip", 1)), kv_len=op.get("kv_len", 4096),

@@ -77,8 +77,9 @@ def as_run(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str
     """The deployment as it runs one step: its microbatches only when they shorten the step, else one. Engines
     switch the overlap off where it does not pay (vLLM's dual-batch-overlap token thresholds; SGLang's two-batch
     overlap falls back to one batch when a rank cannot split its requests); the tool takes the best switch point.
-    `work_of(d)` builds the step's work for a deployment (work is per microbatch)."""
-    if dep.microbatches == 1:
+    `work_of(d)` builds the step's work for a deployment (work is per microbatch). `microbatching = "always"`
+    keeps them on every step."""
+    if dep.microbatches == 1 or dep.microbatching == "always":
         return dep
     one = dep.replace(microbatches=1)
     return one if float(step_time_s(one, work_of(one), eplb)) < float(step_time_s(dep, work_of(dep), eplb)) else dep
@@ -87,7 +88,7 @@ def as_run(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str
 def best_step_time_s(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str | None = None):
     """`step_time_s` of the step as `as_run` runs it, vectorised over the arrays `work_of` builds."""
     t = step_time_s(dep, work_of(dep), eplb)
-    if dep.microbatches == 1:
+    if dep.microbatches == 1 or dep.microbatching == "always":
         return t
     one = dep.replace(microbatches=1)
     return np.minimum(t, step_time_s(one, work_of(one), eplb))
@@ -136,7 +137,8 @@ def one_piece_work(dep: Deployment, new: float, cached: float, instance_new: flo
 
 def heavy_pieces(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> list[tuple[float, float]]:
     """The distinct (new, cached) pieces that may set the busiest attention group: those weighing over half an even
-    share (at most 2 x dp of them; lighter ones cannot outlast the even share). Weight: FLOPs per layer that stay in
+    share (at most 2 x dp of them; lighter ones cannot outlast the even share) that no other piece outdoes in both
+    new and cached tokens. Weight: FLOPs per layer that stay in
     the piece's group (projections of its new tokens, MLA's K/V up-projection of its whole context, attention)."""
     if dep.dp <= 1 or new.size == 0:
         return []
@@ -144,7 +146,14 @@ def heavy_pieces(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> list[t
     weight = per_new * new + per_context * (new + cached) + prefill_attention_work(
         dep.llm, new, cached, causal_pairs(new, cached))[0]
     heavy = 2 * weight * dep.dp > weight.sum()
-    return sorted(set(zip(new[heavy].tolist(), cached[heavy].tolist())))
+    pieces = sorted(set(zip(new[heavy].tolist(), cached[heavy].tolist())), reverse=True)
+    # a piece with no more new and no more cached tokens than another cannot take longer alone: skip it
+    front, most_cached = [], -1.0
+    for a, c in pieces:  # by new tokens, descending
+        if c > most_cached:
+            front.append((a, c))
+            most_cached = c
+    return front
 
 
 def group_flops_per_token(dep: Deployment) -> tuple[float, float]:

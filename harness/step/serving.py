@@ -5,14 +5,18 @@ build_serving_costs(hardware, prefill_deployment=None, decode_deployment=None, o
     cloudmatrix384; h800-prefill / h800-decode on h800-ib; h100-*, h200-* likewise). `overrides` are
     `--set SPEC.path=value` strings for either deployment, the hardware or the LLM.
 
+Every step runs with microbatches only where they shorten it (harness.step.schedule.as_run).
 decode_step_s is a bilinear interpolation in a table of full step-model evaluations over (batch per chip, mean KV
 length) built once, vectorised (bilinear is exact for the batch x KV attention term; the table is dense enough
-that the rest is within a fraction of a percent). prefill_step_s interpolates the same way (trilinear) in a table
-over (new tokens, cached tokens, the batch's attention pairs as a share between their least and most for those
-totals): within 0.5% of the exact model over random batches of 1 to 1,000 pieces, about 10 us a call instead of
-about 200 us for an exact evaluation (a 1M-request replay: 47.8 s -> 22.9 s). Outside the table, the exact model,
-memoised on the batch's totals rounded to 1%.
-cache_read_s / cache_write_s / cache_ssd_read_s: harness.cost.comm.host_path and ssd_read_s.
+that the rest is within a fraction of a percent). prefill_step_s prices the busiest attention group: the longer of
+an even share, interpolated (trilinear) in a table over (new tokens, cached tokens, the batch's attention pairs as
+a share between their least and most for those totals), and each heavy piece alone in its group, in a second table
+over (its new tokens, its cached tokens, the instance's new tokens over its own): within 1% of the exact model
+(`prefill_step_exact_s`) over random batches, tens of microseconds a call where an exact evaluation takes a few
+milliseconds. Outside the tables, the exact model, memoised on values rounded to 1%. The tables are built on first
+use (about a second for both) and shared by every replay of the same deployments in a process.
+prefill_read_s: the busiest group's cached-prefix read (harness.cost.comm.host_path and ssd_read_s);
+cache_read_s / cache_write_s / cache_ssd_read_s: one read or write of a step's prefixes.
 step_breakdown / step_span_s: busy seconds per op category of one step (as `bench estimate` counts them) and that
 step's time, memoised.
 """
@@ -41,7 +45,8 @@ _BATCH_POINTS = 40
 _KV_POINTS_PER_DECADE = 29  # the streams' bound switches along KV: 12 per decade left 2% between them, 29 leave 0.3%
 _CACHED_POINTS = 40  # cached-prefix tokens of a prefill batch
 _PIECE_POINTS = 96  # prompt-piece lengths: dense enough that the quadratic attention term interpolates within 0.3%
-_SHARE_POINTS = 24  # where a batch's attention pairs lie between their least and most (geometric: 1/k for k pieces)
+_SHARE_POINTS = 24
+_RATIO_POINTS = 16  # a lone piece's instance tokens over its own (the routed experts' load: close to linear)  # where a batch's attention pairs lie between their least and most (geometric: 1/k for k pieces)
 
 
 def _grid(hi: float, n: int, first: float) -> np.ndarray:
@@ -76,6 +81,8 @@ class BackendCosts:
     _table: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     _piece_axes: tuple = field(default=(), repr=False)
     _piece_table: list | None = field(default=None, repr=False)
+    _one_axes: tuple = field(default=(), repr=False)
+    _one_table: list | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         p, d, hw = self.prefill, self.decode, self.decode.hardware
@@ -134,7 +141,10 @@ class BackendCosts:
         got = _trilinear(self._piece_axes, self._piece_table, n, c, _pairs_share(n, c, pairs))
         t = got if got is not None else self._prefill_cached(_round(n), _round(c), _round(pairs), int(new.size))
         for a, b in heavy_pieces(self.prefill, new, cached):
-            t = max(t, self._prefill_one_piece(_round(a), _round(b), _round(n)))
+            if self._one_table is None:
+                self._build_one_piece_table()
+            got = _trilinear(self._one_axes, self._one_table, a, b, n / a)
+            t = max(t, got if got is not None else self._prefill_one_piece(_round(a), _round(b), _round(n)))
         return t
 
     def prefill_step_exact_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
@@ -147,6 +157,19 @@ class BackendCosts:
     def _prefill_one_piece(self, new: float, cached: float, instance_new: float) -> float:
         return float(best_step_time_s(self.prefill, lambda d: one_piece_work(d, new, cached, instance_new),
                                       self.eplb))
+
+    def _build_one_piece_table(self) -> None:
+        """A piece alone in its group, over (its new tokens, its cached tokens, the instance's new tokens over its
+        own, up to 4 x dp: a heavier instance is rare, and exact): one vectorised evaluation like the even table's."""
+        p = self.prefill
+        top = float(max(p.prefill_token_budget_per_chip * p.chips, self.max_context_tokens))
+        new = np.geomspace(1.0, top, _PIECE_POINTS)
+        cached = _grid(float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens)), _CACHED_POINTS, 16.0)
+        ratio = np.geomspace(1.0, 4.0 * p.dp, _RATIO_POINTS)
+        a, c, r = np.meshgrid(new, cached, ratio, indexing="ij")
+        self._one_axes = (new.tolist(), cached.tolist(), ratio.tolist())
+        self._one_table = np.asarray(best_step_time_s(
+            p, lambda d: prefill_work_group(d, a, c, causal_pairs(a, c), 1.0, a * r), self.eplb), float).tolist()
 
     def _build_piece_table(self) -> None:
         """One vectorised evaluation of the step model (about 77k batch compositions, under 0.2 s). The pieces
@@ -182,21 +205,20 @@ class BackendCosts:
         """A step's cached prefixes into the prefill instance (harness.step.estimate.prefix_read_s)."""
         return prefix_read_s(self.prefill, tokens, remote)
 
-    def prefill_read_s(self, local: float, remote: float, ssd: float, largest: float) -> float:
-        """The busiest attention group's reads: an even share of each tier, or the largest prefix alone (in the
-        step's mix of tiers) if that is more. Each rank of the group reads the group's KV (its KV heads' part under
-        GQA); from SSD the group's ranks in a node share its drives."""
+    def prefill_read_s(self, local: float, remote: float, ssd: float,
+                       largest: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> float:
+        """The busiest attention group's read: the longer of an even share of the step's reads and the largest
+        prefix alone (`largest`: its local, remote and SSD tokens), since a prefix lands in one group. Each rank of
+        a group reads the group's KV (its KV heads' part under GQA); a node's drives carry every rank's SSD share."""
         p = self.prefill
-        total = local + remote + ssd
-        if total <= 0:
-            return 0.0
-        share, readers = 1.0 / p.dp, min(p.ranks, p.hardware.ranks_per_node)
-        if largest * p.dp > total:
-            share, readers = largest / total, min(p.tp, p.hardware.ranks_per_node)
-        rank = self.kv_bytes_per_token * share * rank_kv_share(p)
-        t = sum(float(_copy_s(tokens * rank, *host_path(p.hardware, "read", far))) for tokens, far in
-                ((local, False), (remote, True)) if tokens)
-        return t + (ssd_read_s(ssd * rank, p.hardware, readers) if ssd else 0.0)
+        rank = self.kv_bytes_per_token * rank_kv_share(p)
+        hw, readers = p.hardware, min(p.ranks, p.hardware.ranks_per_node)
+        node_ssd = ssd / p.dp * rank * readers  # the node's drives serve an even share for each of its ranks
+
+        def group_s(l_: float, r_: float, s_: float) -> float:
+            t = sum(_copy_s(n * rank, *host_path(hw, "read", far)) for n, far in ((l_, False), (r_, True)) if n)
+            return t + (ssd_read_s(s_ * rank, hw, 1, node_bytes=max(node_ssd, s_ * rank)) if s_ else 0.0)
+        return max(group_s(local / p.dp, remote / p.dp, ssd / p.dp), group_s(*largest))
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "write", remote))
@@ -315,6 +337,13 @@ def build_serving_costs(hardware: str, prefill_deployment: str | None = None, de
             raise InputError(f"deployment '{dep.name}' runs on '{dep.hardware.name}', not '{hardware}'", field=phase)
     if p.llm.name != d.llm.name:
         raise InputError(f"prefill serves '{p.llm.name}' but decode serves '{d.llm.name}'", field="decode")
+    return _costs(hardware, p, d, eplb)
+
+
+@functools.lru_cache(maxsize=16)
+def _costs(hardware: str, p: Deployment, d: Deployment, eplb: str) -> BackendCosts:
+    """One BackendCosts per (deployments, EPLB) in a process: its tables take about a second to build, and a
+    sweep's worker replays the same backend for many points. It holds nothing a replay changes but memos."""
     return BackendCosts(backend=hardware, prefill=p, decode=d, eplb=eplb)
 
 

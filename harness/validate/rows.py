@@ -416,7 +416,8 @@ def _open_choices(dep) -> list[tuple[str, str, dict[str, Any]]]:
             if dep.ranks % tp == 0:
                 out.append(("TP degree of the staged SP/TP attention", f"tp = {tp}", {"tp": tp, "dp": dep.ranks // tp}))
     if dep.overlap == "split-cores" and dep.microbatches > 1 and not dep.split_hbm:
-        out.append(("HBM bandwidth under the core split", "each stream gets its cores' share", {"split_hbm": True}))
+        out.append(("HBM bandwidth under the core split", "each stream gets its cores' share",
+                    {"split_hbm": True, "microbatching": "always"}))
     return out
 
 

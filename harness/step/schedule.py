@@ -118,8 +118,8 @@ def busiest_pieces(pieces, groups: int):
 
 def prefill_pieces_time_s(dep: Deployment, new: np.ndarray, cached: np.ndarray, eplb: str | None = None) -> float:
     """A step over a batch of prompt pieces, priced at its busiest attention group: a piece stays in one group, so
-    that group carries at least the heaviest piece and at least an even share of the batch; the step takes the
-    longer of the two (the bound any packing meets, which a balancing scheduler, such as DeepSeek's prefill load
+    the busiest carries at least any one piece and at least an even share of the batch; the step takes the longest
+    of these (the bound any packing meets, which a balancing scheduler, such as DeepSeek's prefill load
     balancer (Day 6), reaches but for the last partial round). Each runs as `as_run` says."""
     new, cached = np.asarray(new, float).ravel(), np.asarray(cached, float).ravel()
     n = float(new.sum())
@@ -138,8 +138,8 @@ def one_piece_work(dep: Deployment, new: float, cached: float, instance_new: flo
 def heavy_pieces(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> list[tuple[float, float]]:
     """The distinct (new, cached) pieces that may set the busiest attention group: those weighing over half an even
     share (at most 2 x dp of them; lighter ones cannot outlast the even share) that no other piece outdoes in both
-    new and cached tokens. Weight: FLOPs per layer that stay in
-    the piece's group (projections of its new tokens, MLA's K/V up-projection of its whole context, attention)."""
+    new and cached tokens. Weight: FLOPs per layer that stay in the piece's group (projections of its new tokens,
+    MLA's K/V up-projection of its whole context, attention)."""
     if dep.dp <= 1 or new.size == 0:
         return []
     per_new, per_context = group_flops_per_token(dep)
@@ -171,8 +171,8 @@ def group_flops_per_token(dep: Deployment) -> tuple[float, float]:
 
 def prefill_work_totals(dep: Deployment, new_sum: float, cached_sum: float, pairs_sum: float,
                         pieces: float) -> StepWork:
-    """The same from totals over the batch: new and cached tokens, attention (query, key) pairs, pieces; spread
-    evenly over the instance's attention groups."""
+    """A batch from its totals over the instance (new and cached tokens, attention (query, key) pairs, pieces),
+    spread evenly over the instance's attention groups."""
     g = dep.dp
     return prefill_work_group(dep, new_sum / g, cached_sum / g, pairs_sum / g, pieces / g, new_sum)
 

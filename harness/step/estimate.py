@@ -11,8 +11,8 @@ from harness.cost.comm import host_path, transfer_time_s
 from harness.errors import InputError
 from harness.step.deployment import Deployment
 from harness.step.loading import object_store_load_s, pool_load_s
-from harness.step.ops import gqa_kv_read_factor
 from harness.step.memory import max_batch_per_chip, memory_plan, model_bytes
+from harness.step.ops import gqa_kv_read_factor
 from harness.step.schedule import (as_run, busiest_pieces, decode_work, layer_kinds, makespan_s,
                                    prefill_work, step_ops)
 from harness.step.streams import stream_of

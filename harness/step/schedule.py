@@ -85,13 +85,17 @@ def as_run(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str
     return one if float(step_time_s(one, work_of(one), eplb)) < float(step_time_s(dep, work_of(dep), eplb)) else dep
 
 
+def step_times_by_run(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str | None = None) -> list:
+    """`step_time_s` under each way `as_run` may run the step (the deployment's microbatches, and one where that
+    is allowed), vectorised over the arrays `work_of` builds. Each is smooth where their minimum has a kink, so
+    tables keep them apart and take the minimum after interpolating."""
+    runs = [dep] if dep.microbatches == 1 or dep.microbatching == "always" else [dep, dep.replace(microbatches=1)]
+    return [step_time_s(d, work_of(d), eplb) for d in runs]
+
+
 def best_step_time_s(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str | None = None):
     """`step_time_s` of the step as `as_run` runs it, vectorised over the arrays `work_of` builds."""
-    t = step_time_s(dep, work_of(dep), eplb)
-    if dep.microbatches == 1 or dep.microbatching == "always":
-        return t
-    one = dep.replace(microbatches=1)
-    return np.minimum(t, step_time_s(one, work_of(one), eplb))
+    return functools.reduce(np.minimum, step_times_by_run(dep, work_of, eplb))
 
 
 def _prefill_mtp(dep: Deployment, main: Work) -> Work | None:

@@ -39,7 +39,7 @@ from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
 from harness.step.schedule import (CATEGORIES, as_run, best_step_time_s, busiest_pieces, decode_work, heavy_pieces,
                                    makespan_s, one_piece_work, prefill_pieces_time_s, prefill_work_group,
-                                   prefill_work_totals, step_ops)
+                                   prefill_work_totals, step_ops, step_times_by_run)
 
 _BATCH_POINTS = 40
 _KV_POINTS_PER_DECADE = 29  # the streams' bound switches along KV: 12 per decade left 2% between them, 29 leave 0.3%
@@ -76,13 +76,12 @@ class BackendCosts:
     cache_pool_bytes: int = 0
     cache_ssd_bytes: int = 0
     cache_uniform_access: bool = True
-    _batch_grid: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    _kv_grid: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    _table: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    _axes: tuple = field(default=(), repr=False)  # decode: (batch per chip, mean KV length)
+    _table: list = field(default=None, repr=False)  # type: ignore[assignment]  # one per way to run a step
     _piece_axes: tuple = field(default=(), repr=False)
-    _piece_table: list | None = field(default=None, repr=False)
+    _piece_table: list | None = field(default=None, repr=False)  # one per way to run a step, as _table
     _one_axes: tuple = field(default=(), repr=False)
-    _one_table: list | None = field(default=None, repr=False)
+    _one_table: list | None = field(default=None, repr=False)  # likewise
 
     def __post_init__(self) -> None:
         p, d, hw = self.prefill, self.decode, self.decode.hardware
@@ -103,17 +102,19 @@ class BackendCosts:
         self.cache_uniform_access = hw.host_uniform
         # from a quarter request per chip: below one the busiest stream can switch (a fixed all-to-all overhead
         # against attention over long contexts)
-        self._batch_grid = _grid(max(self.decode_batch_cap_per_chip * 2.0, 8.0), _BATCH_POINTS, 0.25)
+        batch = _grid(max(self.decode_batch_cap_per_chip * 2.0, 8.0), _BATCH_POINTS, 0.25)
         # A step is priced at its busiest DP rank's KV spread over the batch (harness.sim.engine), which for a few
         # requests on many ranks reaches one full context per rank.
         kv_hi = float(self.max_context_tokens) * d.dp
-        self._kv_grid = _grid(kv_hi, math.ceil(_KV_POINTS_PER_DECADE * math.log10(kv_hi / 64.0)) + 2, 64.0)
-        b, k = np.meshgrid(np.maximum(self._batch_grid, 1e-6), self._kv_grid, indexing="ij")
-        self._table = np.asarray(best_step_time_s(d, lambda x: decode_work(x, b, k), self.eplb), float)
+        kv = _grid(kv_hi, math.ceil(_KV_POINTS_PER_DECADE * math.log10(kv_hi / 64.0)) + 2, 64.0)
+        b, k = np.meshgrid(np.maximum(batch, 1e-6), kv, indexing="ij")
+        self._axes = (batch.tolist(), kv.tolist())
+        self._table = [np.broadcast_to(t, b.shape).tolist() for t in step_times_by_run(
+            d, lambda x: decode_work(x, b, k), self.eplb)]
 
     # ---- decode
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
-        got = _bilinear(self._batch_grid, self._kv_grid, self._table, batch_per_chip, mean_kv_len)
+        got = _bilinear(self._axes, self._table, float(batch_per_chip), float(mean_kv_len))
         return got if got is not None else self._direct_decode(float(batch_per_chip), float(mean_kv_len))
 
     def decode_step_exact_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
@@ -139,12 +140,12 @@ class BackendCosts:
         pairs = float(causal_pairs(new, cached).sum()) if new.size > 1 else n * c + n * (n + 1) / 2
         if self._piece_table is None:
             self._build_piece_table()
-        got = _trilinear(self._piece_axes, self._piece_table, n, c, _pairs_share(n, c, pairs))
+        got = _trilinear_min(self._piece_axes, self._piece_table, n, c, _pairs_share(n, c, pairs))
         t = got if got is not None else self._prefill_cached(_round(n), _round(c), _round(pairs), int(new.size))
         for a, b in heavy_pieces(self.prefill, new, cached):
             if self._one_table is None:
                 self._build_one_piece_table()
-            got = _trilinear(self._one_axes, self._one_table, a, b, n / a)
+            got = _trilinear_min(self._one_axes, self._one_table, a, b, n / a)
             t = max(t, got if got is not None else self._prefill_one_piece(_round(a), _round(b), _round(n)))
         return t
 
@@ -169,8 +170,8 @@ class BackendCosts:
         ratio = np.geomspace(1.0, 4.0 * p.dp, _RATIO_POINTS)
         a, c, r = np.meshgrid(new, cached, ratio, indexing="ij")
         self._one_axes = (new.tolist(), cached.tolist(), ratio.tolist())
-        self._one_table = np.asarray(best_step_time_s(
-            p, lambda d: prefill_work_group(d, a, c, causal_pairs(a, c), 1.0, a * r), self.eplb), float).tolist()
+        self._one_table = [np.broadcast_to(t, a.shape).tolist() for t in step_times_by_run(
+            p, lambda d: prefill_work_group(d, a, c, causal_pairs(a, c), 1.0, a * r), self.eplb)]
 
     def _build_piece_table(self) -> None:
         """One vectorised evaluation of the step model (about 92k batch compositions, each with one and with the
@@ -186,8 +187,8 @@ class BackendCosts:
         lo, hi = n + c, n * c + n * (n + 1) / 2
         pieces = np.clip(1.0 / np.maximum(r, 1e-12), 1.0, n)
         self._piece_axes = (new.tolist(), cached.tolist(), share.tolist())
-        self._piece_table = np.asarray(best_step_time_s(
-            p, lambda d: prefill_work_totals(d, n, c, lo + r * (hi - lo), pieces), self.eplb), float).tolist()
+        self._piece_table = [np.broadcast_to(t, n.shape).tolist() for t in step_times_by_run(
+            p, lambda d: prefill_work_totals(d, n, c, lo + r * (hi - lo), pieces), self.eplb)]
 
     def __hash__(self) -> int:
         return id(self)
@@ -275,16 +276,18 @@ def _step_key(phase: str, step: dict[str, float]) -> tuple[float, float, float]:
     raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
 
 
-def _bilinear(xs: np.ndarray, ys: np.ndarray, table: np.ndarray, x: float, y: float) -> float | None:
-    """Bilinear interpolation in a table over grids xs x ys; None outside it."""
-    if not (xs[0] <= x <= xs[-1] and ys[0] <= y <= ys[-1]):
-        return None
-    i = min(int(np.searchsorted(xs, x, side="right")) - 1, len(xs) - 2)
-    j = min(int(np.searchsorted(ys, y, side="right")) - 1, len(ys) - 2)
-    u = (x - xs[i]) / (xs[i + 1] - xs[i])
-    v = (y - ys[j]) / (ys[j + 1] - ys[j])
-    return float((1 - u) * (1 - v) * table[i, j] + u * (1 - v) * table[i + 1, j]
-                 + (1 - u) * v * table[i, j + 1] + u * v * table[i + 1, j + 1])
+def _bilinear(axes: tuple, tables: list, x: float, y: float) -> float | None:
+    """Bilinear interpolation in nested lists over two sorted axes, the least over tables (one per way to run a
+    step, each smooth where their least bends); plain floats: called per decode step. None outside the tables."""
+    idx = []
+    for axis, v in zip(axes, (x, y)):
+        if not axis[0] <= v <= axis[-1]:
+            return None
+        i = min(bisect.bisect_right(axis, v) - 1, len(axis) - 2)
+        idx.append((i, (v - axis[i]) / (axis[i + 1] - axis[i])))
+    (i, u), (j, v) = idx
+    return min((1 - u) * ((1 - v) * t[i][j] + v * t[i][j + 1]) + u * ((1 - v) * t[i + 1][j] + v * t[i + 1][j + 1])
+               for t in tables)
 
 
 def _pairs_share(n: float, c: float, pairs: float) -> float:
@@ -310,6 +313,12 @@ def _trilinear(axes: tuple, table: list, x: float, y: float, z: float) -> float 
             row = table[i + di][j + dj]
             out += fu * fv * ((1 - w) * row[k] + w * row[k + 1])
     return out
+
+
+def _trilinear_min(axes: tuple, tables: list, x: float, y: float, z: float) -> float | None:
+    """The least of `_trilinear` over tables, one per way to run a step (each smooth where their least bends)."""
+    got = [_trilinear(axes, t, x, y, z) for t in tables]
+    return None if got[0] is None else min(got)
 
 
 def _copy_s(nbytes: float, bytes_per_s: float, latency_s: float) -> float:

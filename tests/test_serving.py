@@ -9,7 +9,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from harness.cli import main
@@ -162,6 +162,7 @@ pieces = st.lists(st.tuples(st.integers(1, 20_000), st.integers(0, 60_000) | st.
 
 
 @given(st.sampled_from(["cloudmatrix384", "h800-ib"]), pieces, st.integers(1, 30))
+@example("h800-ib", [(275, 0)], 4)  # where the microbatch choice switches: interpolating the least of two runs missed 1%
 def test_prefill_table_is_within_one_percent_of_the_model(backend, batch, repeat):
     c = costs(backend)
     new = np.array([n for n, _ in batch] * repeat)

@@ -200,3 +200,15 @@ def test_an_unknown_llm_named_by_an_exported_graph_is_one_line(tmp_path):
     r = CliRunner().invoke(main, ["ops", "replay", str(tmp_path / "g.json"), "--source", "h800-ib"])
     assert r.exit_code == 2 and "meta: field 'llm': unknown llm 'no-such-llm'" in r.output, r.output
     assert "Traceback" not in r.output
+
+
+def test_an_exported_step_says_how_it_ran():
+    """The graph's meta names the deployment's layout and the microbatches the step ran with: one where they would
+    not shorten it (a light prefill step), the deployment's two where they do (CM384 decode at batch 96)."""
+    from harness.ops.export import export_step
+
+    light, _ = export_step("h800-prefill", tokens=64, prompt_len=64)
+    full, _ = export_step("cm384-decode", batch=96, kv_len=4096)
+    assert light.meta["microbatches"] == 1 and full.meta["microbatches"] == 2
+    assert {"ep": 320, "dp": 320, "tp": 1, "precision": "int8", "attention_kernel": "current",
+            "split_hbm": False}.items() <= full.meta.items()

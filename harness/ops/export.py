@@ -48,6 +48,7 @@ def export_step(deployment: str, batch: float | None = None, kv_len: int | None 
     prompts of `prompt_len`."""
     from harness.errors import InputError
     from harness.step import decode_work, load_deployment, prefill_work, step_ops, step_time_s
+    from harness.step.estimate import deployment_fields
     from harness.step.schedule import as_run
 
     dep = load_deployment(deployment, overrides)
@@ -67,6 +68,7 @@ def export_step(deployment: str, batch: float | None = None, kv_len: int | None 
             return prefill_work(d, point["tokens_per_chip"], point["prompt_len"])
     dep = as_run(dep, work_of)
     work = work_of(dep)
-    meta = {"deployment": dep.name, "hardware": dep.hardware.name, "llm": dep.llm.name, "phase": dep.phase,
+    # how the step ran (its microbatches as run: one where they would not shorten it), as `bench estimate` says
+    meta = {**deployment_fields(dep, dep.eplb), "microbatches": dep.microbatches, "split_hbm": dep.split_hbm,
             **point, "step_time_s": float(step_time_s(dep, work))}
     return graph_from_step_ops(step_ops(dep, work), meta), meta["step_time_s"]

@@ -279,12 +279,9 @@ def _step_key(phase: str, step: dict[str, float]) -> tuple[float, float, float]:
 def _bilinear(axes: tuple, tables: list, x: float, y: float) -> float | None:
     """Bilinear interpolation in nested lists over two sorted axes, the least over tables (one per way to run a
     step, each smooth where their least bends); plain floats: called per decode step. None outside the tables."""
-    idx = []
-    for axis, v in zip(axes, (x, y)):
-        if not axis[0] <= v <= axis[-1]:
-            return None
-        i = min(bisect.bisect_right(axis, v) - 1, len(axis) - 2)
-        idx.append((i, (v - axis[i]) / (axis[i + 1] - axis[i])))
+    idx = _cell(axes, (x, y))
+    if idx is None:
+        return None
     (i, u), (j, v) = idx
     return min((1 - u) * ((1 - v) * t[i][j] + v * t[i][j + 1]) + u * ((1 - v) * t[i + 1][j] + v * t[i + 1][j + 1])
                for t in tables)
@@ -297,16 +294,21 @@ def _pairs_share(n: float, c: float, pairs: float) -> float:
     return min(max((pairs - lo) / (hi - lo), 0.0), 1.0) if hi > lo else 1.0
 
 
-def _trilinear(axes: tuple, table: list, x: float, y: float, z: float) -> float | None:
-    """Trilinear interpolation in nested lists over three sorted axes (plain floats: called per prefill step);
-    None outside the table."""
-    out = 0.0
+def _cell(axes: tuple, point: tuple) -> list[tuple[int, float]] | None:
+    """Per axis, the index of the interval holding the point's coordinate and its fraction along it (sorted axes);
+    None outside them."""
     idx = []
-    for axis, v in zip(axes, (x, y, z)):
+    for axis, v in zip(axes, point):
         if not axis[0] <= v <= axis[-1]:
             return None
         i = min(bisect.bisect_right(axis, v) - 1, len(axis) - 2)
         idx.append((i, (v - axis[i]) / (axis[i + 1] - axis[i])))
+    return idx
+
+
+def _trilinear_at(table: list, idx: list[tuple[int, float]]) -> float:
+    """Trilinear interpolation in nested lists at a point `_cell` located (plain floats: called per prefill step)."""
+    out = 0.0
     (i, u), (j, v), (k, w) = idx
     for di, fu in ((0, 1 - u), (1, u)):
         for dj, fv in ((0, 1 - v), (1, v)):
@@ -316,9 +318,10 @@ def _trilinear(axes: tuple, table: list, x: float, y: float, z: float) -> float 
 
 
 def _trilinear_min(axes: tuple, tables: list, x: float, y: float, z: float) -> float | None:
-    """The least of `_trilinear` over tables, one per way to run a step (each smooth where their least bends)."""
-    got = [_trilinear(axes, t, x, y, z) for t in tables]
-    return None if got[0] is None else min(got)
+    """Trilinear interpolation over three sorted axes, the least over tables (one per way to run a step, each smooth
+    where their least bends), which share the axes, so the point is located once; None outside the tables."""
+    idx = _cell(axes, (x, y, z))
+    return None if idx is None else min(_trilinear_at(t, idx) for t in tables)
 
 
 def _copy_s(nbytes: float, bytes_per_s: float, latency_s: float) -> float:

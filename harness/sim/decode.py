@@ -68,6 +68,8 @@ class DecodeInstance:
         self.ranks = ranks
         self.rank_cap = -(-batch_cap // ranks)
         self.rank = np.zeros(0, dtype=np.int64)          # each running request's DP rank
+        self.stacked = False            # some DP rank holds two or more requests: kept by _place and advance, so
+                                        # that busiest_rank_kv need not count requests per rank every plan
         self.uniforms = uniforms
         self.plan: Plan | None = None
         self.gen = 0                    # identifies the one live end-of-plan event
@@ -111,12 +113,16 @@ class DecodeInstance:
             return np.zeros(kv.size, dtype=np.int64)
         rank_kv = np.bincount(self.rank, weights=self.kv_len, minlength=self.ranks)
         rank_n = np.bincount(self.rank, minlength=self.ranks)
+        room = np.where(rank_n < self.rank_cap, rank_kv, np.inf)   # each rank's KV, infinite once full
         out = np.empty(kv.size, dtype=np.int64)
         for i, k in enumerate(kv.tolist()):
-            r = int(np.argmin(np.where(rank_n < self.rank_cap, rank_kv, np.inf)))
-            rank_kv[r] += k
+            r = int(room.argmin())
+            room[r] += k
             rank_n[r] += 1
+            if rank_n[r] >= self.rank_cap:
+                room[r] = np.inf
             out[i] = r
+        self.stacked = bool(rank_n.max() > 1)
         return out
 
     def busiest_rank_kv(self, emitted: np.ndarray, steps: int) -> list[int]:
@@ -126,8 +132,7 @@ class DecodeInstance:
         s = steps - 1
         if self.ranks == 1:
             return [self.kv_sum] + (self.kv_sum + emitted[:s].sum(axis=1)).tolist()
-        counts = np.bincount(self.rank, minlength=self.ranks)
-        if counts.max() == 1:   # a request per rank (a light load): its own KV is its rank's
+        if not self.stacked:   # a request per rank (a light load): its own KV is its rank's
             return [int(self.kv_len.max())] + (self.kv_len + emitted[:s]).max(axis=1).tolist()
         r = self.ranks
         rank_kv = np.bincount(self.rank, weights=self.kv_len, minlength=r)
@@ -151,4 +156,6 @@ class DecodeInstance:
         keep = ~done
         self.rid, self.remaining, self.kv_len = self.rid[keep], self.remaining[keep], self.kv_len[keep]
         self.rank = self.rank[keep]
+        if self.stacked:   # the finished may have left each rank one request or none
+            self.stacked = bool(np.bincount(self.rank, minlength=self.ranks).max() > 1)
         return total, finished

@@ -10,6 +10,7 @@ import bisect
 import heapq
 from collections import deque
 from collections.abc import Callable
+from itertools import accumulate
 
 import numpy as np
 
@@ -296,15 +297,19 @@ class _Run:
         if not inst.busy:
             self._start_decode(inst)
 
-    def _step_s(self, n: int, busiest_kv: float) -> float:
-        """Duration of a decode step of n requests whose busiest DP rank holds busiest_kv tokens of KV: priced as
-        a step where every rank's attention reads that much (the mean KV length that gives it)."""
-        key = (n, int(busiest_kv * self.caps.decode_dp_ranks / n / KV_QUANTUM_TOKENS + 0.5))
-        dur = self._decode_memo.get(key)
-        if dur is None:
-            dur = float(self.costs.decode_step_s(n / self.caps.decode_chips, key[1] * KV_QUANTUM_TOKENS or 1))
-            self._decode_memo[key] = dur
-        return dur
+    def _step_times(self, n: int, busiest_kv: list[int]) -> list[float]:
+        """Durations of decode steps of n requests whose busiest DP rank holds busiest_kv[j] tokens of KV: each
+        priced as a step where every rank's attention reads that much (the mean KV length that gives it)."""
+        memo, ranks = self._decode_memo, self.caps.decode_dp_ranks
+        out = []
+        for b in busiest_kv:   # per planned step, so the memo and the rank count are held in locals
+            key = (n, int(b * ranks / n / KV_QUANTUM_TOKENS + 0.5))
+            dur = memo.get(key)
+            if dur is None:
+                dur = float(self.costs.decode_step_s(n / self.caps.decode_chips, key[1] * KV_QUANTUM_TOKENS or 1))
+                memo[key] = dur
+            out.append(dur)
+        return out
 
     def _start_decode(self, inst: DecodeInstance) -> None:
         joined = inst.join(self.inp, self.out)
@@ -317,22 +322,16 @@ class _Run:
         k = inst.next_plan_steps
         u = inst.uniforms.take(k * n * draft)
         tokens = tokens_per_step(u, k * n, draft, self.caps.mtp_accept).reshape(k, n)
-        emitted = np.cumsum(tokens, axis=0)
+        emitted = tokens.cumsum(axis=0)
         reach = (emitted >= inst.remaining).any(axis=1)
         last = int(reach.argmax()) if reach.any() else k - 1     # nobody finishes before this step
         per_step = tokens[:last + 1].sum(axis=1).tolist()
         busiest = inst.busiest_rank_kv(emitted, last + 1)
-        t, kv_sum = self.now, inst.kv_sum
-        ends, durs, kvs, held = [], [], [], []
-        for j in range(last + 1):
-            dur = self._step_s(n, busiest[j])
-            t += dur
-            ends.append(t)
-            durs.append(dur)
-            kvs.append(kv_sum / n)
-            held.append(kv_sum)
-            kv_sum += per_step[j]
-        inst.plan = Plan(self.now, k, n, ends, durs, kvs, held, per_step, emitted, last + 1, busiest)
+        durs = self._step_times(n, busiest)
+        ends = list(accumulate(durs, initial=self.now))[1:]
+        held = list(accumulate(per_step[:last], initial=inst.kv_sum))   # KV held at each step's start
+        inst.plan = Plan(self.now, k, n, ends, durs, [h / n for h in held], held, per_step, emitted, last + 1,
+                         busiest)
         inst.busy = True
         inst.gen += 1
         self._push(ends[-1], DECODE_DONE, inst.index, inst.gen)
@@ -344,22 +343,24 @@ class _Run:
         plan, res, m = inst.plan, self.res, inst.plan.m
         inst.plan = None
         inst.busy = False
-        start = plan.start_s
+        n, ends = plan.n, plan.ends[:m]
+        res.decode_steps += m
+        res.decode_batch_sum += n * m   # whole numbers: the same sum in one addition
+        # Float sums add step by step, in the order one event per step adds them (the same bits).
+        kv_sum, busiest_sum, busy_s = res.decode_kv_sum, res.decode_busiest_kv_sum, res.decode_busy_s
         for j in range(m):
-            res.decode_steps += 1
-            res.decode_batch_sum += plan.n
-            res.decode_kv_sum += plan.mean_kv[j]
-            res.decode_busiest_kv_sum += plan.busiest[j] * inst.ranks / plan.n
-            res.decode_busy_s += plan.durs[j]
-            res.decode_busy_grid.add_interval(start, plan.ends[j])
-            if self.config.record_steps:
-                res.steps.append((1, idx, start, plan.ends[j], plan.held[j], plan.n, plan.mean_kv[j]))
-            if j < m - 1:
-                res.output_tokens_grid.add_at(plan.ends[j], plan.per_step[j])
-            start = plan.ends[j]
+            kv_sum += plan.mean_kv[j]
+            busiest_sum += plan.busiest[j] * inst.ranks / n
+            busy_s += plan.durs[j]
+        res.decode_kv_sum, res.decode_busiest_kv_sum, res.decode_busy_s = kv_sum, busiest_sum, busy_s
+        res.decode_busy_grid.add_intervals(plan.start_s, ends)
+        if self.config.record_steps:
+            res.steps.extend((1, idx, start, end, plan.held[j], n, plan.mean_kv[j])
+                             for j, (start, end) in enumerate(zip([plan.start_s] + ends[:-1], ends)))
         total, finished = inst.advance(plan.emitted[m - 1])
         # The last step's tokens are capped at what each request still needed.
-        res.output_tokens_grid.add_at(self.now, total - sum(plan.per_step[:m - 1]))
+        counts = plan.per_step[:m - 1]
+        res.output_tokens_grid.add_counts(ends, counts + [total - sum(counts)])
         inst.uniforms.give_back((plan.k - m) * plan.n * self.caps.mtp_draft_tokens)
         # Plan about twice as far as the last plan got: long when nothing joins, short when joins are frequent.
         inst.next_plan_steps = min(BLOCK_STEPS, 2 * m)

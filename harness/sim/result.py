@@ -53,6 +53,33 @@ class Grid:
         self.values[c0 + 1:c1] += weight * self.cell_s
         self.values[c1] += weight * (end_s - c1 * self.cell_s)
 
+    def add_intervals(self, start_s: float, ends_s: list[float]) -> None:
+        """add_interval over back-to-back intervals, start_s to ends_s[0], then to ends_s[1], ...: the same additions
+        in the same order, the cell found once when all fall in one (a decode plan's steps mostly do)."""
+        c = int(start_s / self.cell_s)
+        if int(ends_s[-1] / self.cell_s) != c:
+            for end in ends_s:
+                self.add_interval(start_s, end)
+                start_s = end
+            return
+        self._grow(c)
+        v = float(self.values[c])
+        for end in ends_s:
+            v += end - start_s
+            start_s = end
+        self.values[c] = v
+
+    def add_counts(self, times_s: list[float], counts: list[int]) -> None:
+        """add_at for each count at nondecreasing times, on a grid of whole counts: their sums are exact in any
+        order, so counts falling in one cell are added at once."""
+        c = int(times_s[-1] / self.cell_s)
+        if int(times_s[0] / self.cell_s) != c:
+            for t, x in zip(times_s, counts):
+                self.add_at(t, x)
+            return
+        self._grow(c)
+        self.values[c] += sum(counts)
+
 
 @dataclass
 class SimResult:

@@ -362,8 +362,9 @@ class _Run:
         counts = plan.per_step[:m - 1]
         res.output_tokens_grid.add_counts(ends, counts + [total - sum(counts)])
         inst.uniforms.give_back((plan.k - m) * plan.n * self.caps.mtp_draft_tokens)
-        # Plan about twice as far as the last plan got: long when nothing joins, short when joins are frequent.
-        inst.next_plan_steps = min(BLOCK_STEPS, 2 * m)
+        # Plan about twice as far as the last plan got (long when nothing joins, short when joins are frequent),
+        # and at least 256 request-steps: up to there a plan's array work costs per call, not per element.
+        inst.next_plan_steps = min(BLOCK_STEPS, max(2 * m, 256 // n))
         if finished.size:
             res.finish_s[finished] = self.now
             res.status[finished] = COMPLETED

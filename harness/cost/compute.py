@@ -35,10 +35,6 @@ def gemm_time_s(m, n, k, precision: str | None, hw: Hardware, groups: int = 1,
     precision = precision or hw.default_precision
     table_id = hw.gemm_table(precision)
     m = np.asarray(m, dtype=float)
-    if m.size > _DISTINCT_ABOVE:  # a step table's GEMM rows take few values (they follow one of its axes)
-        rows, where = np.unique(m, return_inverse=True)
-        if rows.size * 4 < m.size:
-            return gemm_time_s(rows, n, k, precision, hw, groups, compute_share, out_bytes)[where].reshape(m.shape)
     peak, bw, b = hw.peak(precision) * compute_share, hw.hbm_bytes_per_s, BYTES[precision]
     t = _fit_time_s(gemm_fit(table_id), m, n, k, groups, peak, bw, b, out_bytes)
     ceilings, floors = _shape_bounds(table_id, float(n), float(k))
@@ -47,9 +43,6 @@ def gemm_time_s(m, n, k, precision: str | None, hw: Hardware, groups: int = 1,
     if floors is not None:
         t = np.maximum(t, _shapes_time_s(floors, m, groups, peak, bw, b, out_bytes).max(axis=-1))
     return np.where(m > 0, t, 0.0)
-
-
-_DISTINCT_ABOVE = 4096  # elements: price each distinct row count once (every measured shape is priced per row)
 
 
 def _fit_time_s(fit: GemmFit, m, n, k, groups, peak: float, bw: float, in_bytes: int, out_bytes: int):

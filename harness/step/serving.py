@@ -14,7 +14,7 @@ a share between their least and most for those totals), and each heavy piece alo
 over (its new tokens, its cached tokens, the instance's new tokens over its own): within 1% of the exact model
 (`prefill_step_exact_s`) over random batches, tens of microseconds a call where an exact evaluation takes a few
 milliseconds. Outside the tables, the exact model, memoised on values rounded to 1%. The tables are built on first
-use (about a second for both) and shared by every replay of the same deployments in a process.
+use (about 0.1 s for both) and shared by every replay of the same deployments in a process.
 prefill_read_s: the busiest group's cached-prefix read (harness.cost.comm.host_path and ssd_read_s);
 cache_read_s / cache_write_s / cache_ssd_read_s: one read or write of a step's prefixes.
 step_breakdown / step_span_s: busy seconds per op category of one step (as `bench estimate` counts them) and that
@@ -107,10 +107,9 @@ class BackendCosts:
         # requests on many ranks reaches one full context per rank.
         kv_hi = float(self.max_context_tokens) * d.dp
         kv = _grid(kv_hi, math.ceil(_KV_POINTS_PER_DECADE * math.log10(kv_hi / 64.0)) + 2, 64.0)
-        b, k = np.meshgrid(np.maximum(batch, 1e-6), kv, indexing="ij")
+        b, k = np.meshgrid(np.maximum(batch, 1e-6), kv, indexing="ij", sparse=True)
         self._axes = (batch.tolist(), kv.tolist())
-        self._table = [np.broadcast_to(t, b.shape).tolist() for t in step_times_by_run(
-            d, lambda x: decode_work(x, b, k), self.eplb)]
+        self._table = _tables(step_times_by_run(d, lambda x: decode_work(x, b, k), self.eplb), self._axes)
 
     # ---- decode
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
@@ -168,14 +167,14 @@ class BackendCosts:
         new = np.geomspace(1.0, top, _PIECE_POINTS)
         cached = _grid(float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens)), _CACHED_POINTS, 16.0)
         ratio = np.geomspace(1.0, 4.0 * p.dp, _RATIO_POINTS)
-        a, c, r = np.meshgrid(new, cached, ratio, indexing="ij")
+        a, c, r = np.meshgrid(new, cached, ratio, indexing="ij", sparse=True)
         self._one_axes = (new.tolist(), cached.tolist(), ratio.tolist())
-        self._one_table = [np.broadcast_to(t, a.shape).tolist() for t in step_times_by_run(
-            p, lambda d: prefill_work_group(d, a, c, causal_pairs(a, c), 1.0, a * r), self.eplb)]
+        self._one_table = _tables(step_times_by_run(
+            p, lambda d: prefill_work_group(d, a, c, causal_pairs(a, c), 1.0, a * r), self.eplb), self._one_axes)
 
     def _build_piece_table(self) -> None:
         """One vectorised evaluation of the step model (about 92k batch compositions, each with one and with the
-        deployment's microbatches: about 0.25 s on CM384, 0.8 s on H800). The pieces of a batch only set the LM
+        deployment's microbatches: about 0.07 s). The pieces of a batch only set the LM
         head's rows (one per piece; under 0.01% of a step at 300 pieces), so the table takes the piece count of equal
         pieces with that share of pairs (about 1 / share)."""
         p = self.prefill
@@ -183,12 +182,12 @@ class BackendCosts:
         new = np.geomspace(1.0, top, _PIECE_POINTS)
         cached = _grid(float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens)), _CACHED_POINTS, 16.0)
         share = np.concatenate([[0.0], np.geomspace(1.0 / 8192, 1.0, _SHARE_POINTS - 1)])
-        n, c, r = np.meshgrid(new, cached, share, indexing="ij")
+        n, c, r = np.meshgrid(new, cached, share, indexing="ij", sparse=True)
         lo, hi = n + c, n * c + n * (n + 1) / 2
         pieces = np.clip(1.0 / np.maximum(r, 1e-12), 1.0, n)
         self._piece_axes = (new.tolist(), cached.tolist(), share.tolist())
-        self._piece_table = [np.broadcast_to(t, n.shape).tolist() for t in step_times_by_run(
-            p, lambda d: prefill_work_totals(d, n, c, lo + r * (hi - lo), pieces), self.eplb)]
+        self._piece_table = _tables(step_times_by_run(
+            p, lambda d: prefill_work_totals(d, n, c, lo + r * (hi - lo), pieces), self.eplb), self._piece_axes)
 
     def __hash__(self) -> int:
         return id(self)
@@ -274,6 +273,12 @@ def _step_key(phase: str, step: dict[str, float]) -> tuple[float, float, float]:
     if phase == "decode":
         return float(step["batch_per_chip"]), float(step["mean_kv_len"]), 0.0
     raise ValueError(f"phase must be 'prefill' or 'decode', got {phase!r}")
+
+
+def _tables(runs: list, axes: tuple) -> list:
+    """Step times over a grid, one nested list per way to run a step. The grid is built sparse (numpy broadcasts
+    it), so an op whose work follows one axis (most GEMMs follow the new tokens) is priced once per value of it."""
+    return [np.broadcast_to(t, tuple(len(a) for a in axes)).tolist() for t in runs]
 
 
 def _bilinear(axes: tuple, tables: list, x: float, y: float) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from dataclasses import dataclass
 
@@ -111,6 +112,12 @@ class DecodeInstance:
         """DP ranks for joining requests of these KV lengths, one at a time: least KV among ranks with room."""
         if self.ranks == 1:
             return np.zeros(kv.size, dtype=np.int64)
+        if not self.stacked and self.rank.size + kv.size <= self.ranks:
+            # a request per rank so far, and room for these alone: each takes the first empty rank (KV 0 beats any
+            # held KV, and argmin takes the first of equals), as the search below would, in a few microseconds
+            used = set(self.rank.tolist())
+            return np.fromiter(itertools.islice((r for r in range(self.ranks) if r not in used), kv.size),
+                               dtype=np.int64, count=kv.size)
         rank_kv = np.bincount(self.rank, weights=self.kv_len, minlength=self.ranks)
         rank_n = np.bincount(self.rank, minlength=self.ranks)
         room = np.where(rank_n < self.rank_cap, rank_kv, np.inf)   # each rank's KV, infinite once full

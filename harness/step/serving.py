@@ -288,8 +288,13 @@ def _bilinear(axes: tuple, tables: list, x: float, y: float) -> float | None:
     if idx is None:
         return None
     (i, u), (j, v) = idx
-    return min((1 - u) * ((1 - v) * t[i][j] + v * t[i][j + 1]) + u * ((1 - v) * t[i + 1][j] + v * t[i + 1][j + 1])
-               for t in tables)
+    best = math.inf
+    for t in tables:
+        a, b = t[i], t[i + 1]
+        got = (1 - u) * ((1 - v) * a[j] + v * a[j + 1]) + u * ((1 - v) * b[j] + v * b[j + 1])
+        if got < best:
+            best = got
+    return best
 
 
 def _pairs_share(n: float, c: float, pairs: float) -> float:
@@ -301,24 +306,28 @@ def _pairs_share(n: float, c: float, pairs: float) -> float:
 
 def _cell(axes: tuple, point: tuple) -> list[tuple[int, float]] | None:
     """Per axis, the index of the interval holding the point's coordinate and its fraction along it (sorted axes);
-    None outside them."""
+    None outside them. Plain floats and no builtins in the loop: called twice or three times per simulated step."""
     idx = []
     for axis, v in zip(axes, point):
         if not axis[0] <= v <= axis[-1]:
             return None
-        i = min(bisect.bisect_right(axis, v) - 1, len(axis) - 2)
-        idx.append((i, (v - axis[i]) / (axis[i + 1] - axis[i])))
+        i = bisect.bisect_right(axis, v) - 1
+        if i > len(axis) - 2:
+            i = len(axis) - 2
+        lo = axis[i]
+        idx.append((i, (v - lo) / (axis[i + 1] - lo)))
     return idx
 
 
 def _trilinear_at(table: list, idx: list[tuple[int, float]]) -> float:
     """Trilinear interpolation in nested lists at a point `_cell` located (plain floats: called per prefill step)."""
-    out = 0.0
     (i, u), (j, v), (k, w) = idx
-    for di, fu in ((0, 1 - u), (1, u)):
-        for dj, fv in ((0, 1 - v), (1, v)):
-            row = table[i + di][j + dj]
-            out += fu * fv * ((1 - w) * row[k] + w * row[k + 1])
+    a, b = table[i], table[i + 1]
+    out = 0.0
+    for fu, rows in ((1 - u, a), (u, b)):
+        r0, r1 = rows[j], rows[j + 1]
+        out += fu * (1 - v) * ((1 - w) * r0[k] + w * r0[k + 1])
+        out += fu * v * ((1 - w) * r1[k] + w * r1[k + 1])
     return out
 
 
@@ -326,7 +335,14 @@ def _trilinear_min(axes: tuple, tables: list, x: float, y: float, z: float) -> f
     """Trilinear interpolation over three sorted axes, the least over tables (one per way to run a step, each smooth
     where their least bends), which share the axes, so the point is located once; None outside the tables."""
     idx = _cell(axes, (x, y, z))
-    return None if idx is None else min(_trilinear_at(t, idx) for t in tables)
+    if idx is None:
+        return None
+    best = math.inf
+    for t in tables:
+        got = _trilinear_at(t, idx)
+        if got < best:
+            best = got
+    return best
 
 
 def _copy_s(nbytes: float, bytes_per_s: float, latency_s: float) -> float:

@@ -78,7 +78,7 @@ class _Run:
         self.heap: list[tuple] = []
         self.seq = 0
         self.now = 0.0
-        self._decode_memo: dict[tuple[int, int], float] = {}
+        self._decode_memo: dict[int, dict[int, float]] = {}   # batch -> quantised KV -> step seconds
         self._step_reads = [0, 0, 0, (0, 0, 0)]     # tokens read this step: local, remote, SSD; the largest
                                                     # prefix's (local, remote, SSD)
 
@@ -300,14 +300,16 @@ class _Run:
     def _step_times(self, n: int, busiest_kv: list[int]) -> list[float]:
         """Durations of decode steps of n requests whose busiest DP rank holds busiest_kv[j] tokens of KV: each
         priced as a step where every rank's attention reads that much (the mean KV length that gives it)."""
-        memo, ranks = self._decode_memo, self.caps.decode_dp_ranks
+        memo = self._decode_memo.get(n)
+        if memo is None:
+            memo = self._decode_memo[n] = {}
+        ranks, price, chips = self.caps.decode_dp_ranks, self.costs.decode_step_s, self.caps.decode_chips
         out = []
-        for b in busiest_kv:   # per planned step, so the memo and the rank count are held in locals
-            key = (n, int(b * ranks / n / KV_QUANTUM_TOKENS + 0.5))
-            dur = memo.get(key)
+        for b in busiest_kv:   # per planned step: plain ints and floats, the batch's memo held in a local
+            q = int(b * ranks / n / KV_QUANTUM_TOKENS + 0.5)
+            dur = memo.get(q)
             if dur is None:
-                dur = float(self.costs.decode_step_s(n / self.caps.decode_chips, key[1] * KV_QUANTUM_TOKENS or 1))
-                memo[key] = dur
+                dur = memo[q] = float(price(n / chips, q * KV_QUANTUM_TOKENS or 1))
             out.append(dur)
         return out
 

@@ -131,22 +131,34 @@ class BackendCosts:
         tokens, where the batch's attention pairs lie between their least and most for those totals), and each heavy
         piece alone in its group (a second table, `_build_one_piece_table`); outside a table, the exact model,
         memoised."""
+        if self._piece_table is None:
+            self._build_piece_table()
+        if len(new_tokens) == 1:   # the simulator's usual step: one piece, all of its pairs and its own heavy piece
+            n, c = float(new_tokens[0]), float(cached_tokens[0])
+            if n <= 0:
+                return 0.0
+            got = _trilinear_min(self._piece_axes, self._piece_table, n, c, 1.0)
+            t = got if got is not None else self._prefill_cached(_round(n), _round(c),
+                                                                 _round(n * c + n * (n + 1) / 2), 1)
+            return max(t, self._lone_piece_s(n, c, n)) if self.prefill.dp > 1 else t
         new, cached = np.asarray(new_tokens, float).ravel(), np.asarray(cached_tokens, float).ravel()
         n = float(new.sum())
         if n <= 0:
             return 0.0
         c = float(cached.sum())
-        pairs = float(causal_pairs(new, cached).sum()) if new.size > 1 else n * c + n * (n + 1) / 2
-        if self._piece_table is None:
-            self._build_piece_table()
+        pairs = float(causal_pairs(new, cached).sum())
         got = _trilinear_min(self._piece_axes, self._piece_table, n, c, _pairs_share(n, c, pairs))
         t = got if got is not None else self._prefill_cached(_round(n), _round(c), _round(pairs), int(new.size))
         for a, b in heavy_pieces(self.prefill, new, cached):
-            if self._one_table is None:
-                self._build_one_piece_table()
-            got = _trilinear_min(self._one_axes, self._one_table, a, b, n / a)
-            t = max(t, got if got is not None else self._prefill_one_piece(_round(a), _round(b), _round(n)))
+            t = max(t, self._lone_piece_s(a, b, n))
         return t
+
+    def _lone_piece_s(self, a: float, b: float, n: float) -> float:
+        """A piece of `a` new after `b` cached tokens alone in its group, of `n` new tokens in the instance."""
+        if self._one_table is None:
+            self._build_one_piece_table()
+        got = _trilinear_min(self._one_axes, self._one_table, a, b, n / a)
+        return got if got is not None else self._prefill_one_piece(_round(a), _round(b), _round(n))
 
     def prefill_step_exact_s(self, new_tokens: np.ndarray, cached_tokens: np.ndarray) -> float:
         new = np.asarray(new_tokens, float).ravel()

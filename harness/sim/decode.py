@@ -36,7 +36,7 @@ def tokens_per_step(u: np.ndarray, n: int, draft: int, accept: float) -> np.ndar
     if draft == 0:
         return np.ones(n, dtype=np.int64)
     if draft == 1:
-        return 1 + (u < accept).astype(np.int64)
+        return np.add(u < accept, 1, dtype=np.int64)
     accepted = np.cumprod(u.reshape(-1, draft) < accept, axis=1).sum(axis=1)
     return 1 + accepted.astype(np.int64)
 
@@ -56,6 +56,7 @@ class Plan:
     emitted: np.ndarray     # (k, n) cumulative tokens per request
     m: int
     busiest: list[int]      # KV tokens on the busiest DP rank at each step's start
+    finish_step: int        # the step in which a request finishes (the plan's last), or -1 if none does
 
 
 class DecodeInstance:
@@ -147,9 +148,16 @@ class DecodeInstance:
         grown = np.bincount(cells, weights=emitted[:s].ravel(), minlength=s * r).reshape(s, r) + rank_kv
         return [int(rank_kv.max())] + grown.max(axis=1).astype(np.int64).tolist()
 
-    def advance(self, tokens: np.ndarray) -> tuple[int, np.ndarray]:
+    def advance(self, tokens: np.ndarray, finishing: bool = True) -> tuple[int, np.ndarray]:
         """Apply drawn tokens (one step's, or several steps' sums when no request finishes before the last);
-        returns (tokens emitted, ids that finished) and drops the finished."""
+        returns (tokens emitted, ids that finished) and drops the finished. finishing=False: the caller knows
+        that nobody finishes (no token reaches a request's end, so none is capped either)."""
+        if not finishing:
+            self.remaining -= tokens
+            self.kv_len += tokens
+            total = int(tokens.sum())
+            self.kv_sum += total
+            return total, self.rid[:0]
         emitted = np.minimum(tokens, self.remaining)
         self.remaining -= emitted
         self.kv_len += emitted

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections import deque
 from collections.abc import Callable
 from itertools import accumulate
@@ -204,11 +205,13 @@ class _Run:
         self._step_reads = [0, 0, 0, (0, 0, 0)]
         batch = form_batch(inst.queue, self.remaining, self.done, self.looked_up, caps.prefill_budget_tokens,
                            caps.chunk_tokens, caps.prefill_kv_tokens, self._lookup)
-        rids = np.fromiter((b[0] for b in batch), dtype=np.int64, count=len(batch))
-        new = np.fromiter((b[1] for b in batch), dtype=np.int64, count=len(batch))
-        cached = self.done[rids]
-        first = np.isnan(res.prefill_start_s[rids])
-        res.prefill_start_s[rids[first]] = self.now
+        # plain lists: a batch is usually one piece, where numpy's per-call cost dominates
+        rids, new = [b[0] for b in batch], [b[1] for b in batch]
+        cached = [int(x) for x in self.done[rids]]
+        start = res.prefill_start_s
+        for r in rids:
+            if math.isnan(start[r]):
+                start[r] = self.now
         dur = float(self.costs.prefill_step_s(new, cached))
         local, remote, ssd, largest = self._step_reads
         read_s = float(self.costs.prefill_read_s(local, remote, ssd, largest)) if local + remote + ssd else 0.0
@@ -216,7 +219,7 @@ class _Run:
         dur += read_s                          # the step cannot compute before its cached prefix is in HBM
         inst.busy = True
         inst.batch = batch
-        new_sum, cached_sum = int(new.sum()), int(cached.sum())
+        new_sum, cached_sum = sum(new), sum(cached)
         res.prefill_steps += 1
         res.prefill_pieces += len(batch)
         res.prefill_piece_tokens_sum += new_sum
@@ -225,8 +228,8 @@ class _Run:
         res.prefill_busy_s += dur
         res.prefill_busy_grid.add_interval(self.now, self.now + dur)
         if self.config.record_steps:
-            held = cached + new
-            res.steps.append((0, idx, self.now, self.now + dur, int(held.sum()), len(batch), float(held.mean())))
+            res.steps.append((0, idx, self.now, self.now + dur, new_sum + cached_sum, len(batch),
+                              (new_sum + cached_sum) / len(batch)))
         self._push(self.now + dur, PREFILL_DONE, idx)
 
     def _prefill_done(self, idx: int, _payload) -> None:
@@ -325,15 +328,17 @@ class _Run:
         u = inst.uniforms.take(k * n * draft)
         tokens = tokens_per_step(u, k * n, draft, self.caps.mtp_accept).reshape(k, n)
         emitted = tokens.cumsum(axis=0)
-        reach = (emitted >= inst.remaining).any(axis=1)
-        last = int(reach.argmax()) if reach.any() else k - 1     # nobody finishes before this step
+        # steps in which nobody finishes (a leading run: each request's count only grows); the plan ends at the
+        # first step in which someone does, or at its last
+        clear = int((emitted < inst.remaining).all(axis=1).sum())
+        last = min(clear, k - 1)
         per_step = tokens[:last + 1].sum(axis=1).tolist()
         busiest = inst.busiest_rank_kv(emitted, last + 1)
         durs = self._step_times(n, busiest)
         ends = list(accumulate(durs, initial=self.now))[1:]
         held = list(accumulate(per_step[:last], initial=inst.kv_sum))   # KV held at each step's start
         inst.plan = Plan(self.now, k, n, ends, durs, [h / n for h in held], held, per_step, emitted, last + 1,
-                         busiest)
+                         busiest, clear if clear < k else -1)
         inst.busy = True
         inst.gen += 1
         self._push(ends[-1], DECODE_DONE, inst.index, inst.gen)
@@ -359,7 +364,7 @@ class _Run:
         if self.config.record_steps:
             res.steps.extend((1, idx, start, end, plan.held[j], n, plan.mean_kv[j])
                              for j, (start, end) in enumerate(zip([plan.start_s] + ends[:-1], ends)))
-        total, finished = inst.advance(plan.emitted[m - 1])
+        total, finished = inst.advance(plan.emitted[m - 1], finishing=m == plan.finish_step + 1)
         # The last step's tokens are capped at what each request still needed.
         counts = plan.per_step[:m - 1]
         res.output_tokens_grid.add_counts(ends, counts + [total - sum(counts)])

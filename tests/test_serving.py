@@ -174,6 +174,19 @@ def test_prefill_table_is_within_one_percent_of_the_model(backend, batch, repeat
     assert c.prefill_step_s(new, cached) == pytest.approx(c.prefill_step_exact_s(new, cached), rel=0.01)
 
 
+def test_prefill_pieces_price_the_same_in_any_shape():
+    """The simulator passes plain lists; arrays of any shape (and scalars) are their pieces, flattened, as
+    prefill_step_exact_s takes them: the one-piece fast path must not read a (1, k) array as one piece."""
+    c = costs("h800-ib")
+    one, two = c.prefill_step_s([3000], [1000]), c.prefill_step_s([3000, 20000], [1000, 0])
+    assert one < two
+    for new, cached in [(np.array([3000]), np.array([1000])), (np.array([[3000]]), np.array([[1000]])),
+                        ((3000,), (1000,)), (3000, 1000), (np.int64(3000), np.float64(1000))]:
+        assert c.prefill_step_s(new, cached) == one
+    assert c.prefill_step_s(np.array([[3000, 20000]]), np.array([[1000, 0]])) == two
+    assert c.prefill_step_s(np.array([[3000], [20000]]), np.array([[1000], [0]])) == two
+
+
 def test_prefill_beyond_the_table_falls_back_to_the_model():
     c = costs("h800-ib")
     huge = np.array([4 * c.prefill_token_budget_per_chip * c.prefill_chips])

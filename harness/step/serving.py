@@ -133,6 +133,8 @@ class BackendCosts:
         memoised."""
         if self._piece_table is None:
             self._build_piece_table()
+        if type(new_tokens) is not list:   # an array of any shape, or a scalar: its pieces, flat (the simulator
+            new_tokens, cached_tokens = np.ravel(new_tokens), np.ravel(cached_tokens)   # passes flat lists)
         if len(new_tokens) == 1:   # the simulator's usual step: one piece, all of its pairs and its own heavy piece
             n, c = float(new_tokens[0]), float(cached_tokens[0])
             if n <= 0:

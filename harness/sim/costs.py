@@ -39,7 +39,8 @@ class ServingCosts(Protocol):
         """One prefill step of one instance over a batch of prompt pieces.
 
         new_tokens[i]: tokens computed for piece i; cached_tokens[i]: tokens of that request already in KV (a
-        cache hit or an earlier chunk) that attention still reads."""
+        cache hit or an earlier chunk) that attention still reads. The simulator passes plain lists of ints
+        (a step is usually one piece, where numpy's per-call cost would dominate)."""
         ...
 
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:

@@ -31,7 +31,7 @@ PREFILL_DONE, DECODE_DONE, KV_ARRIVED, CACHE_WRITTEN, KICK_PREFILL, KICK_DECODE 
 # length moves a decode step's time by far less than 0.1%, and the memo makes long replays loop-bound.
 KV_QUANTUM_TOKENS = 16
 
-# A decode instance plans up to this many steps at once (1: step by step); see _plan.
+# A decode instance plans up to this many steps at once (1: step by step); see _start_decode.
 BLOCK_STEPS = 32
 
 
@@ -66,7 +66,7 @@ class _Run:
         self.router = Router(caps.routing)
         self.prefills = [PrefillInstance(i, caps.prefill_chips) for i in range(config.prefill_instances)]
         # Each decode instance draws its MTP acceptances from its own stream, spawned from the run's seed, so its
-        # draws do not depend on how its steps interleave with other instances' (see _plan).
+        # draws do not depend on how its steps interleave with other instances' (see _start_decode).
         streams = np.random.SeedSequence(config.seed).spawn(config.decode_instances)
         self.decodes = [DecodeInstance(i, caps.decode_batch_cap, caps.decode_kv_tokens,
                                        Uniforms(np.random.default_rng(streams[i])), caps.decode_dp_ranks)
@@ -279,7 +279,8 @@ class _Run:
     # A decode instance plans its next steps at once (their MTP draws, who finishes, their durations) up to the
     # first step in which a request finishes, and schedules one event at the end of the plan. Nothing outside can
     # change a running batch except a request joining, which cuts the plan at the step boundary after its KV
-    # arrives. The result is exactly that of one event per step (BLOCK_STEPS = 1), with far fewer events.
+    # arrives. Every request's times are exactly those of one event per step (BLOCK_STEPS = 1), with far fewer
+    # events; float totals over several decode instances add in another order, so they agree to rounding only.
 
     def _kv_arrived(self, idx: int, r: int) -> None:
         inst = self.decodes[idx]
@@ -353,7 +354,8 @@ class _Run:
         n, ends = plan.n, plan.ends[:m]
         res.decode_steps += m
         res.decode_batch_sum += n * m   # whole numbers: the same sum in one addition
-        # Float sums add step by step, in the order one event per step adds them (the same bits).
+        # Float sums add step by step, as one event per step would: the same bits on one decode instance; with
+        # several, a plan's steps go in together, between other instances' plans, so the last bits may differ.
         kv_sum, busiest_sum, busy_s = res.decode_kv_sum, res.decode_busiest_kv_sum, res.decode_busy_s
         for j in range(m):
             kv_sum += plan.mean_kv[j]

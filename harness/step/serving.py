@@ -391,7 +391,7 @@ def build_serving_costs(hardware: str, prefill_deployment: str | None = None, de
 
 @functools.lru_cache(maxsize=16)
 def _costs(hardware: str, p: Deployment, d: Deployment, eplb: str) -> BackendCosts:
-    """One BackendCosts per (deployments, EPLB) in a process: its tables take about a second to build, and a
+    """One BackendCosts per (deployments, EPLB) in a process: its tables take about 0.1 s to build, and a
     sweep's worker replays the same backend for many points. It holds nothing a replay changes but memos."""
     return BackendCosts(backend=hardware, prefill=p, decode=d, eplb=eplb)
 

@@ -187,6 +187,31 @@ def test_prefill_pieces_price_the_same_in_any_shape():
     assert c.prefill_step_s(np.array([[3000], [20000]]), np.array([[1000], [0]])) == two
 
 
+@pytest.mark.parametrize("backend", ["cloudmatrix384", "h800-ib"])
+def test_table_nodes_are_the_step_model_itself(backend):
+    """At its grid points each table holds the step model evaluated there alone (the tables are built on sparse,
+    broadcast grids: an op whose work summed or counted across the grid would break this)."""
+    from harness.step.schedule import best_step_time_s, decode_work, one_piece_work, prefill_work_totals
+
+    c = costs(backend)
+    rng = np.random.default_rng(1)
+    for _ in range(12):
+        i, j = (int(rng.integers(len(a))) for a in c._axes)
+        b, k = c._axes[0][i], c._axes[1][j]
+        want = float(best_step_time_s(c.decode, lambda d: decode_work(d, max(b, 1e-6), k), c.eplb))
+        assert min(t[i][j] for t in c._table) == pytest.approx(want, rel=1e-12)
+        i, j, m = (int(rng.integers(len(a))) for a in c._piece_axes)
+        n, ca, share = (a[x] for a, x in zip(c._piece_axes, (i, j, m)))
+        lo, hi = n + ca, n * ca + n * (n + 1) / 2
+        want = float(best_step_time_s(c.prefill, lambda d: prefill_work_totals(
+            d, n, ca, lo + share * (hi - lo), min(max(1.0 / max(share, 1e-12), 1.0), n)), c.eplb))
+        assert min(t[i][j][m] for t in c._piece_table) == pytest.approx(want, rel=1e-12)
+        i, j, m = (int(rng.integers(len(a))) for a in c._one_axes)
+        a, ca, ratio = (ax[x] for ax, x in zip(c._one_axes, (i, j, m)))
+        want = float(best_step_time_s(c.prefill, lambda d: one_piece_work(d, a, ca, a * ratio), c.eplb))
+        assert min(t[i][j][m] for t in c._one_table) == pytest.approx(want, rel=1e-12)
+
+
 def test_prefill_beyond_the_table_falls_back_to_the_model():
     c = costs("h800-ib")
     huge = np.array([4 * c.prefill_token_budget_per_chip * c.prefill_chips])

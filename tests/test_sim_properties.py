@@ -206,6 +206,34 @@ def test_dp_ranks_hold_their_share_and_the_busiest_rank_is_found(ranks, kv, step
     assert all(b * ranks >= inst.kv_sum for b in got)
 
 
+@given(st.integers(1, 8), st.lists(st.lists(st.integers(1, 5000), min_size=1, max_size=6), min_size=1, max_size=4),
+       st.integers(0, 3))
+def test_joining_requests_take_the_rank_with_least_kv_among_those_with_room(ranks, rounds, spare) -> None:
+    """Rounds of joins (with decode in between) place each request as the search says: least KV among the ranks
+    below their share of the cap, the first of equals; the shortcut for one request per rank agrees with it."""
+    from harness.sim.decode import DecodeInstance, Uniforms
+    kv = [k for r in rounds for k in r]
+    cap = len(kv) + spare
+    inst = DecodeInstance(0, cap, 10**9, Uniforms(np.random.default_rng(0)), ranks)
+    inp, out = np.asarray(kv, dtype=np.int64) - 1, np.full(len(kv), 10**6, dtype=np.int64)
+    rank_cap, first = -(-cap // ranks), 0
+    for r in rounds:
+        rank_kv = np.bincount(inst.rank, weights=inst.kv_len, minlength=ranks)
+        rank_n = np.bincount(inst.rank, minlength=ranks)
+        want = []
+        for k in r:
+            choice = min((x for x in range(ranks) if rank_n[x] < rank_cap), key=lambda x: (rank_kv[x], x))
+            rank_kv[choice] += k
+            rank_n[choice] += 1
+            want.append(choice)
+        inst.waiting.extend(range(first, first + len(r)))
+        first += len(r)
+        inst.join(inp, out)
+        assert inst.rank[-len(r):].tolist() == want
+        assert inst.stacked == bool(np.bincount(inst.rank, minlength=ranks).max() > 1)
+        inst.advance(np.arange(1, inst.running + 1, dtype=np.int64), finishing=False)   # decode between joins
+
+
 def _mean_e2e(w: Workload, costs: ToyCosts, config: SimConfig) -> float:
     res = simulate(w, costs, config)
     done = res.status == COMPLETED

@@ -112,6 +112,7 @@ class DecodeInstance:
     def _place(self, kv: np.ndarray) -> np.ndarray:
         """DP ranks for joining requests of these KV lengths, one at a time: least KV among ranks with room."""
         if self.ranks == 1:
+            self.stacked = self.rank.size + kv.size > 1
             return np.zeros(kv.size, dtype=np.int64)
         if not self.stacked and self.rank.size + kv.size <= self.ranks:
             # a request per rank so far, and room for these alone: each takes the first empty rank (KV 0 beats any

@@ -207,7 +207,7 @@ class _Run:
                            caps.chunk_tokens, caps.prefill_kv_tokens, self._lookup)
         # plain lists: a batch is usually one piece, where numpy's per-call cost dominates
         rids, new = [b[0] for b in batch], [b[1] for b in batch]
-        cached = [int(x) for x in self.done[rids]]
+        cached = self.done[rids].tolist()
         start = res.prefill_start_s
         for r in rids:
             if math.isnan(start[r]):

@@ -79,18 +79,25 @@ def as_run(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str
     overlap falls back to one batch when a rank cannot split its requests); the tool takes the best switch point.
     `work_of(d)` builds the step's work for a deployment (work is per microbatch). `microbatching = "always"`
     keeps them on every step."""
-    if dep.microbatches == 1 or dep.microbatching == "always":
+    runs = _runs(dep)
+    if len(runs) == 1:
         return dep
-    one = dep.replace(microbatches=1)
-    return one if float(step_time_s(one, work_of(one), eplb)) < float(step_time_s(dep, work_of(dep), eplb)) else dep
+    times = [float(step_time_s(d, work_of(d), eplb)) for d in runs]
+    return runs[times.index(min(times))]   # the deployment's own on a tie
+
+
+def _runs(dep: Deployment) -> list[Deployment]:
+    """The ways `as_run` may run a step: as deployed, and with one microbatch where that is allowed."""
+    if dep.microbatches == 1 or dep.microbatching == "always":
+        return [dep]
+    return [dep, dep.replace(microbatches=1)]
 
 
 def step_times_by_run(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str | None = None) -> list:
     """`step_time_s` under each way `as_run` may run the step (the deployment's microbatches, and one where that
     is allowed), vectorised over the arrays `work_of` builds. Each is smooth where their minimum has a kink, so
     tables keep them apart and take the minimum after interpolating."""
-    runs = [dep] if dep.microbatches == 1 or dep.microbatching == "always" else [dep, dep.replace(microbatches=1)]
-    return [step_time_s(d, work_of(d), eplb) for d in runs]
+    return [step_time_s(d, work_of(d), eplb) for d in _runs(dep)]
 
 
 def best_step_time_s(dep: Deployment, work_of: Callable[[Deployment], StepWork], eplb: str | None = None):
@@ -146,10 +153,6 @@ def heavy_pieces(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> list[t
     MLA's K/V up-projection of its whole context, attention)."""
     if dep.dp <= 1 or new.size == 0:
         return []
-    if new.size == 1 and new[0] > 0:
-        # the simulator's usual step: a lone piece is the whole batch, so over half an even share (its weight is
-        # positive); skipping the array work below saves about half of a prefill_step_s call
-        return [(float(new[0]), float(cached[0]))]
     per_new, per_context = group_flops_per_token(dep)
     weight = per_new * new + per_context * (new + cached) + prefill_attention_work(
         dep.llm, new, cached, causal_pairs(new, cached))[0]

@@ -13,8 +13,8 @@ an even share, interpolated (trilinear) in a table over (new tokens, cached toke
 a share between their least and most for those totals), and each heavy piece alone in its group, in a second table
 over (its new tokens, its cached tokens, the instance's new tokens over its own): within 1% of the exact model
 (`prefill_step_exact_s`) over random batches, tens of microseconds a call where an exact evaluation takes a few
-milliseconds. Outside the tables, the exact model, memoised on values rounded to 1%. The tables are built on first
-use (about 0.1 s for both) and shared by every replay of the same deployments in a process.
+milliseconds. Outside the tables, the exact model, memoised on values rounded to 1%. The tables are built with the
+BackendCosts (about 0.1 s for all three) and shared by every replay of the same deployments in a process.
 prefill_read_s: the busiest group's cached-prefix read (harness.cost.comm.host_path and ssd_read_s);
 cache_read_s / cache_write_s / cache_ssd_read_s: one read or write of a step's prefixes.
 step_breakdown / step_span_s: busy seconds per op category of one step (as `bench estimate` counts them) and that
@@ -79,9 +79,9 @@ class BackendCosts:
     _axes: tuple = field(default=(), repr=False)  # decode: (batch per chip, mean KV length)
     _table: list = field(default=None, repr=False)  # type: ignore[assignment]  # one per way to run a step
     _piece_axes: tuple = field(default=(), repr=False)
-    _piece_table: list | None = field(default=None, repr=False)  # one per way to run a step, as _table
+    _piece_table: list = field(default=None, repr=False)  # type: ignore[assignment]  # one per way to run a step
     _one_axes: tuple = field(default=(), repr=False)
-    _one_table: list | None = field(default=None, repr=False)  # likewise
+    _one_table: list = field(default=None, repr=False)  # type: ignore[assignment]  # likewise (dp > 1 only)
 
     def __post_init__(self) -> None:
         p, d, hw = self.prefill, self.decode, self.decode.hardware
@@ -110,6 +110,9 @@ class BackendCosts:
         b, k = np.meshgrid(np.maximum(batch, 1e-6), kv, indexing="ij", sparse=True)
         self._axes = (batch.tolist(), kv.tolist())
         self._table = _tables(step_times_by_run(d, lambda x: decode_work(x, b, k), self.eplb), self._axes)
+        self._build_piece_table()
+        if p.dp > 1:   # one attention group holds every piece otherwise: no piece outlasts the even share
+            self._build_one_piece_table()
 
     # ---- decode
     def decode_step_s(self, batch_per_chip: float, mean_kv_len: float) -> float:
@@ -131,8 +134,6 @@ class BackendCosts:
         tokens, where the batch's attention pairs lie between their least and most for those totals), and each heavy
         piece alone in its group (a second table, `_build_one_piece_table`); outside a table, the exact model,
         memoised."""
-        if self._piece_table is None:
-            self._build_piece_table()
         if type(new_tokens) is not list:   # an array of any shape, or a scalar: its pieces, flat (the simulator
             new_tokens, cached_tokens = np.ravel(new_tokens), np.ravel(cached_tokens)   # passes flat lists)
         if len(new_tokens) == 1:   # the simulator's usual step: one piece, all of its pairs and its own heavy piece
@@ -157,8 +158,6 @@ class BackendCosts:
 
     def _lone_piece_s(self, a: float, b: float, n: float) -> float:
         """A piece of `a` new after `b` cached tokens alone in its group, of `n` new tokens in the instance."""
-        if self._one_table is None:
-            self._build_one_piece_table()
         got = _trilinear_min(self._one_axes, self._one_table, a, b, n / a)
         return got if got is not None else self._prefill_one_piece(_round(a), _round(b), _round(n))
 

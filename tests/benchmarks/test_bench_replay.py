@@ -27,7 +27,7 @@ def plan(backend: str, **config) -> BackendPlan:
                                  **config))
 
 
-@pytest.mark.slow   # about 4.9 s on an idle 2-core machine (2026-11-25): a speed target, kept out of the default run
+@pytest.mark.slow   # about 4.4 s on an idle 2-core machine (tables built first: 0.25 s), kept out of the default run
 def test_azure_conversation_on_two_backends(benchmark) -> None:
     workload = load_trace("azure-conv")
     assert len(workload) == 19_366

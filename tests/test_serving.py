@@ -33,11 +33,11 @@ def costs(backend: str, *sets: str):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ssd_read_is_slower_than_dram_and_grows_with_tokens(backend):
     c = costs(backend)
-    assert c.cache_ssd_read_s(0) == 0.0
+    assert c.prefill_read_s(0, 0, 0) == 0.0
     for tokens in (128, 4096, 100_000):
-        ssd = c.cache_ssd_read_s(tokens)
-        assert ssd > c.cache_read_s(tokens, False) > 0
-        assert c.cache_ssd_read_s(tokens + 128) > ssd
+        ssd = c.prefill_read_s(0, 0, tokens)
+        assert ssd > c.prefill_read_s(tokens, 0, 0) > 0
+        assert c.prefill_read_s(0, 0, tokens + 128) > ssd
 
 
 def test_ssd_read_is_paced_by_the_slower_of_drive_and_host_path():
@@ -50,10 +50,10 @@ def test_ssd_read_is_paced_by_the_slower_of_drive_and_host_path():
     bw, lat = host_path(hw, "read", False)
     assert hw.ssd_read_bytes_per_s == pytest.approx(50e9)
     assert hw.ssd_read_bytes_per_s < bw
-    assert c.cache_ssd_read_s(4096) == pytest.approx(hw.ssd_latency_s + lat + share * readers / 50e9)
+    assert c.prefill_read_s(0, 0, 4096) == pytest.approx(hw.ssd_latency_s + lat + share * readers / 50e9)
     # a faster volume path than UB: UB paces it
     fast = costs("cloudmatrix384", "cloudmatrix384.host.ssd_read_bandwidth=10TB/s")
-    assert fast.cache_ssd_read_s(4096) == pytest.approx(hw.ssd_latency_s + lat + share / bw)
+    assert fast.prefill_read_s(0, 0, 4096) == pytest.approx(hw.ssd_latency_s + lat + share / bw)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -63,7 +63,7 @@ def test_a_steps_prefixes_are_read_by_the_instance_ranks_at_once(backend):
     c = costs(backend)
     bw, lat = host_path(c.prefill.hardware, "read", False)
     tokens = 64 * 4096
-    assert c.cache_read_s(tokens, False) == pytest.approx(lat + tokens / c.prefill.dp * c.kv_bytes_per_token / bw)
+    assert c.prefill_read_s(tokens, 0, 0) == pytest.approx(lat + tokens / c.prefill.dp * c.kv_bytes_per_token / bw)
     assert c.prefill.dp > 1
 
 

@@ -12,6 +12,7 @@ from harness.sim.config import SimConfig
 from harness.sim.engine import KV_QUANTUM_TOKENS, simulate
 from harness.sim.replay import BackendPlan, build_costs, default_deployment
 from harness.sim.result import COMPLETED, STEP_COLUMNS
+from harness.step.estimate import prefix_read_s
 
 
 def costs_of(backend: str):
@@ -80,7 +81,7 @@ def test_full_prefix_hit_skips_prefill_compute() -> None:
     miss = costs.prefill_step_s(np.array([inp]), np.array([0]))
     # the prefix lands in one attention group, which reads all of it
     read = costs.prefill_read_s(inp - 1, 0, 0, (inp - 1, 0, 0))
-    assert read == pytest.approx(costs.cache_read_s((inp - 1) * costs.prefill.dp, False), rel=1e-12)
+    assert read == pytest.approx(prefix_read_s(costs.prefill, (inp - 1) * costs.prefill.dp), rel=1e-12)   # as estimated
     hit = costs.prefill_step_s(np.array([1]), np.array([inp - 1])) + read
     assert ttft[0] == pytest.approx(miss, rel=1e-12)
     np.testing.assert_allclose(ttft[1:], hit, rtol=1e-12)

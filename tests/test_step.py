@@ -159,7 +159,7 @@ def costs(request):
 def test_serving_costs_has_the_protocol(costs):
     for name in typing.get_type_hints(ServingCosts):
         assert hasattr(costs, name), name
-    for method in ("prefill_step_s", "decode_step_s", "kv_transfer_s", "cache_read_s", "cache_write_s"):
+    for method in ("prefill_step_s", "decode_step_s", "kv_transfer_s", "prefill_read_s", "cache_write_s"):
         assert callable(getattr(costs, method))
     assert costs.decode_kv_capacity_tokens > costs.decode_batch_cap_per_chip * costs.decode_chips * 1000
     # 61 layers (70,272 B in BF16, reference section 6) plus the MTP module's layer: its decode drafts with MTP
@@ -188,10 +188,10 @@ def test_prefill_and_transfers(costs):
     assert 0 < one <= two * (1 + 1e-12) and hit < one
     assert costs.prefill_step_s(np.array([], dtype=int), np.array([], dtype=int)) == 0.0
     assert 0 < costs.kv_transfer_s(1000) < costs.kv_transfer_s(2000)
-    assert costs.cache_read_s(4096, remote=True) >= costs.cache_read_s(4096, remote=False) > 0
+    assert costs.prefill_read_s(0, 4096, 0) >= costs.prefill_read_s(4096, 0, 0) > 0   # another node's DRAM, own
     assert costs.cache_write_s(4096, remote=True) >= costs.cache_write_s(4096, remote=False) > 0
     if costs.cache_uniform_access:
-        assert costs.cache_read_s(4096, True) == pytest.approx(costs.cache_read_s(4096, False), rel=0.01)
+        assert costs.prefill_read_s(0, 4096, 0) == pytest.approx(costs.prefill_read_s(4096, 0, 0), rel=0.01)
 
 
 def test_serving_costs_errors():

@@ -16,7 +16,7 @@ over (its new tokens, its cached tokens, the instance's new tokens over its own)
 milliseconds. Outside the tables, the exact model, memoised on values rounded to 1%. The tables are built with the
 BackendCosts (about 0.1 s for all three) and shared by every replay of the same deployments in a process.
 prefill_read_s: the busiest group's cached-prefix read (harness.cost.comm.host_path and ssd_read_s);
-cache_read_s / cache_write_s / cache_ssd_read_s: one read or write of a step's prefixes.
+cache_write_s: one write of a prompt's new blocks to the pool.
 step_breakdown / step_span_s: busy seconds per op category of one step (as `bench estimate` counts them) and that
 step's time, memoised.
 """
@@ -33,7 +33,7 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.step.deployment import Deployment, load_deployment, standard_deployment
-from harness.step.estimate import prefix_read_s, rank_kv_share
+from harness.step.estimate import rank_kv_share
 from harness.step.memory import max_batch_per_chip, memory_plan
 from harness.cost.comm import host_path, ssd_read_s
 from harness.cost.compute import causal_pairs
@@ -216,10 +216,6 @@ class BackendCosts:
         f = self.decode.hardware.scale_out
         return _copy_s(tokens * self.kv_bytes_per_token, f.bandwidth_bytes_per_s, f.latency_s)
 
-    def cache_read_s(self, tokens: int, remote: bool) -> float:
-        """A step's cached prefixes into the prefill instance (harness.step.estimate.prefix_read_s)."""
-        return prefix_read_s(self.prefill, tokens, remote)
-
     def prefill_read_s(self, local: float, remote: float, ssd: float,
                        largest: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> float:
         """The busiest attention group's read: the longer of an even share of the step's reads and the largest
@@ -237,14 +233,6 @@ class BackendCosts:
 
     def cache_write_s(self, tokens: int, remote: bool) -> float:
         return _copy_s(tokens * self.kv_bytes_per_token, *host_path(self.prefill.hardware, "write", remote))
-
-    def cache_ssd_read_s(self, tokens: int) -> float:
-        """SSD tier (EVS volumes over the VPC plane on CM384; the node's NVMe drives on GPU clusters) into a
-        prefill instance, each rank its share as for DRAM, a node's ranks sharing its drives (or volume link). Writes
-        to SSD go with every DRAM write-back and are asynchronous: not on any path."""
-        p = self.prefill
-        rank = tokens / p.dp * self.kv_bytes_per_token * rank_kv_share(p)
-        return ssd_read_s(rank, p.hardware, min(p.ranks, p.hardware.ranks_per_node))
 
     # ---- report
     def step_breakdown(self, phase: str, **step: float) -> dict[str, float]:

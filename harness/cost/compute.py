@@ -93,8 +93,8 @@ MEMORY_KINDS = {"norm": "norm", "quant": "norm", "rope": "rope", "elementwise": 
 
 def memory_time_s(bytes_moved, hw: Hardware, kind: str = "elementwise", rows=np.inf):
     """`kind`: norm, quant, rope, elementwise / act, or copy (copies keep the flat efficiency, the HBM share a large
-    copy reached, plus the hardware's measured smallest-kernel time: no kernel table measures them). `rows`: the tokens (or token-expert pairs) the kernel works on in parallel; unknown: no cap.
-    Zero bytes cost nothing."""
+    copy reached, plus the hardware's measured smallest-kernel time: no kernel table measures them). `rows`: the
+    tokens (or token-expert pairs) the kernel works on in parallel; unknown: no cap. Zero bytes cost nothing."""
     b = np.asarray(bytes_moved, float)
     measured = MEMORY_KINDS.get(kind)
     if hw.memory_ops_table is None or measured is None:  # a kernel's fixed device time, then the copy rate

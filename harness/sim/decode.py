@@ -50,13 +50,12 @@ class Plan:
     n: int                  # batch
     ends: list[float]
     durs: list[float]
-    mean_kv: list[float]
     held: list[int]         # KV tokens held at each step's start
     per_step: list[int]     # tokens emitted per step (uncapped)
     emitted: np.ndarray     # (k, n) cumulative tokens per request
     m: int
     busiest: list[int]      # KV tokens on the busiest DP rank at each step's start
-    finish_step: int        # the step in which a request finishes (the plan's last), or -1 if none does
+    finishes: bool          # a request finishes in the plan's last step (else it ran out of drawn steps)
 
 
 class DecodeInstance:

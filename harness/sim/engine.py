@@ -338,8 +338,7 @@ class _Run:
         durs = self._step_times(n, busiest)
         ends = list(accumulate(durs, initial=self.now))[1:]
         held = list(accumulate(per_step[:last], initial=inst.kv_sum))   # KV held at each step's start
-        inst.plan = Plan(self.now, k, n, ends, durs, [h / n for h in held], held, per_step, emitted, last + 1,
-                         busiest, clear if clear < k else -1)
+        inst.plan = Plan(self.now, k, n, ends, durs, held, per_step, emitted, last + 1, busiest, clear < k)
         inst.busy = True
         inst.gen += 1
         self._push(ends[-1], DECODE_DONE, inst.index, inst.gen)
@@ -358,15 +357,15 @@ class _Run:
         # several, a plan's steps go in together, between other instances' plans, so the last bits may differ.
         kv_sum, busiest_sum, busy_s = res.decode_kv_sum, res.decode_busiest_kv_sum, res.decode_busy_s
         for j in range(m):
-            kv_sum += plan.mean_kv[j]
+            kv_sum += plan.held[j] / n
             busiest_sum += plan.busiest[j] * inst.ranks / n
             busy_s += plan.durs[j]
         res.decode_kv_sum, res.decode_busiest_kv_sum, res.decode_busy_s = kv_sum, busiest_sum, busy_s
         res.decode_busy_grid.add_intervals(plan.start_s, ends)
         if self.config.record_steps:
-            res.steps.extend((1, idx, start, end, plan.held[j], n, plan.mean_kv[j])
+            res.steps.extend((1, idx, start, end, plan.held[j], n, plan.held[j] / n)
                              for j, (start, end) in enumerate(zip([plan.start_s] + ends[:-1], ends)))
-        total, finished = inst.advance(plan.emitted[m - 1], finishing=m == plan.finish_step + 1)
+        total, finished = inst.advance(plan.emitted[m - 1], finishing=plan.finishes and m == len(plan.ends))
         # The last step's tokens are capped at what each request still needed.
         counts = plan.per_step[:m - 1]
         res.output_tokens_grid.add_counts(ends, counts + [total - sum(counts)])

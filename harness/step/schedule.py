@@ -142,8 +142,9 @@ def prefill_pieces_time_s(dep: Deployment, new: np.ndarray, cached: np.ndarray, 
 
 
 def one_piece_work(dep: Deployment, new: float, cached: float, instance_new: float) -> StepWork:
-    """A group holding one prompt piece, the routed experts seeing the instance's `instance_new` tokens."""
-    return prefill_work_group(dep, new, cached, float(causal_pairs(new, cached)), 1.0, instance_new)
+    """A group holding one prompt piece, the routed experts seeing the instance's `instance_new` tokens
+    (vectorised over the arrays given)."""
+    return prefill_work_group(dep, new, cached, causal_pairs(new, cached), 1.0, instance_new)
 
 
 def heavy_pieces(dep: Deployment, new: np.ndarray, cached: np.ndarray) -> list[tuple[float, float]]:

@@ -176,24 +176,27 @@ class BackendCosts:
         """A piece alone in its group, over (its new tokens, its cached tokens, the instance's new tokens over its
         own, up to 4 x dp: a heavier instance is rare, and exact): one vectorised evaluation like the even table's."""
         p = self.prefill
-        top = float(max(p.prefill_token_budget_per_chip * p.chips, self.max_context_tokens))
-        new = np.geomspace(1.0, top, _PIECE_POINTS)
-        cached = _grid(float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens)), _CACHED_POINTS, 16.0)
+        new, cached = self._prefill_axes()
         ratio = np.geomspace(1.0, 4.0 * p.dp, _RATIO_POINTS)
         a, c, r = np.meshgrid(new, cached, ratio, indexing="ij", sparse=True)
         self._one_axes = (new.tolist(), cached.tolist(), ratio.tolist())
-        self._one_table = _tables(step_times_by_run(
-            p, lambda d: prefill_work_group(d, a, c, causal_pairs(a, c), 1.0, a * r), self.eplb), self._one_axes)
+        self._one_table = _tables(step_times_by_run(p, lambda d: one_piece_work(d, a, c, a * r), self.eplb),
+                                  self._one_axes)
+
+    def _prefill_axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """The prefill tables' new-token and cached-token axes: up to a whole batch, and up to any context."""
+        p = self.prefill
+        top = float(max(p.prefill_token_budget_per_chip * p.chips, self.max_context_tokens))
+        cached_top = float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens))
+        return np.geomspace(1.0, top, _PIECE_POINTS), _grid(cached_top, _CACHED_POINTS, 16.0)
 
     def _build_piece_table(self) -> None:
         """One vectorised evaluation of the step model (about 92k batch compositions, each with one and with the
-        deployment's microbatches: about 0.07 s). The pieces of a batch only set the LM
-        head's rows (one per piece; under 0.01% of a step at 300 pieces), so the table takes the piece count of equal
-        pieces with that share of pairs (about 1 / share)."""
+        deployment's microbatches: about 0.07 s). The pieces of a batch only set the LM head's rows (one per piece;
+        under 0.01% of a step at 300 pieces), so the table takes the piece count of equal pieces with that share of
+        pairs (about 1 / share)."""
         p = self.prefill
-        top = float(max(p.prefill_token_budget_per_chip * p.chips, self.max_context_tokens))
-        new = np.geomspace(1.0, top, _PIECE_POINTS)
-        cached = _grid(float(max(self.max_context_tokens, self.prefill_kv_capacity_tokens)), _CACHED_POINTS, 16.0)
+        new, cached = self._prefill_axes()
         share = np.concatenate([[0.0], np.geomspace(1.0 / 8192, 1.0, _SHARE_POINTS - 1)])
         n, c, r = np.meshgrid(new, cached, share, indexing="ij", sparse=True)
         lo, hi = n + c, n * c + n * (n + 1) / 2

@@ -6,6 +6,7 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.errors import InputError
@@ -104,3 +105,17 @@ def _umask() -> int:
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def created_utc() -> str:
+    """The creation time an output records: now, or SOURCE_DATE_EPOCH (reproducible builds: a fixed timestamp) when
+    that is set. A malformed SOURCE_DATE_EPOCH is bad input, named."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        t = datetime.fromtimestamp(int(epoch), timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        raise InputError(f"expected whole seconds since 1970-01-01 UTC, got {epoch!r}",
+                         field="SOURCE_DATE_EPOCH") from None
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")

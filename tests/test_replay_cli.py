@@ -192,3 +192,27 @@ def test_the_slo_verdict_at_a_percentile_is_printed(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "SLO met at p90" in line)
     assert "missed" in row
+
+
+@pytest.mark.parametrize("epoch", ["yesterday", "1.5", "99999999999999999"])
+@pytest.mark.parametrize("command", ["replay", "sweep", "plan"])
+def test_a_malformed_source_date_epoch_is_named_before_anything_runs(tmp_path, command, epoch) -> None:
+    """SOURCE_DATE_EPOCH pins the recorded creation time; a value that is no time fails in one line, before the
+    run, leaving no output (it was a traceback after the whole replay, sweep or search)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_tokens,output_tokens\n0,10,5\n1,20,5\n", encoding="utf-8")
+    out = tmp_path / "o"
+    if command == "sweep":
+        sweep = tmp_path / "s.toml"
+        sweep.write_text('name = "s"\n[trace]\npath = "t.csv"\n[[backend]]\nbackend = "cloudmatrix384"\n',
+                         encoding="utf-8")
+        args = ["sweep", str(sweep), "--no-report"]
+    elif command == "plan":
+        args = ["plan", str(trace), "--backend", "cloudmatrix384", "--max-prefill", "1", "--max-decode", "1"]
+    else:
+        args = ["replay", str(trace), "--backend", "cloudmatrix384"]
+    result = CliRunner().invoke(main, [*args, "--quiet", "--out", str(out)], env={"SOURCE_DATE_EPOCH": epoch})
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == ("error: field 'SOURCE_DATE_EPOCH': expected whole seconds since 1970-01-01 UTC, "
+                                     f"got '{epoch}'"), result.output
+    assert not out.exists()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 import time
 from pathlib import Path
-from datetime import datetime, timezone
 
 import click
 
@@ -18,7 +16,7 @@ from harness.commands.common import deployment_pair as _deployments
 from harness.commands.common import per_label as _per_label
 from harness.errors import InputError
 from harness.results.slo import parse_slo
-from harness.outputs import clobbers_results, refuse_overwriting
+from harness.outputs import clobbers_results, created_utc, refuse_overwriting
 from harness.results.write import check_replay_folder, dumps, write_replay
 from harness.sim.config import CACHE_SCOPES, DP_BALANCE, ROUTING_POLICIES, SimConfig
 from harness.sim.replay import (COMPARISONS, BackendPlan, build_costs, default_deployment, defaults, labels_for,
@@ -113,6 +111,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
     context cache; write per-request results, time series and summaries to --out, and compare the backends."""
     slo = parse_slo(slo_text)
     _check_outputs(trace, out_dir, report_path)
+    created_utc()   # a malformed SOURCE_DATE_EPOCH fails now, not after the replay
     backends = backends or tuple(defaults()["backends"])
     labels = labels_for(backends)
     per = {name: _per_label(vals, f"--{name.replace('_', '-')}", labels, parse) for name, vals, parse in [
@@ -166,9 +165,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
             outputs.append(run_backend(workload, plan, c, slo))
     wall_s = time.perf_counter() - started
 
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")  # reproducible builds: a fixed timestamp, byte-identical output
-    created = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
-    run = {"harness_version": __version__, "created_utc": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "seed": seed,
+    run = {"harness_version": __version__, "created_utc": created_utc(), "seed": seed,
            "trace": trace_meta(workload), "slo": slo.as_json(), "comparison": comparison,
            "options": {"backends": [{"label": p.label, "backend": p.backend, "prefill": p.prefill_deployment,
                                      "decode": p.decode_deployment, "price_usd": p.price_usd,

@@ -11,6 +11,7 @@ import click
 
 from harness.commands.common import deployment_pair, load_shaped, per_label, trace_input_options
 from harness.errors import InputError
+from harness.outputs import created_utc
 from harness.results.slo import parse_slo
 from harness.sweep.executors import EXECUTORS
 
@@ -58,6 +59,7 @@ def sweep(sweep_file: str, out_dir: str | None, retry_failed: bool, no_report: b
     from harness.sweep.spec import load_sweep
 
     _check_address(executor, address)
+    created_utc()   # a malformed SOURCE_DATE_EPOCH fails now, not after every point has run
     spec = load_sweep(sweep_file)
     out = Path(out_dir or Path("out/sweep") / spec.name)
     table, meta = run_sweep(spec, out, executor=executor, jobs=jobs, address=address, retry_failed=retry_failed,
@@ -120,6 +122,7 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
     from harness.sweep.spec import Backend, trace_ref
 
     _check_address(executor, address)
+    created_utc()   # a malformed SOURCE_DATE_EPOCH fails now, not after the search
     slo = parse_slo(slo_text)
     backends = backends or tuple(defaults()["backends"])
     labels = labels_for(backends)

@@ -3,16 +3,15 @@ then build the table from the store (so a resumed sweep and a fresh one give the
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from harness import __version__
+from harness.outputs import created_utc
 from harness.sweep.executors import Local, Ray, open_executor
 from harness.sweep.progress import sweep_progress
 from harness.sweep.spec import Sweep, expand, judged_slo
@@ -51,12 +50,6 @@ def run_points(points: list[dict[str, Any]], out_dir: str | Path, executor: Loca
             raise RuntimeError(f"point {p['id']} has no record after running")
         records[p["id"]] = r
     return Outcome(records, len(todo), len(points) - len(todo), time.perf_counter() - started)
-
-
-def created_utc() -> str:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")   # reproducible builds: a fixed timestamp
-    t = datetime.fromtimestamp(int(epoch), timezone.utc) if epoch else datetime.now(timezone.utc)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def sweep_meta(sweep: Sweep, points: list[dict[str, Any]], outcome: Outcome, executor: str, jobs: int) -> dict:

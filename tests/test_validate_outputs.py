@@ -34,3 +34,17 @@ def test_validate_report_into_a_missing_folder_is_created_atomically(tmp_path):
     html = tmp_path / "deep" / "v.html"
     assert CliRunner().invoke(main, ["validate", "--report", str(html)]).exit_code == 0
     assert html.exists() and not list(html.parent.glob(".*part"))
+
+
+def test_validate_report_names_the_saved_rows_or_none_and_matches_bench_report(tmp_path):
+    """The report's source is the --out file (re-rendering it gives the same bytes), never a deleted temp file."""
+    rows_path, html, again, alone = (tmp_path / n for n in ("v.json", "v.html", "again.html", "alone.html"))
+    result = CliRunner().invoke(main, ["validate", "--summary", "--out", str(rows_path), "--report", str(html)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {rows_path}" in result.output and f"wrote {html}" in result.output
+    assert f"From <code>{rows_path}</code>" in html.read_text()
+    assert CliRunner().invoke(main, ["report", str(rows_path), "-o", str(again)]).exit_code == 0
+    assert again.read_bytes() == html.read_bytes()
+    assert CliRunner().invoke(main, ["validate", "--summary", "--report", str(alone)]).exit_code == 0
+    text = alone.read_text()
+    assert "(not saved: no --out)" in text and "/tmp" not in text.split("From <code>")[1].split("</code>")[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import click
@@ -47,13 +46,18 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, summary: bool
     saved = [{k: v for k, v in r.items() if k != "explain"} for r in rows]
     if out_path or report_path:
         from harness.outputs import write_text_atomic
-        from harness.report import render_report
+        from harness.report.inputs import ValidationResults
+        from harness.report.render import render_html
 
-        with tempfile.TemporaryDirectory() as tmp:
-            rows_path = out_path or Path(tmp) / "validation.json"
-            write_text_atomic(rows_path, json.dumps(saved, indent=2) + "\n")
-            if report_path:
-                render_report([rows_path], report_path)
+        # Both outputs are made before either is written. The report reads the rows as saved (what `bench report`
+        # would read back) and names their file, or says there is none.
+        text = json.dumps(saved, indent=2) + "\n"
+        html = (render_html([ValidationResults(path=out_path or Path("(not saved: no --out)"),
+                                               rows=json.loads(text))]) if report_path else None)
+        if out_path:
+            write_text_atomic(out_path, text)
+        if report_path:
+            write_text_atomic(report_path, html)
     if as_json:
         click.echo(json.dumps(saved, indent=2))
     else:
@@ -75,6 +79,9 @@ def validate(as_json: bool, strict: bool, tolerance: float | None, summary: bool
                    f"{len(far)} more than 10% from the published value"
                    + (f" ({', '.join(r['id'] for r in far if r['kind'] != 'in-sample operator')})"
                       if far and not summary else ""))
+        for path in (out_path, report_path):
+            if path:
+                click.echo(f"wrote {path}")
     if strict and any(not r["ok"] for r in rows):
         raise SystemExit(1)
 

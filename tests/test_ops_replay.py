@@ -133,6 +133,7 @@ def test_replay_json_result_keys(tmp_path):
     out = tmp_path / "r.json"
     res = CliRunner().invoke(main, ["ops", "replay", str(FIXTURE), "--identity", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    assert f"wrote {out}" in res.output          # says where the result went, as every writing command does
     r = json.loads(out.read_text())
     assert r["identity"]["within_1pct"] and r["identity"]["recorded_span_s"] == pytest.approx(905e-6)
     rec = r["recorded"]

@@ -85,6 +85,9 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
         click.echo(text, nl=False)
     else:
         _print(result)
+        for path in (out, report):
+            if path:
+                click.echo(f"wrote {path}")
     if identity:
         ident = result["identity"]
         if ident is None:

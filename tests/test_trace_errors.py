@@ -192,3 +192,37 @@ def test_a_tar_archive_is_named_and_points_at_servegen_synthesis(tmp_path):
     result = CliRunner().invoke(main, ["trace", "info", str(archive)])
     assert result.exit_code == 2
     assert "tar archive" in result.output and "--servegen" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("arrivals, fragment", [
+    # a subnormal span: the rate, and the goodput over it, overflow (a traceback writing summary.json)
+    (["0", "1e-320"], "too short for a request rate"),
+    # beyond 1e9 s a float's step outgrows a step time: latencies came out as 0
+    (["0", "1e17"], "more than 1e+09 s"),
+    (["0", "1.7e308"], "more than 1e+09 s"),
+])
+def test_arrival_spans_the_simulator_cannot_keep_are_named(tmp_path, arrivals, fragment):
+    path = _write(tmp_path, "s.csv", NATIVE + "".join(f"{a},10,5\n" for a in arrivals))
+    with pytest.raises(InputError) as info:
+        load_trace(path)
+    assert str(info.value).startswith(f"{path}: field 'arrival_s': the arrivals span ") and fragment in str(info.value)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["replay", str(path), "--backend", "cloudmatrix384", "--quiet", "--out", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output and fragment in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["trace", "info", "{trace}", "--time-scale", "1e-320"], "field '--time-scale': the arrivals span 2e-320 s"),
+    (["trace", "info", "{trace}", "--time-scale", "6e8"], "field '--time-scale': the arrivals span 1.2e+09 s"),
+    (["trace", "info", "{trace}", "--rate", "1e-20"], "field '--rate': the arrivals span 3e+20 s"),
+    (["replay", "{trace}", "--time-scale", "1e-320", "--quiet", "--out", "{out}"], "field '--time-scale'"),
+    (["trace", "synth", "{out}", "--requests", "100", "--rate", "1e-9"], "field '--rate': the arrivals span"),
+    (["trace", "synth", "{out}", "--duration", "1e12", "--rate", "1e-10"], "field '--duration': the arrivals span"),
+])
+def test_shaping_or_synthesis_beyond_the_span_limits_is_refused(tmp_path, args, fragment):
+    trace = _write(tmp_path, "t.csv", NATIVE + "0,10,5\n1,20,5\n2,30,5\n")
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(main, [a.format(trace=trace, out=out) for a in args])
+    assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output, result.output
+    assert not out.exists()

@@ -16,6 +16,7 @@ import polars as pl
 from harness.errors import InputError
 from harness.trace import checks, formats
 from harness.trace.bundled import resolve_trace_path
+from harness.trace.shape import span_problem
 from harness.trace.source import open_source
 from harness.trace.workload import Workload, canonical
 
@@ -46,6 +47,9 @@ def load_trace(path: str | Path, fmt: str | None = None, *, strict: bool = False
         notes.append(f"sorted {n_earlier:,} rows whose timestamps go backwards (first at {raw.where(first)})")
         frame = frame.sort("arrival_s", maintain_order=True)
     frame = frame.with_columns(pl.col("arrival_s") - pl.col("arrival_s").first())
+    problem = span_problem(frame)
+    if problem is not None:
+        raise InputError(f"{problem}; arrival times are in seconds", path=str(resolved), field="arrival_s")
     name = resolved.name.split(".")[0]
     return Workload(requests=canonical(frame), name=name, block_size=block_size, source_format=fmt,
                     source_path=str(resolved), notes=tuple(notes))

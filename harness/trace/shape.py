@@ -33,6 +33,24 @@ def mean_rate_req_s(requests: pl.DataFrame) -> float | None:
     return requests.height / span if span and span > 0 else None
 
 
+# The longest span of arrivals: beyond about 4.5e9 s a float's steps exceed a microsecond, so step times of
+# milliseconds added to an arrival vanish (latencies of 0). 1e9 s is about 31.7 years.
+MAX_SPAN_S = 1e9
+
+
+def span_problem(requests: pl.DataFrame) -> str | None:
+    """What is wrong with the span from first to last arrival, or None: too long for float seconds to keep
+    microseconds (MAX_SPAN_S), or so short (subnormal) that the mean rate overflows."""
+    arrival = requests.get_column("arrival_s")
+    span = float(arrival.max() - arrival.min()) if requests.height else 0.0
+    if span > MAX_SPAN_S:
+        return (f"the arrivals span {span:.3g} s, more than {MAX_SPAN_S:.0e} s (about 31 years), beyond which float "
+                "seconds lose the microseconds a step takes")
+    if span > 0 and not math.isfinite(requests.height / span):
+        return f"the arrivals span {span:.3g} s, too short for a request rate (a float overflows)"
+    return None
+
+
 def shape(workload: Workload, *, limit: int | None = None, window: tuple[float | None, float | None] | str | None = None,
           time_scale: float | None = None, rate: float | None = None) -> Workload:
     """Keep arrivals in [START, END), then the first `limit`, then multiply arrival times by `time_scale`
@@ -70,6 +88,9 @@ def shape(workload: Workload, *, limit: int | None = None, window: tuple[float |
         if not math.isfinite(frame["arrival_s"].max()):
             option = "--rate" if rate is not None else "--time-scale"
             raise InputError("stretches the arrivals beyond any representable time (a float overflows)", field=option)
+        problem = span_problem(frame)
+        if problem is not None:
+            raise InputError(f"{problem}, once rescaled", field="--rate" if rate is not None else "--time-scale")
     if frame is workload.requests:
         return workload
     return dataclasses.replace(workload, requests=frame)

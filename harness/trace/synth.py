@@ -16,6 +16,7 @@ import polars as pl
 from harness.errors import InputError
 from harness.trace.checks import max_context_tokens
 from harness.trace.lengths import LengthSampler, Paired, parse_length
+from harness.trace.shape import MAX_SPAN_S, span_problem
 from harness.trace.workload import Workload, canonical
 
 ARRIVALS = ("poisson", "gamma")
@@ -84,6 +85,10 @@ def synthesize(n_requests: int | None = None, *, duration_s: float | None = None
     arrival_s = arrival_times(rng, n_requests, duration_s, rate, arrival, cv)
     if arrival_s.size and not np.isfinite(arrival_s[-1]):
         raise InputError(f"{rate:g} req/s spaces arrivals beyond any representable time", field="--rate")
+    problem = span_problem(pl.DataFrame({"arrival_s": arrival_s}))
+    if problem is not None:   # the trace written would not load
+        too_long = duration_s is not None and duration_s > MAX_SPAN_S
+        raise InputError(problem, field="--duration" if too_long else "--rate")
     n = arrival_s.size
     if n == 0:
         raise InputError(f"no request arrives within {duration_s} s at {rate} req/s", field="--duration")

@@ -313,3 +313,15 @@ def test_export_refuses_an_absurd_batch_and_non_finite_graphs(tmp_path):
     with pytest.raises(InputError, match="non-finite"):
         save_native(OpGraph([Op("k", "7", float("nan"))]), out)
     assert not out.exists()
+
+
+def test_native_deps_written_as_whole_floats_are_op_ids(tmp_path):
+    """JSON Schema's integers include 1.0, so `"deps": [1.0]` passes validation; it was then a list index and a
+    TypeError traceback. It names op 1, as `1` would."""
+    ops = [{"id": 0, "name": "a", "category": "gemm", "stream": "s", "duration_us": 1.5, "deps": [1.0]},
+           {"id": 1, "name": "b", "category": "gemm", "stream": "t", "duration_us": 2}]
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"format": "cmbench-op-trace", "version": 1, "ops": ops}))
+    res, out = _run(path, "--json")
+    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert json.loads(out.read_text())["replayed"]["span_s"] == pytest.approx(3.5e-6)   # b, then a after it

@@ -84,13 +84,13 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
     for i, row in enumerate(data["ops"]):
         if row["id"] != i:
             raise InputError(f"must equal the op's position {i}", path=source, where=f"op {i}", field="id")
-        bad = [d for d in row.get("deps", []) if d >= n or d == i]
+        deps = [int(d) for d in row.get("deps", [])]   # the schema's integers include 1.0: indices from here on
+        bad = [d for d in deps if d >= n or d == i]
         if bad:
             raise InputError(f"refers to unknown or self op id {bad[0]}", path=source, where=f"op {i}", field="deps")
         start = row.get("start_us")
         op = Op(name=row["name"], stream=row["stream"], duration_s=row["duration_us"] * 1e-6,
-                category=row["category"], start_s=None if start is None else start * 1e-6,
-                deps=list(row.get("deps", [])))
+                category=row["category"], start_s=None if start is None else start * 1e-6, deps=deps)
         for key in _OPTIONAL:
             if key in row:
                 setattr(op, key, row[key])

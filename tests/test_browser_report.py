@@ -111,3 +111,10 @@ def test_report_of_a_real_small_replay_draws(browser, tmp_path: Path, repo_root:
     assert _assert_all_plots_drew(browser) >= 10
     _assert_no_network(browser)
     assert browser.execute_script("return window.__pwned === undefined")
+    # Over-time axes never go below 0 (this trace has no cache hits: the hit-ratio axis once ran from -100%).
+    lows = browser.execute_script("return [...document.querySelectorAll('[id*=\"-ts_\"]')]"
+                                  ".map(el => [el.id, el._fullLayout.yaxis.range[0]])")
+    assert len(lows) == 7 and all(low >= 0 for _, low in lows), lows
+    # The op-category legend above the step bars leaves the four bars their room (they were squeezed to ~15 px).
+    bars_px = browser.execute_script("return document.querySelector('[id$=\"-steps\"]')._fullLayout._size.h")
+    assert bars_px >= 4 * 30, bars_px

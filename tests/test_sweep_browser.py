@@ -60,3 +60,6 @@ def test_plan_report_draws(browser, tmp_path):
     render_sweep_report(tmp_path / "plan", tmp_path / "plan" / "report.html")
     _open(browser, tmp_path / "plan" / "report.html", tmp_path / "plan.png")
     assert "cloudmatrix384" in browser.find_element("css selector", "table.winners").text
+    # Instance counts start at 1: the prefill axis shows no 0 or negative counts.
+    low = browser.execute_script("return document.querySelector('[id$=\"-plan-cells\"]')._fullLayout.yaxis.range[0]")
+    assert 0 < low <= 1, low

@@ -58,8 +58,12 @@ def _over_time(res: ReplayResults) -> list[dict[str, Any]]:
                              "x": compact(ts.get_column("t_s").to_numpy()),
                              "y": compact(ts.get_column(col).cast(pl.Float64).to_numpy()),
                              "line": {"color": colour(i), "width": 1.6, "dash": dash}})
-        extra = {"yaxis": {"tickformat": ".0%"}} if y_title.startswith(("fraction", "hit", "busy")) else {}
-        figs.append(figure(fig_id, title, data, layout("time (s)", y_title, **extra)))
+        # Every panel's quantity is a count, rate or fraction: the axis never goes below 0 (a run without cache
+        # hits would otherwise show a hit ratio axis from -100%).
+        yaxis = {"rangemode": "nonnegative"}
+        if y_title.startswith(("fraction", "hit", "busy")):
+            yaxis["tickformat"] = ".0%"
+        figs.append(figure(fig_id, title, data, layout("time (s)", y_title, yaxis=yaxis)))
     return figs
 
 
@@ -111,8 +115,10 @@ def _step_breakdown(res: ReplayResults) -> dict[str, Any]:
     data.append({"type": "scatter", "mode": "markers", "name": "step time", "y": y, "x": [t * 1e3 for t in steps],
                  "marker": {"symbol": "diamond", "size": 12, "color": "#111", "line": {"color": "#fff", "width": 1}},
                  "hovertemplate": "%{y}<br>step time: %{x:.4g} ms<extra></extra>"})
+    # The legend (a dozen categories, about two to a row beside the long bar labels) sits above the bars: the
+    # height grows with it, so the bars keep their room.
     lay = layout("ms (busy time per category, stacked; ◆ the step's time)", "", barmode="stack",
-                 legend={"traceorder": "normal"}, height=max(260, 70 + 46 * len(rows)),
+                 legend={"traceorder": "normal"}, height=max(260, 70 + 46 * len(rows)) + 20 * ((len(data) + 1) // 2),
                  yaxis={"autorange": "reversed", "automargin": True})
     return figure("steps", "Busy time per op category in one representative step (streams overlap)", data, lay)
 

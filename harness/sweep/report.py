@@ -160,10 +160,14 @@ def _plan_section(table: pl.DataFrame, plan: dict[str, Any], source: Path) -> tu
             data.append({"type": "scatter", "mode": "markers", "name": f"{b['label']} winner",
                          "x": [b["winner"]["decode_instances"] + shift], "y": [b["winner"]["prefill_instances"]],
                          "marker": {"color": colour(i), "size": 22, "symbol": "star-open", "line": {"width": 2}},
-                         "hoverinfo": "skip"})
+                         "cliponaxis": False, "hoverinfo": "skip"})
+    max_p = max((y for d in data for y in d["y"]), default=1)
     fig = figure("plan-cells", "Evaluated deployments (circle: meets the SLO; x: misses; star: winner)", data,
-                 layout("decode instances", "prefill instances", yaxis={"dtick": 1},
-                        xaxis={"dtick": 1, "range": [0.5, plan["bounds"]["max_decode_instances"] + 0.5]}))
+                 layout("decode instances", "prefill instances",
+                        # Instance counts start at 1: the axes show the evaluated cells and no negative counts.
+                        yaxis={"range": [0.5, max_p + 0.5], **({"dtick": 1} if max_p <= 20 else {})},
+                        xaxis={"dtick": 1, "range": [0.5, plan["bounds"]["max_decode_instances"] + 0.5]},
+                        height=max(320, 120 + 16 * min(max_p, 20))))
     model = {"plan": plan, "knobs": _knobs(table), "metrics": SHOWN_METRICS, "rows": table.head(MAX_ROWS).to_dicts(),
              "total_rows": table.height}
     return {"kind": "plan", "title": f"Plan: {plan['trace']['name']}", "source": str(source), "model": model}, \

@@ -325,3 +325,24 @@ def test_native_deps_written_as_whole_floats_are_op_ids(tmp_path):
     res, out = _run(path, "--json")
     assert res.exit_code == 0 and "Traceback" not in res.output, res.output
     assert json.loads(out.read_text())["replayed"]["span_s"] == pytest.approx(3.5e-6)   # b, then a after it
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"duration_us": 1e308}, "op 1: field 'duration_us': 1e+308 is greater than the maximum of 1e+17"),
+    ({"start_us": 1e300}, "op 1: field 'start_us': 1e+300 is greater than the maximum of 1e+17"),
+    ({"release": 1e300}, "meta release_us 1: field 'release_us': must be a number of magnitude at most 1e+17"),
+])
+def test_native_times_beyond_any_trace_are_refused_like_kinetos(tmp_path, change, needle):
+    """Kineto events refuse times beyond 1e17 us; native ops took 1e308 and printed 300-digit spans, or failed
+    --identity on their own rounding."""
+    ops = [{"id": 0, "name": "a", "category": "gemm", "stream": "s", "duration_us": 1.5, "start_us": 0},
+           {"id": 1, "name": "b", "category": "gemm", "stream": "s", "duration_us": 2, "start_us": 2}]
+    ops[1].update({k: v for k, v in change.items() if k != "release"})
+    doc = {"format": "cmbench-op-trace", "version": 1, "ops": ops}
+    if "release" in change:
+        doc["meta"] = {"release_us": [0, change["release"]]}
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    res, out = _run(path)
+    assert res.exit_code == 2 and res.output.startswith(f"error: {path}: {needle}"), res.output
+    assert not out.exists()

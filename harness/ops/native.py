@@ -13,7 +13,7 @@ import jsonschema
 from harness.errors import InputError
 from harness.jsonfile import loads_finite
 from harness.ops.graph import Op, OpGraph
-from harness.ops.kineto import open_maybe_gzip
+from harness.ops.kineto import MAX_ABS, open_maybe_gzip
 from harness.outputs import atomic_path, write_text_atomic
 from harness.paths import traces_dir
 
@@ -105,9 +105,9 @@ def from_dict(data: object, source: str = "op trace") -> OpGraph:
             raise InputError(f"must be a list of {n} numbers or nulls (one per op)", path=source, where="meta",
                              field="release_us")
         for i, r in enumerate(release):
-            if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float))):
-                raise InputError(f"must be a number or null, got {r!r}", path=source, where=f"meta release_us {i}",
-                                 field="release_us")
+            if r is not None and (isinstance(r, bool) or not isinstance(r, (int, float)) or abs(r) > MAX_ABS):
+                raise InputError(f"must be a number of magnitude at most {MAX_ABS:.0e} or null, got {r!r}", path=source,
+                                 where=f"meta release_us {i}", field="release_us")
             ops[i].release_s = None if r is None else r * 1e-6
     return OpGraph(ops, meta)
 

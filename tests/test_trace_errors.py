@@ -207,7 +207,8 @@ def test_arrival_spans_the_simulator_cannot_keep_are_named(tmp_path, arrivals, f
         load_trace(path)
     assert str(info.value).startswith(f"{path}: field 'arrival_s': the arrivals span ") and fragment in str(info.value)
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["replay", str(path), "--backend", "cloudmatrix384", "--quiet", "--out", str(out)])
+    result = CliRunner().invoke(main, ["replay", str(path), "--backend", "cloudmatrix384", "--quiet",
+                                       "--out", str(out)])
     assert result.exit_code == 2 and "Traceback" not in result.output and fragment in result.output, result.output
     assert not out.exists()
 

@@ -294,6 +294,21 @@ def test_by_table_accounts_for_every_row_once(tables: list[str], data) -> None:
             assert g["worst_id"] is None and "max_abs_error_pct" not in g
 
 
+def test_validation_rows_show_tolerance_as_one_readable_column(tmp_path: Path) -> None:
+    """`bench validate`'s tolerance_pct and ok read as 'within ±10%' / 'outside ±5%', not as raw fields."""
+    rows = [{"id": "a.b.c", "published": 1.0, "predicted": 1.05, "unit": "us", "error_pct": 5.0,
+             "tolerance_pct": 10.0, "ok": True},
+            {"id": "a.b.d", "published": 1.0, "predicted": 1.2, "unit": "us", "error_pct": 20.0,
+             "tolerance_pct": 5.0, "ok": False},
+            {"id": "a.b.e", "published": 1.0, "predicted": 1.0, "unit": "us", "error_pct": 0.0}]
+    val = tmp_path / "v.json"
+    val.write_text(json.dumps(rows))
+    page = render_html([load_results(val)])
+    table = page[page.index("<h3>Rows</h3>"):]
+    assert "within ±10%" in table and "outside ±5%" in table
+    assert "tolerance_pct" not in table and ">True<" not in table and ">False<" not in table
+
+
 def test_validation_section_shows_a_line_per_table(tmp_path: Path) -> None:
     rows = [{"id": "moe.cm384-ub.dispatch.ep8", "published": 116.0, "predicted": 120.0, "unit": "us",
              "error_pct": 3.45, "ok": True},

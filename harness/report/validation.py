@@ -12,6 +12,7 @@ from harness.report.inputs import ValidationResults
 from harness.report.series import text
 
 _CORE = ("id", "published", "predicted", "unit", "error_pct")
+_TOLERANCE = ("tolerance_pct", "ok")   # shown as one readable column, not as two raw fields
 
 
 def _scalar(v: Any) -> bool:
@@ -63,10 +64,12 @@ def by_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def validation_model(res: ValidationResults) -> dict[str, Any]:
-    extra = [k for k in dict.fromkeys(k for r in res.rows for k in r) if k not in _CORE
+    extra = [k for k in dict.fromkeys(k for r in res.rows for k in r) if k not in _CORE + _TOLERANCE
              and all(_scalar(r.get(k)) for r in res.rows)]
     worst = _worst(res.rows)
-    return {"rows": res.rows, "extra_columns": extra, "summary": fit_summary([r.get("error_pct") for r in res.rows]),
+    tolerance = any(isinstance(r.get("tolerance_pct"), int | float) and not isinstance(r.get("tolerance_pct"), bool)
+                    and isinstance(r.get("ok"), bool) for r in res.rows)
+    return {"rows": res.rows, "extra_columns": extra, "tolerance_column": tolerance, "summary": fit_summary([r.get("error_pct") for r in res.rows]),
             "tables": by_table(res.rows),
             "worst_id": worst["id"] if worst else None}
 

@@ -237,7 +237,7 @@ def _print(r: dict) -> None:
     con.print(f"weight load      {w['object_store']:10.1f} s    from the object store ({w['model_gb']:.0f} GB checkpoint), "
               f"{w['memory_pool']:.2f} s from the memory pool ({r['memory_per_rank_gb']['weights']:.1f} GB per rank)")
     con.print("stream busy      " + ", ".join(f"{s} {v:.2f} ms" for s, v in r["stream_busy_ms"].items()))
-    t = Table(title="per-op breakdown (microseconds)", show_lines=False)
+    t = Table(title="per-op breakdown (per op: us per microbatch, ms per step)", show_lines=False)
     for c in ("layer kind", "layers", "op", "stream", "us / microbatch", "ms / step"):
         t.add_column(c, justify="right" if c not in ("layer kind", "op", "stream") else "left")
     for row in r["breakdown"]:

@@ -28,7 +28,8 @@ def ops() -> None:
 
 @ops.command("replay")
 @click.argument("trace", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="Op-trace format; auto detects it from the content.")
 @click.option("--rules", multiple=True, type=click.Path(dir_okay=False),
               help="Extra kernel-classification rule file (TOML), tried before the bundled table.")
 @click.option("--identity", is_flag=True, help="Check that replaying recorded durations reproduces the span "

@@ -103,7 +103,8 @@ def sweep(sweep_file: str, out_dir: str | None, retry_failed: bool, no_report: b
               help="Most decode instances to consider.")
 @click.option("--max-chips", type=click.IntRange(min=1), default=None, help="Most chips in all.")
 @click.option("--set", "sets", multiple=True, metavar="SPEC.PATH=VALUE", help="Override a spec file value.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of every evaluated replay's random generator.")
 @click.option("--block-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Tokens per cache block when blocks are derived from sessions.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/plan", show_default=True,

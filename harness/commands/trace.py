@@ -83,7 +83,8 @@ def _stats_table(stats: dict) -> Table:
 @click.option("--duration", "duration_s", type=Finite(min=0, min_open=True), default=None,
               help="Or: all arrivals within this many seconds.")
 @click.option("--rate", type=Finite(min=0, min_open=True), required=True, help="Mean arrival rate, req/s.")
-@click.option("--arrival", type=click.Choice(ARRIVALS), default="poisson", show_default=True)
+@click.option("--arrival", type=click.Choice(ARRIVALS), default="poisson", show_default=True,
+              help="Inter-arrival times: exponential (poisson) or gamma with --cv.")
 @click.option("--cv", type=Finite(min=0, min_open=True), default=1.0, show_default=True,
               help="Inter-arrival coefficient of variation (gamma arrivals).")
 @click.option("--input", "input_spec", default="1024", show_default=True, metavar="SPEC",
@@ -102,7 +103,8 @@ def _stats_table(stats: dict) -> Table:
               help="Sessions interleaved at a time.")
 @click.option("--block-size", type=click.IntRange(min=1), default=512, show_default=True,
               help="Tokens per prefix block.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the generator: the same seed and options give the same trace.")
 def synth(dest: str, lengths_from: str | None, servegen: str | None, client: str | None, input_spec: str,
           output_spec: str, **opts) -> None:
     """Write a seeded synthetic trace to DEST (.csv, .jsonl or .parquet, optionally .gz)."""

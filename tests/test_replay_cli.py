@@ -192,6 +192,7 @@ def test_the_slo_verdict_at_a_percentile_is_printed(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "SLO met at p90" in line)
     assert "missed" in row
+    assert "SLO: TTFT <= 1e-06 s, TPOT <= 0.001 ms" in result.output   # the table names the SLO it judged
 
 
 @pytest.mark.parametrize("epoch", ["yesterday", "1.5", "99999999999999999"])

@@ -181,7 +181,7 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
     if as_json:
         click.echo(dumps({"run": run, "summaries": {o.label: o.summary for o in outputs}}), nl=False)
         return
-    _print_table(outputs)
+    _print_table(outputs, slo)
     sim_s = simulated_seconds(outputs)
     click.echo(f"wrote {path}/ ({len(workload):,} requests x {len(outputs)} backends; "
                f"{sim_s:,.0f} simulated s in {wall_s:.1f} s wall, {sim_s / max(wall_s, 1e-9):,.0f} sim-s per wall-s)")
@@ -194,13 +194,14 @@ def _chips_cell(s: dict) -> str:
     return f"{s['chips']} ({p['chips_per_instance']}x{p['instances']} + {d['chips_per_instance']}x{d['instances']})"
 
 
-def _print_table(outputs) -> None:
+def _print_table(outputs, slo) -> None:
     from rich.table import Table
 
     def fmt(x, spec=",.1f"):
         return "-" if x is None else format(x, spec)
 
-    table = Table(title="bench replay")
+    # Goodput and attainment count the requests that meet this SLO: the title names it.
+    table = Table(title=f"bench replay (SLO: TTFT <= {slo.ttft_s:g} s, TPOT <= {slo.tpot_ms:g} ms)")
     table.add_column("metric")
     for o in outputs:
         table.add_column(o.label, justify="right")

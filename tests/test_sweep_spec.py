@@ -144,6 +144,23 @@ def test_bad_top_level_values_and_unreadable_traces_fail_before_any_point(tmp_pa
     assert f"field '{field}'" in msg and words in msg and "line " in msg, msg
 
 
+@pytest.mark.parametrize("command", ["sweep", "plan"])
+def test_a_folder_given_as_the_trace_is_named_not_a_traceback(tmp_path, command):
+    """The trace's sha256 was taken before the loader could say 'is a directory': an IsADirectoryError traceback."""
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    if command == "sweep":
+        path = write(tmp_path, BASE.replace('"azure-conv"', json.dumps(str(folder))) +
+                     '[[backend]]\nbackend = "cloudmatrix384"\n')
+        args = ["sweep", str(path)]
+    else:
+        args = ["plan", str(folder), "--backend", "cloudmatrix384"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o"), "--quiet"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{folder}: is a directory, not a trace file" in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("tail,field,words", BAD, ids=[b[1] + ":" + b[2] for b in BAD])
 def test_bad_sweep_files_fail_with_file_line_and_field(tmp_path, tail, field, words):
     path = write(tmp_path, BASE + tail)

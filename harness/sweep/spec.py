@@ -62,9 +62,14 @@ def judged_slo(slo: Slo) -> Slo:
 
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    except IsADirectoryError:   # the trace loader's words for the same mistakes
+        raise InputError("is a directory, not a trace file", path=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
     return h.hexdigest()
 
 

@@ -391,3 +391,36 @@ def test_planned_decode_steps_equal_step_by_step(w: Workload, setup) -> None:
     assert fast.decode_busy_s == pytest.approx(slow.decode_busy_s, rel=1e-12)
     assert fast.decode_kv_sum == pytest.approx(slow.decode_kv_sum, rel=1e-12)
     np.testing.assert_array_equal(fast.output_tokens_grid.values, slow.output_tokens_grid.values)
+
+
+@given(traces(), setups(), st.sampled_from([2, 3, 4, 8]), st.integers(1, 8), st.sampled_from([2, 3, 7]))
+def test_decode_shortcuts_and_plan_lengths_change_no_request(w: Workload, setup, ranks, cap, block) -> None:
+    """The decode fast paths (a joining request takes the first empty DP rank while no rank holds two; the busiest
+    rank read off one request per rank; advance told that nobody finishes) give what the general rank search,
+    the per-rank recount and a finish check give, with requests leaving between joins; and plans of any length
+    give what step by step gives."""
+    import harness.sim.engine as engine
+    from harness.sim.decode import DecodeInstance
+
+    class NoShortcuts(DecodeInstance):
+        stacked = property(lambda self: True, lambda self, _value: None)   # always "some rank holds two"
+
+        def advance(self, tokens, finishing=True):
+            return super().advance(tokens)
+
+    costs, config = setup
+    costs = dataclasses.replace(costs, decode_dp_ranks=ranks, decode_batch_cap_per_chip=cap)
+    config = dataclasses.replace(config, dp_balance="least-kv")
+    base = simulate(w, costs, config)
+    saved = engine.BLOCK_STEPS, engine.DecodeInstance
+    try:
+        engine.DecodeInstance = NoShortcuts
+        general = simulate(w, costs, config)
+        engine.DecodeInstance, engine.BLOCK_STEPS = saved[1], block
+        other_plans = simulate(w, costs, config)
+    finally:
+        engine.BLOCK_STEPS, engine.DecodeInstance = saved
+    for other in (general, other_plans):
+        for name in ("status", "finish_s", "first_token_s", "decode_start_s", "decode_instance"):
+            np.testing.assert_array_equal(getattr(base, name), getattr(other, name), err_msg=name)
+        assert sorted(base.steps) == sorted(other.steps)

@@ -187,13 +187,19 @@ def test_prefill_pieces_price_the_same_in_any_shape():
     assert c.prefill_step_s(np.array([[3000], [20000]]), np.array([[1000], [0]])) == two
 
 
-@pytest.mark.parametrize("backend", ["cloudmatrix384", "h800-ib"])
-def test_table_nodes_are_the_step_model_itself(backend):
+LLAMA = tuple(f"{d}.{k}" for d in ("h800-prefill", "h800-decode")
+              for k in ("llm=llama-3.1-70b", "ep=1", "mtp_draft_tokens=0", "redundant_experts=0"))
+
+
+@pytest.mark.parametrize("backend, sets", [("cloudmatrix384", ()), ("h800-ib", ()),
+                                           ("h800-ib", LLAMA),   # dense FFN, GQA attention: other ops
+                                           ("h800-ib", ("h800-prefill.dp=1", "h800-prefill.tp=32"))])
+def test_table_nodes_are_the_step_model_itself(backend, sets):
     """At its grid points each table holds the step model evaluated there alone (the tables are built on sparse,
     broadcast grids: an op whose work summed or counted across the grid would break this)."""
     from harness.step.schedule import best_step_time_s, decode_work, one_piece_work, prefill_work_totals
 
-    c = costs(backend)
+    c = costs(backend, *sets)
     rng = np.random.default_rng(1)
     for _ in range(12):
         i, j = (int(rng.integers(len(a))) for a in c._axes)
@@ -206,6 +212,9 @@ def test_table_nodes_are_the_step_model_itself(backend):
         want = float(best_step_time_s(c.prefill, lambda d: prefill_work_totals(
             d, n, ca, lo + share * (hi - lo), min(max(1.0 / max(share, 1e-12), 1.0), n)), c.eplb))
         assert min(t[i][j][m] for t in c._piece_table) == pytest.approx(want, rel=1e-12)
+        if c.prefill.dp == 1:   # no piece outlasts the even share: no lone-piece table
+            assert c._one_table is None
+            continue
         i, j, m = (int(rng.integers(len(a))) for a in c._one_axes)
         a, ca, ratio = (ax[x] for ax, x in zip(c._one_axes, (i, j, m)))
         want = float(best_step_time_s(c.prefill, lambda d: one_piece_work(d, a, ca, a * ratio), c.eplb))

@@ -191,3 +191,22 @@ def test_best_point_is_the_cheapest_deployment_then_the_one_with_most_slo_headro
     assert best_per_backend(table)[0]["row"]["point"] == 1
     assert best_per_backend(table.filter(pl.col("point") != 1))[0]["row"]["point"] == 0
     assert best_per_backend(table.filter(pl.col("point") == 3))[0]["row"] is None
+
+
+def test_a_point_beyond_the_chip_bound_fails_instead_of_running_for_hours(tmp_path, monkeypatch):
+    """`bench replay` refuses more than 1,000,000 chips per backend; a sweep point's prefill_instances (or a huge
+    prefill_per_decode) went straight to the simulator and ran for hours."""
+    import harness.sweep.worker as worker
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the point was simulated")
+
+    monkeypatch.setattr(worker, "run_backend", must_not_run)
+    (tmp_path / "t.csv").write_text("arrival_s,input_tokens,output_tokens\n0,10,5\n1,20,5\n", encoding="utf-8")
+    path = tmp_path / "big.toml"
+    path.write_text('name = "big"\n[trace]\npath = "t.csv"\n[grid]\nprefill_per_decode = [1e7]\n'
+                    '[[backend]]\nbackend = "cloudmatrix384"\n', encoding="utf-8")
+    table, meta = run_sweep(load_sweep(path), tmp_path / "out", jobs=1, show_progress=False, report=False)
+    assert meta["failed"] == 1
+    error = table.get_column("error")[0]
+    assert "cloudmatrix384 would have 160,000,160 chips; a backend may have at most 1,000,000" in error, error

@@ -111,7 +111,7 @@ def size_plans(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comp
     if comparison not in COMPARISONS:
         raise InputError(f"must be one of {', '.join(COMPARISONS)}", field="--compare")
     for plan, c in zip(plans, costs):
-        _bounded(plan.label, _chips(plan, c), "--prefill-instances/--decode-instances")
+        check_chips(plan, c, "--prefill-instances/--decode-instances")
     if comparison == "as-given" or len(plans) < 2:
         return list(plans)
     ref, ref_costs = plans[0], costs[0]
@@ -136,6 +136,11 @@ def _bounded(label: str, chips: float, option: str) -> None:
     if chips > MAX_CHIPS:
         raise InputError(f"{label} would have {chips:,.0f} chips; a backend may have at most {MAX_CHIPS:,}",
                          field=option)
+
+
+def check_chips(plan: BackendPlan, costs: ServingCosts, option: str) -> None:
+    """Refuse a plan beyond MAX_CHIPS (a replay's instance options, a sweep point's knobs)."""
+    _bounded(plan.label, _chips(plan, costs), option)
 
 
 def sizing_notes(plans: Sequence[BackendPlan], costs: Sequence[ServingCosts], comparison: str) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.errors import InputError
 from harness.results.slo import Slo
-from harness.sim.replay import BackendPlan, build_costs, run_backend
+from harness.sim.replay import BackendPlan, build_costs, check_chips, run_backend
 from harness.sweep.knobs import spec_overrides, to_plan
 from harness.sweep.spec import code_digest, file_sha256
 from harness.trace import Workload, load_trace, shape
@@ -67,6 +67,7 @@ def run_point(point: dict[str, Any]) -> dict[str, Any]:
         workload = load_point_trace(point["trace"])
         plan, sets = point_plan(point)
         costs = _costs(plan.backend, plan.prefill_deployment, plan.decode_deployment, tuple(sets))
+        check_chips(plan, costs, "prefill_instances/decode_instances")  # else it would run for hours
         record["summary"] = run_backend(workload, plan, costs, Slo(**point["slo"])).summary
     except InputError as exc:
         record.update(status="failed", error=str(exc))

@@ -227,3 +227,28 @@ def test_shaping_or_synthesis_beyond_the_span_limits_is_refused(tmp_path, args, 
     result = CliRunner().invoke(main, [a.format(trace=trace, out=out) for a in args])
     assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output, result.output
     assert not out.exists()
+
+
+@pytest.mark.parametrize("column, values, message", [
+    ("tenant", [[1], [2]], "field 'tenant': has type List(Int64), expected string"),
+    ("model", [{"a": 1}, {"a": 2}], "field 'model': has type Struct({'a': Int64}), expected string"),
+    ("tenant", [b"\xff\xfe", b"a"], "field 'tenant': has type Binary and cannot be read as text"),
+    ("session_id", pl.Series([1, 2]).cast(pl.Duration), "field 'session_id': has type Duration"),
+])
+def test_parquet_label_columns_that_are_not_text_are_named(tmp_path, column, values, message):
+    """A Parquet list, bytes that are not UTF-8 or a duration in a label column was a polars traceback (a struct
+    was read as its printed form)."""
+    path = tmp_path / "l.parquet"
+    pl.DataFrame({"arrival_s": [0.0, 1.0], "input_tokens": [1, 2], "output_tokens": [1, 1],
+                  column: values}).write_parquet(path)
+    with pytest.raises(InputError) as info:
+        load_trace(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_parquet_labels_in_utf8_bytes_or_numbers_still_load(tmp_path):
+    path = tmp_path / "l.parquet"
+    pl.DataFrame({"arrival_s": [0.0, 1.0], "input_tokens": [1, 2], "output_tokens": [1, 1],
+                  "tenant": [b"ok", b"a"], "session_id": [1, 2]}).write_parquet(path)
+    requests = load_trace(path).requests
+    assert requests["tenant"].to_list() == ["ok", "a"] and requests["session_id"].to_list() == ["1", "2"]

@@ -149,7 +149,13 @@ def validated(raw: Raw) -> tuple[pl.DataFrame, int | None]:
                         f"{max_context_tokens():,}, larger than any model's context")
     for name in ("request_id", "session_id", "tenant", "model"):
         if name in raw.frame.columns:
-            out[name] = raw.frame.get_column(name).cast(pl.String)
+            col = raw.frame.get_column(name)
+            if col.dtype.is_nested():   # (Parquet) a list or struct is no label
+                raise raw.error(None, name, f"has type {col.dtype}, expected string")
+            try:
+                out[name] = col.cast(pl.String)
+            except pl.exceptions.PolarsError:   # bytes that are not UTF-8, a duration
+                raise raw.error(None, name, f"has type {col.dtype} and cannot be read as text") from None
     if "request_id" in out and out["request_id"].null_count() < raw.frame.height:
         ids = out["request_id"]
         bad = _first(ids.is_null() | (ids == ""))

@@ -142,6 +142,8 @@ def test_report_shows_best_points_pareto_and_failures(serial):
     # Heat map over the two knobs of the cloudmatrix384 backend.
     assert any("heat" in f["id"] for f in figures)
     assert "does not divide" in html or "ep" in html
+    # Metric columns read with units; each head's title names its sweep.parquet column.
+    assert '<th title="tpot_ms_p99">p99 TPOT (ms)</th>' in html and ">output_tokens_per_s_per_chip<" not in html
 
 
 def test_cli_sweep_prints_a_summary_and_json(serial, sweep_file):

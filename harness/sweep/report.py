@@ -21,6 +21,13 @@ MAX_ROWS = 500   # the all-points table stops here; the Parquet file has every r
 SHOWN_METRICS = [("chips", "count"), ("output_tokens_per_s_per_chip", ""), ("input_tokens_per_s_per_chip", ""),
                  ("ttft_s_p99", ""), ("tpot_ms_p99", ""), ("slo_attainment", "frac"), ("goodput_req_per_s", ""),
                  ("cost_per_million_output_tokens", "usd"), ("cost_per_hour_usd", "usd"), ("slo_margin", "frac")]
+# Column heads a person reads (with units); each head's title is the sweep.parquet column it shows.
+METRIC_HEADS = {"chips": "chips", "output_tokens_per_s_per_chip": "out tok/s per chip",
+                "input_tokens_per_s_per_chip": "in tok/s per chip", "ttft_s_p99": "p99 TTFT (s)",
+                "tpot_ms_p99": "p99 TPOT (ms)", "slo_attainment": "SLO attainment",
+                "goodput_req_per_s": "goodput (req/s)",
+                "cost_per_million_output_tokens": "$ / 1M out tokens", "cost_per_hour_usd": "$ / hour",
+                "slo_margin": "SLO margin"}
 
 
 def _env() -> jinja2.Environment:
@@ -136,7 +143,8 @@ def _sweep_section(table: pl.DataFrame, meta: dict[str, Any], source: Path) -> t
                        _pareto_figure(ok, "cost_per_million_output_tokens", "$ per 1M output tokens", "pareto-cost",
                                       "Throughput per chip vs cost (filled: meets the SLO)", knobs)],
             "heat": _heatmaps(ok, knobs)}
-    model = {"meta": meta, "knobs": knobs, "metrics": SHOWN_METRICS, "best": best_per_backend(table),
+    model = {"meta": meta, "knobs": knobs, "metrics": SHOWN_METRICS, "heads": METRIC_HEADS,
+             "best": best_per_backend(table),
              "rows": table.head(MAX_ROWS).to_dicts(), "total_rows": table.height,
              "failed": table.filter(pl.col("status") != "ok").select("point", "label", "error").to_dicts()}
     return {"kind": "sweep", "title": f"Sweep: {meta['name']}", "source": str(source), "model": model}, figs
@@ -168,7 +176,8 @@ def _plan_section(table: pl.DataFrame, plan: dict[str, Any], source: Path) -> tu
                         yaxis={"range": [0.5, max_p + 0.5], **({"dtick": 1} if max_p <= 20 else {})},
                         xaxis={"dtick": 1, "range": [0.5, plan["bounds"]["max_decode_instances"] + 0.5]},
                         height=max(320, 120 + 16 * min(max_p, 20))))
-    model = {"plan": plan, "knobs": _knobs(table), "metrics": SHOWN_METRICS, "rows": table.head(MAX_ROWS).to_dicts(),
+    model = {"plan": plan, "knobs": _knobs(table), "metrics": SHOWN_METRICS, "heads": METRIC_HEADS,
+             "rows": table.head(MAX_ROWS).to_dicts(),
              "total_rows": table.height}
     return {"kind": "plan", "title": f"Plan: {plan['trace']['name']}", "source": str(source), "model": model}, \
         {"cells": [fig]}

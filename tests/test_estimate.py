@@ -110,7 +110,9 @@ def test_human_output():
     (["--hardware", "h100-ib", "--llm", "deepseek-r1", "--phase", "decode", "--chips", "1"],
      "field '--chips': inline:h100-ib/deepseek-r1/decode/1's weights (684.7 GB per rank)"),
     (["-d", "cm384-decode", "--batch", "nan"], "'nan' is not a finite number"),
-    (["-d", "cm384-decode", "--batch", "inf"], "'inf' is not a finite number"),
+    (["-d", "cm384-decode", "--batch", "inf"], "'--batch': inf is not in the range 0<x<=1000000.0"),
+    # a ZeroDivisionError traceback (throughput per chip underflowed to 0); bench ops export had the bound already
+    (["-d", "cm384-decode", "--batch", "1e300"], "'--batch': 1e+300 is not in the range 0<x<=1000000.0"),
     (["-d", "cm384-decode", "--mtp-accept", "nan"], "'nan' is not a finite number"),
     (["-d", "cm384-decode", "--set", "cloudmatrix384.ub.bandwidth=1e400GB/s"],
      "--set: field 'scale_up.bandwidth': not a finite number"),

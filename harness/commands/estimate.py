@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.commands.common import Finite, console
+from harness.commands.ops import MAX_BATCH   # the step model holds up to here (bench ops export has the same bound)
 from harness.errors import InputError
 from harness.results.slo import parse_durations_ms
 from harness.step.capacity import PREFILL_GRANULE_TOKENS, decode_capacity, prefill_capacity
@@ -30,7 +31,7 @@ from harness.step.memory import check_weights_fit
 @click.option("--tp", type=click.IntRange(min=1), help="Attention tensor-parallel degree.")
 @click.option("--dp", type=click.IntRange(min=1), help="Attention data-parallel degree.")
 @click.option("--precision", type=click.Choice(["bf16", "fp8", "int8"]), help="GEMM precision.")
-@click.option("--batch", type=Finite(min=0, min_open=True), help="Decode: requests per chip.")
+@click.option("--batch", type=Finite(min=0, min_open=True, max=MAX_BATCH), help="Decode: requests per chip.")
 @click.option("--kv-len", type=click.IntRange(min=1), help="Decode: KV length per request (tokens).")
 @click.option("--tokens-per-chip", type=click.IntRange(min=1), help="Prefill: new tokens per chip per step.")
 @click.option("--prompt-len", type=click.IntRange(min=1), help="Prefill: prompt length (tokens).")

@@ -134,3 +134,26 @@ def test_the_committed_speed_baseline_holds():
     measured = {r["name"] for r in report["speed"] if r["slowdown"] is not None}
     needs_shared = set() if shared_data_dir() else {"test_gate_ops_parse_and_retime"}   # skips without ../shared
     assert measured <= set(baseline) and set(baseline) - measured <= needs_shared
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\xc1\xff binary", "not a text file"),
+    (b"[1]", "must be a JSON object with 'ratios' and 'margins'"),
+    (b'{"ratios": [1]}', "field 'ratios': must be an object of benchmark names to numbers"),
+    (b'{"ratios": {"test_x": "fast"}}', "field 'ratios.test_x': must be a positive number, got 'fast'"),
+    (b'{"margins": {"test_x": 0}}', "field 'margins.test_x': must be a positive number, got 0"),
+    (b'{"ratios": {"test_x": NaN}}', "NaN is not a finite number"),
+])
+def test_a_bad_speed_baseline_is_named_before_any_benchmark_runs(tmp_path, content, message):
+    """Bytes that are not UTF-8 were a UnicodeDecodeError traceback; JSON of the wrong shape ran every benchmark
+    and then died in an AttributeError or TypeError."""
+    path = tmp_path / "baseline.json"
+    from harness.errors import InputError
+
+    path.write_bytes(content)
+    with pytest.raises(InputError) as info:
+        speed.load_baseline(path)
+    assert str(info.value).startswith(str(path)) and message in str(info.value), str(info.value)
+    if content.startswith(b"\xc1"):
+        result = CliRunner().invoke(main, ["gate", "--no-results", "--speed", "--baseline", str(path)])
+        assert result.exit_code == 2 and result.output == f"error: {path}: {message}\n", result.output

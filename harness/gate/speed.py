@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import InputError
+from harness.jsonfile import loads_finite
 
 CALIBRATION = "test_calibration"
 DEFAULT_MARGIN = 1.5
@@ -91,12 +92,29 @@ def confirmed_ratios(first: dict[str, float], baseline: dict, margin: float, jso
 
 
 def load_baseline(path: Path) -> dict:
+    """The speed baseline: {"ratios": {benchmark: ratio}, "margins": {benchmark: margin}, ...}; a missing file is an
+    empty one (about to be created with --update). Anything else that is not one is an InputError, before any
+    benchmark runs."""
     if not path.exists():
         return {"ratios": {}, "margins": {}}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path=str(path)) from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError("not a text file", path=str(path)) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=str(path)) from None
+    data = loads_finite(text, str(path))
+    if not isinstance(data, dict):
+        raise InputError("must be a JSON object with 'ratios' and 'margins'", path=str(path))
+    for key in ("ratios", "margins"):
+        table = data.get(key, {})
+        if not isinstance(table, dict):
+            raise InputError(f"must be an object of benchmark names to numbers, got {table!r}", path=str(path),
+                             field=key)
+        for name, value in table.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InputError(f"must be a positive number, got {value!r}", path=str(path), field=f"{key}.{name}")
+    return data
 
 
 def compare_speed(baseline: dict, current_ratios: dict[str, float], margin: float = DEFAULT_MARGIN) -> list[SpeedRow]:

@@ -58,6 +58,15 @@ def test_bad_work_tables_give_one_clear_error(tmp_path, body, needle):
     assert "w.toml" in str(info.value) and "rule 1" in str(info.value)
 
 
+def test_a_work_table_naming_an_unknown_llm_names_the_table(tmp_path):
+    """The error said only "field 'llm': unknown llm", not which file asked for it."""
+    path = tmp_path / "w.toml"
+    path.write_text('name = "t"\nllm = "gpt-9"\n')
+    with pytest.raises(InputError) as info:
+        load_work_table(path)
+    assert str(info.value).startswith(f"{path}: field 'llm': unknown llm 'gpt-9' (available: "), str(info.value)
+
+
 def _graph(names_annotations):
     return OpGraph([Op(name=n, stream="7", duration_s=1e-4, category="gemm", annotation=a, layer=0)
                     for n, a in names_annotations])

@@ -112,7 +112,10 @@ def load_work_table(path: str | Path) -> WorkTable:
     for key in ("name", "llm"):
         if not isinstance(data.get(key), str):
             raise InputError("missing or not a string", path=str(path), field=key)
-    llm = load_llm(data["llm"])
+    try:
+        llm = load_llm(data["llm"])
+    except InputError as exc:   # name the work table that asked for it
+        raise InputError(exc.detail, path=str(path), field="llm") from None
     names = {k: float(v) for k, v in vars(llm).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     table_vars: dict[str, float] = {}
     for key, expr in (data.get("vars") or {}).items():

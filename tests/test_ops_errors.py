@@ -346,3 +346,15 @@ def test_native_times_beyond_any_trace_are_refused_like_kinetos(tmp_path, change
     res, out = _run(path)
     assert res.exit_code == 2 and res.output.startswith(f"error: {path}: {needle}"), res.output
     assert not out.exists()
+
+
+def test_a_work_table_without_re_timing_is_refused_not_ignored(tmp_path):
+    """--work only prices ops for --source/--target; without them any value, even a table that does not exist, was
+    accepted and silently unused."""
+    trace = tmp_path / "t.json"
+    trace.write_bytes(FIXTURE.read_bytes())
+    res, out = _run(trace, "--work", "no-such-table")
+    assert res.exit_code == 2 and not out.exists(), res.output
+    assert res.output == "error: field '--work': a work table prices ops for re-timing; add --source or --target\n"
+    res, out = _run(trace, "--work", "none")
+    assert res.exit_code == 0 and out.exists(), res.output

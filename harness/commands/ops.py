@@ -49,6 +49,8 @@ def replay_cmd(trace: str, fmt: str, rules: tuple[str, ...], identity: bool, sou
                report: str | None, quiet: bool) -> None:
     """Replay TRACE's op DAG; with --source/--target, re-time each op on those backends."""
     refuse_overwriting({"--out": out, "--report": report}, [trace])
+    if work not in (None, "none") and not (source_hw or target_hw):   # it would be ignored, silently
+        raise InputError("a work table prices ops for re-timing; add --source or --target", field="--work")
     for option, name in (("--source", source_hw), ("--target", target_hw)):
         if name is not None and name not in spec_names("hardware"):
             raise InputError(f"unknown hardware '{name}' (available: {', '.join(spec_names('hardware'))})",

@@ -252,3 +252,26 @@ def test_parquet_labels_in_utf8_bytes_or_numbers_still_load(tmp_path):
                   "tenant": [b"ok", b"a"], "session_id": [1, 2]}).write_parquet(path)
     requests = load_trace(path).requests
     assert requests["tenant"].to_list() == ["ok", "a"] and requests["session_id"].to_list() == ["1", "2"]
+
+
+def test_block_ids_beyond_int64_are_named(tmp_path):
+    """A Mooncake hash id or a Parquet UInt64 block id beyond int64 was a polars cast traceback."""
+    path = _write(tmp_path, "b.jsonl", _moon(hash_ids=[1]) + _moon(hash_ids=[10**23]))
+    with pytest.raises(InputError, match=r"line 2: field 'hash_ids': a block id beyond 9,223,372,036,854,775,807: "
+                                         r"\[100000000000000000000000\]"):
+        load_trace(path)
+    pq = tmp_path / "b.parquet"
+    pl.DataFrame({"arrival_s": [0.0, 1.0], "input_tokens": [100, 100], "output_tokens": [1, 1], "block_size": [16, 16],
+                  "prefix_blocks": pl.Series([[1], [2**64 - 1]], dtype=pl.List(pl.UInt64))}).write_parquet(pq)
+    with pytest.raises(InputError, match="row 2: field 'prefix_blocks': a block id beyond"):
+        load_trace(pq)
+
+
+def test_a_missing_block_id_past_the_schema_checked_rows_is_named(tmp_path):
+    """jsonschema sees the first rows only; a null id inside row 3,000's list was counted as a block."""
+    n = 3000
+    pq = tmp_path / "n.parquet"
+    pl.DataFrame({"arrival_s": [float(i) for i in range(n)], "input_tokens": [100] * n, "output_tokens": [1] * n,
+                  "prefix_blocks": [[1, 2]] * (n - 1) + [[None, None]], "block_size": [16] * n}).write_parquet(pq)
+    with pytest.raises(InputError, match="row 3000: field 'prefix_blocks': block ids must be non-negative integers"):
+        load_trace(pq)

@@ -106,8 +106,14 @@ def _prefix_blocks(raw: Raw) -> pl.Series | None:
         return None
     elif not isinstance(col.dtype, pl.List) or not (col.dtype.inner.is_integer() or col.dtype.inner == pl.Null):
         raise raw.error(None, "prefix_blocks", f"has type {col.dtype}, expected a list of integers")
-    col = col.cast(pl.List(pl.Int64))
-    bad = _first(col.list.eval(pl.element() < 0).list.any().fill_null(False))
+    missing = col.list.eval(pl.element().is_null()).list.sum()
+    typed = col.cast(pl.List(pl.Int64), strict=False)   # (Parquet / JSON) ids beyond int64 become null
+    bad = _first((typed.list.eval(pl.element().is_null()).list.sum() > missing).fill_null(False))
+    if bad is not None:
+        raise raw.error(bad, "prefix_blocks", f"a block id beyond {2**63 - 1:,}: {col[bad].to_list()}")
+    col = typed
+    # a missing id inside the list (past the rows jsonschema checks) would be counted as a block of no content
+    bad = _first(col.list.eval(pl.element().is_null() | (pl.element() < 0)).list.any().fill_null(False))
     if bad is not None:
         raise raw.error(bad, "prefix_blocks", "block ids must be non-negative integers")
     # An empty list and a missing value mean the same (no blocks), and CSV cannot tell them apart: keep null.

@@ -45,6 +45,19 @@ def test_slo_rejects_bad_text_with_one_line(text: str) -> None:
     assert "--slo" in str(err.value) and "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("text, message", [
+    # an infinite objective passed and the replay died writing run.json (JSON has no infinity)
+    ("ttft=1e400s", "--slo: ttft must be finite"),
+    ("tpot=1e400", "--slo: tpot must be finite"),
+    # the last one silently won
+    ("ttft=2s,tpot=50ms,ttft=3s", "--slo: ttft is given twice"),
+    ("p=90,percentile=80", "--slo: percentile is given twice"),
+])
+def test_slo_refuses_infinite_or_repeated_objectives(text: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        parse_slo(text)
+
+
 @given(st.text(max_size=40))
 def test_slo_parser_never_crashes(text: str) -> None:
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -33,6 +34,9 @@ def parse_slo(text: str, option: str = "--slo") -> Slo:
         if not m:
             raise InputError(f"{key}: not a number with an optional unit (s, ms, us): {raw!r}", path=option)
         number, unit = float(m.group(1)), m.group(2)
+        name = {"p": "percentile", "ttft": "ttft_s", "tpot": "tpot_ms"}.get(key, key)
+        if name in values:   # which one would count is a guess; say so
+            raise InputError(f"{key} is given twice", path=option)
         if key in ("percentile", "p"):
             if unit or not 0 < number <= 100:
                 raise InputError(f"percentile must be a number in (0, 100], got {raw!r}", path=option)
@@ -44,6 +48,8 @@ def parse_slo(text: str, option: str = "--slo") -> Slo:
     for key in ("ttft_s", "tpot_ms"):
         if key in values and values[key] <= 0:
             raise InputError(f"{key.split('_')[0]} must be positive", path=option)
+        if key in values and not math.isfinite(values[key]):   # 1e400s: no JSON result could hold it
+            raise InputError(f"{key.split('_')[0]} must be finite", path=option)
     return Slo(**values)
 
 

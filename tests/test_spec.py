@@ -211,6 +211,26 @@ def test_bad_set_override(path, value, message):
         load_hardware("cloudmatrix384", [(path, value)])
 
 
+@pytest.mark.parametrize("args, message", [
+    # integers beyond 64 bits (1e308 layers' worth) reached the model and overflowed floats: tracebacks
+    (["-d", "h800-decode", "--set", "deepseek-r1.hidden=1e308"],
+     "field 'hidden': --set: bad value '1e308': beyond the 64-bit integers a spec file (TOML) can hold"),
+    (["-d", "cm384-decode", "--set", "cm384-decode.operating_point.kv_len=1e308"],
+     "field 'operating_point.kv_len': --set: bad value '1e308': beyond the 64-bit integers"),
+    (["-d", "h800-decode", "--set", "h800-decode.redundant_experts=99999999999999999999"],
+     "field 'redundant_experts': --set: bad value '99999999999999999999': beyond the 64-bit integers"),
+    # 1e308 (a float where the file has one) was a ZeroDivisionError, as bench estimate --batch 1e300 was
+    (["-d", "h800-decode", "--set", "h800-decode.operating_point.batch_per_chip=2000000"],
+     "field 'operating_point.batch_per_chip': 2000000 is greater than the maximum of 1000000"),
+])
+def test_set_values_beyond_what_the_model_holds_are_named(args, message):
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    result = CliRunner().invoke(main, ["estimate", *args])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+
+
 def test_set_on_deployment_reaches_hardware_and_llm():
     dep = load_deployment("cm384-decode", ["cloudmatrix384.chip.hbm_capacity=32GB", "cm384-decode.mtp_accept=0.9"])
     assert dep.hardware.hbm_bytes == pytest.approx(32e9) and dep.mtp_accept == 0.9

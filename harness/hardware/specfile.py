@@ -158,9 +158,13 @@ def _coerce(raw: str, old: Any, dotted: str, path: Path) -> Any:
             return raw.lower() == "true"
         if isinstance(old, int):
             if re.fullmatch(r"-?\d+", raw):
-                return int(raw)
-            value = float(raw)   # '1E0' or '96.0' mean an integer; 1.5 stays a float for the schema to reject
-            return int(value) if value.is_integer() else value
+                value = int(raw)
+            else:
+                value = float(raw)   # '1E0' or '96.0' mean an integer; 1.5 stays a float for the schema to reject
+                value = int(value) if value.is_integer() else value
+            if isinstance(value, int) and not -2**63 <= value < 2**63:   # 1e308 overflowed floats in the model
+                raise ValueError("beyond the 64-bit integers a spec file (TOML) can hold")
+            return value
         if isinstance(old, float):
             return float(raw)
         if isinstance(old, (dict, list)):

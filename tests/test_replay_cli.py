@@ -217,3 +217,22 @@ def test_a_malformed_source_date_epoch_is_named_before_anything_runs(tmp_path, c
     assert result.output.strip() == ("error: field 'SOURCE_DATE_EPOCH': expected whole seconds since 1970-01-01 UTC, "
                                      f"got '{epoch}'"), result.output
     assert not out.exists()
+
+
+def test_steps_far_longer_than_the_traffic_are_refused_not_grown_into_memory(tmp_path) -> None:
+    """HBM at 10 KB/s (--set) made the time series grow to 19 GB before dying; 1e-300 TB/s died at once in a
+    numpy ValueError traceback. The run now stops at a bounded horizon with one line, and writes nothing."""
+    from harness.sim.result import MAX_CELLS, Grid
+
+    grid = Grid(1e-3)
+    grid.add_interval(0.0, (MAX_CELLS - 1) * 1e-3)   # the last cell it holds
+    with pytest.raises(InputError, match="beyond the 16,777 s its time series can hold"):
+        grid.add_interval(0.0, MAX_CELLS * 1e-3)
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_tokens,output_tokens\n0,10,5\n1,20,5\n", encoding="utf-8")
+    out = tmp_path / "o"
+    result = run(str(trace), "--backend", "cloudmatrix384", "--quiet", "--out", str(out),
+                 "--set", "cloudmatrix384.chip.hbm_bandwidth=1e-300 TB/s")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.output.startswith("error: the run reaches ") and "check the spec values and --set" in result.output
+    assert not out.exists()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.errors import InputError
 from harness.sim.config import Capacities
 
 PENDING, COMPLETED, REJECTED = 0, 1, 2
@@ -24,6 +25,12 @@ EMPTY, TOO_LONG, PREFILL_KV, DECODE_KV = range(1, len(REASONS))
 STEP_COLUMNS = ("kind", "instance", "start_s", "end_s", "kv_tokens", "batch", "mean_kv_len")
 
 
+# The most cells a Grid holds (128 MiB each): with 1 ms cells (a trace spanning up to a second) 4.6 hours of
+# simulated time, 16,777 times the trace's span for longer traces. A run past it has steps far longer than its
+# traffic (a spec value or --set far off), and growing on would exhaust memory (19 GB for 10 KB/s of HBM).
+MAX_CELLS = 2**24
+
+
 class Grid:
     """Accumulates a quantity over fixed time cells; grows as simulated time advances."""
 
@@ -33,7 +40,12 @@ class Grid:
 
     def _grow(self, cell: int) -> None:
         if cell >= self.values.size:
-            grown = np.zeros(max(cell + 1, 2 * self.values.size))
+            if cell >= MAX_CELLS:
+                raise InputError(f"the run reaches {cell * self.cell_s:,.3g} s of simulated time, beyond the "
+                                 f"{MAX_CELLS * self.cell_s:,.0f} s its time series can hold ({MAX_CELLS:,} cells of "
+                                 f"{self.cell_s:g} s): its steps take far longer than its traffic spans; check the "
+                                 "spec values and --set overrides")
+            grown = np.zeros(min(max(cell + 1, 2 * self.values.size), MAX_CELLS))
             grown[: self.values.size] = self.values
             self.values = grown
 

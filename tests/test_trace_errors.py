@@ -275,3 +275,14 @@ def test_a_missing_block_id_past_the_schema_checked_rows_is_named(tmp_path):
                   "prefix_blocks": [[1, 2]] * (n - 1) + [[None, None]], "block_size": [16] * n}).write_parquet(pq)
     with pytest.raises(InputError, match="row 3000: field 'prefix_blocks': block ids must be non-negative integers"):
         load_trace(pq)
+
+
+def test_a_servegen_file_that_is_no_archive_is_one_line(tmp_path):
+    """tarfile's 'could not be opened' message lists each compression it tried on its own line."""
+    junk = _write(tmp_path, "stats.tar.gz", b"\x00\x01 not an archive " * 40)
+    result = CliRunner().invoke(main, ["trace", "synth", str(tmp_path / "o.csv"), "--requests", "5", "--rate", "1",
+                                       "--servegen", str(junk)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith(f"error: {junk}: not a ServeGen folder or readable tarball (")
+    assert not (tmp_path / "o.csv").exists()

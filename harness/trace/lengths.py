@@ -190,7 +190,8 @@ def _servegen_files(path: Path) -> Iterator[tuple[str, bytes]]:
                 if member.isfile() and Path(member.name).name.startswith("chunk-"):
                     yield member.name, tar.extractfile(member).read()
     except (tarfile.TarError, OSError, EOFError) as exc:
-        raise InputError(f"not a ServeGen folder or readable tarball ({exc})", path=str(path)) from None
+        detail = " ".join(str(exc).split())   # tarfile's message runs over several lines
+        raise InputError(f"not a ServeGen folder or readable tarball ({detail})", path=str(path)) from None
 
 
 def _window_rates(data: bytes, path: Path, chunk: str) -> dict[int, float]:

@@ -82,6 +82,17 @@ def test_synth_lengths_from_a_trace(tmp_path):
     (["trace", "synth", "x.csv", "--rate", "1e9", "--duration", "1e9"], "field '--duration'"),
     (["trace", "synth", "x.csv", "--rate", "1e-320", "--requests", "5"], "field '--rate'"),
     (["trace", "convert", "azure-conv", "x.csv", "--limit", "5", "--time-scale", "1e308"], "field '--time-scale'"),
+    # options the others leave unused were accepted and silently dropped
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--client", "chunk-1"],
+     "field '--client': picks a ServeGen client; add --servegen"),
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--lengths-from", "azure-conv", "--input", "64"],
+     "field '--input': is unused: --lengths-from / --servegen sample input and output"),
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--cv", "3"],
+     "field '--cv': shapes gamma arrivals; add --arrival gamma"),
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--open-sessions", "3"],
+     "field '--open-sessions': interleaves multi-turn sessions; add --session-turns"),
+    (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--prefix-groups", "3"],
+     "field '--prefix-groups': counts shared prefixes; add --prefix-tokens"),
 ])
 def test_cli_errors_are_one_line_with_exit_2(tmp_path, args, fragment):
     result = CliRunner().invoke(main, [a if not a.endswith((".txt", ".csv")) else str(tmp_path / a) for a in args])

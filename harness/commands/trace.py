@@ -77,6 +77,24 @@ def _stats_table(stats: dict) -> Table:
     return table
 
 
+def _refuse_unused_options(lengths: str | None, servegen: str | None, opts: dict) -> None:
+    """An option given on the command line that these options leave unused is an error, not silently dropped."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    unused = {"client": ("--client", not servegen, "picks a ServeGen client; add --servegen"),
+              "input_spec": ("--input", lengths, "is unused: --lengths-from / --servegen sample input and output"),
+              "output_spec": ("--output", lengths, "is unused: --lengths-from / --servegen sample input and output"),
+              "cv": ("--cv", opts["arrival"] != "gamma", "shapes gamma arrivals; add --arrival gamma"),
+              "open_sessions": ("--open-sessions", opts["session_turns"] is None,
+                                "interleaves multi-turn sessions; add --session-turns"),
+              "prefix_groups": ("--prefix-groups", not opts["prefix_tokens"],
+                                "counts shared prefixes; add --prefix-tokens")}
+    for name, (option, is_unused, why) in unused.items():
+        if is_unused and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            raise InputError(why, field=option)
+
+
 @trace.command()
 @click.argument("dest", type=click.Path(dir_okay=False))
 @click.option("--requests", "n_requests", type=click.IntRange(min=1), default=None, help="Number of requests.")
@@ -112,6 +130,7 @@ def synth(dest: str, lengths_from: str | None, servegen: str | None, client: str
     refuse_overwriting({"DEST": dest}, [f for f in (lengths_from, servegen) if f])
     if lengths_from and servegen:
         raise InputError("give either --lengths-from or --servegen, not both", field="--servegen")
+    _refuse_unused_options(lengths_from or servegen, servegen, opts)
     lengths = None
     if lengths_from:
         source = load_shaped(lengths_from).requests

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -325,3 +326,130 @@ def test_alpha_beta_collectives_pay_a_latency_per_round(kind, rounds):
     for n, log in ((2, 1), (32, 5), (320, 9)):
         lat = hw.scale_up.path("write", n <= hw.ranks_per_node)[1]
         assert float(collective_time_s(kind, 2.0, n, hw)) == pytest.approx(rounds * log * lat, rel=1e-3)
+
+
+@given(st.integers(1, 4096), st.integers(0, 100_000), st.sampled_from(["bf16", "fp8"]))
+def test_attention_reads_each_cached_tokens_kv_as_the_cache_stores_it(tokens, context, kv_p):
+    """Per layer, each cached token's KV is read once, as many bytes as the KV cache keeps for it (MLA: the 512-dim
+    latent plus the 64 rotary dims, 576 values; GQA: K and V of every KV head); decode reads it once per request.
+    And the FLOPs are 2 per multiply-add over the query-key pairs: MLA decode absorbed (QK over 576 dims, PV over
+    512), MLA prefill un-absorbed (QK over 192, PV over 128 per head), GQA QK and PV over head_dim each."""
+    from harness.cost import gqa_work, mla_prefill_work
+    from harness.cost.compute import causal_pairs, prefill_attention_work
+    from harness.llm import BYTES
+    mla, gqa = load_llm("deepseek-r1"), load_llm("llama-3.1-70b")
+    for llm in (mla, gqa):
+        per_token = llm.kv_elems_per_token_layer() * BYTES[kv_p]
+        assert per_token == llm.kv_bytes_per_token(kv_p) / llm.layers
+        # prefill: one more cached token reads its KV once more
+        f0, b0 = prefill_attention_work(llm, tokens, context, 0.0, kv_p)
+        f1, b1 = prefill_attention_work(llm, tokens, context + 1, 0.0, kv_p)
+        assert float(b1) - float(b0) == pytest.approx(per_token)
+    assert mla.kv_elems_per_token_layer() == 576 and gqa.kv_elems_per_token_layer() == 2 * 8 * 128
+    # decode: `tokens` requests over `context` cached tokens each
+    f, b = mla_decode_work(mla, tokens, 1.0, context, kv_p)
+    assert float(b) == pytest.approx(tokens * context * 576 * BYTES[kv_p])
+    assert float(f) == pytest.approx(2.0 * tokens * context * 128 * (576 + 512))
+    f, b = gqa_work(gqa, tokens, context, kv_p, decode=True)
+    assert float(b) == pytest.approx(tokens * context * 2 * 8 * 128 * BYTES[kv_p])
+    assert float(f) == pytest.approx(tokens * context * 64 * 2 * 2 * 128)
+    # prefill of one causal piece: every new token's query against its cached prefix and the new tokens up to it
+    pairs = tokens * context + tokens * (tokens + 1) / 2
+    assert float(causal_pairs(tokens, context)) == pairs
+    f, b = gqa_work(gqa, tokens, context, kv_p)
+    assert float(f) == pytest.approx(pairs * 64 * 2 * 2 * 128)
+    assert float(b) == pytest.approx((tokens + context) * 2 * 8 * 128 * BYTES[kv_p])
+    f, _ = mla_prefill_work(mla, tokens, context, kv_p)
+    assert float(f) == pytest.approx(pairs * 128 * 2 * (192 + 128))
+
+
+@given(st.integers(1, 20000), st.integers(1, 8), st.sampled_from(MEASURED_SHAPES), st.integers(0, 30000),
+       st.integers(0, 30000))
+def test_gemm_is_never_faster_than_a_measured_shape_it_contains(m, g, measured, dn, dk):
+    """More columns or a longer inner dimension than a measured shape, however many more, never cost less than
+    that shape's own fit (each measured shape that fits inside bounds the GEMM from below, not only the fastest)."""
+    from harness.cost.calibration import gemm_model_s
+    from harness.llm import BYTES
+    hw = load_hardware("h800-ib")
+    p, (n, k) = measured
+    fit = gemm_shape_fits(hw.gemm_table(p))[(n, k)]
+    own = gemm_model_s(2.0 * m * n * k * g, g * ((m * k + k * n) * BYTES[p] + m * n * 2), fit.overhead_s,
+                       fit.eta_compute, fit.eta_memory, hw.peak(p), hw.hbm_bytes_per_s)
+    assert float(gemm_time_s(m, n + dn, k + dk, p, hw, g)) >= own * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("hw_name", ["h100-ib", "h800-ib"])
+@pytest.mark.parametrize("kind", ["all_reduce", "all_gather", "send_recv"])
+def test_collectives_beyond_the_largest_measured_size_keep_paying_for_bytes(hw_name, kind):
+    """Past a NCCL table's largest size, each byte costs what it did over the last measured segment: a buffer
+    twice the largest takes as much longer again (a flat curve would make big collectives free per byte)."""
+    from harness.cost.calibration import nccl_curve
+    hw = load_hardware(hw_name)
+    sizes, _ = nccl_curve(hw.scale_up.collectives, kind)
+    big = float(sizes[-1]) * 4  # a per-rank buffer past the table for every kind (all-gather's is x ranks)
+    t1, t2, t3 = (float(collective_time_s(kind, big * i, 8, hw)) for i in (1, 2, 3))
+    assert t2 > t1 and t3 - t2 == pytest.approx(t2 - t1, rel=1e-9)
+
+
+@pytest.mark.parametrize("ranks", [2, 8, 32])
+def test_alpha_beta_collectives_move_the_bus_bytes_of_ring_algorithms(ranks):
+    """Bandwidth term of an alpha-beta fabric (CloudMatrix384 UB): an all-reduce moves 2 (n-1)/n of its buffer over
+    each rank's link, an all-gather (n-1)/n of the gathered total, an all-to-all (n-1)/n of its buffer (nccl-tests
+    PERFORMANCE.md bus bandwidth), on top of the latency rounds."""
+    hw = load_hardware("cloudmatrix384")
+    bw, lat = hw.scale_up.path("write", ranks <= hw.ranks_per_node)
+    b, rounds = 1e9, math.ceil(math.log2(ranks))
+    assert float(collective_time_s("all_reduce", b, ranks, hw)) == pytest.approx(
+        2 * rounds * lat + 2 * (ranks - 1) / ranks * b / bw)
+    assert float(collective_time_s("all_gather", b, ranks, hw)) == pytest.approx(
+        rounds * lat + (ranks - 1) / ranks * b * ranks / bw)
+    assert float(collective_time_s("all_to_all", b, ranks, hw)) == pytest.approx(
+        rounds * lat + (ranks - 1) / ranks * b / bw)
+
+
+def test_a_uniform_cache_pool_mixes_same_node_and_other_node_reads_by_share():
+    """EMS stripes the pool over CloudMatrix384's 48 nodes: 1/48 of a read is in the reader's node (151 GB/s,
+    1.0 us), the rest in others (147 GB/s, 1.7 us); the bytes share one link (harmonic mean), latency is the mean."""
+    from harness.cost import host_path
+    hw = load_hardware("cloudmatrix384")
+    f = 1 / 48
+    bw, lat = host_path(hw, "read", remote=False)
+    assert bw == pytest.approx(1 / (f / 151e9 + (1 - f) / 147e9))
+    assert lat == pytest.approx(f * 1.0e-6 + (1 - f) * 1.7e-6)
+    assert host_path(hw, "read", remote=True) == (bw, lat)  # uniform: the same from anywhere
+
+
+@given(st.floats(1e3, 1e10), st.integers(1, 16))
+def test_ssd_reads_of_a_nodes_ranks_share_its_drives(nbytes, readers):
+    """Each of `readers` ranks of a node reading `nbytes` at once: the node's drives carry them all, each rank's host
+    path its own; the slower paces the read."""
+    from harness.cost import host_path, ssd_read_s
+    hw = load_hardware("h800-ib")
+    bw, lat = host_path(hw, "read", False)
+    expect = hw.ssd_latency_s + lat + max(nbytes * readers / hw.ssd_read_bytes_per_s, nbytes / bw)
+    assert ssd_read_s(nbytes, hw, readers) == pytest.approx(expect)
+    assert ssd_read_s(nbytes, hw, readers + 1) >= ssd_read_s(nbytes, hw, readers)
+
+
+@pytest.mark.parametrize("hw_name", HW)
+@pytest.mark.parametrize("op", ["dispatch", "combine"])
+def test_a_bulk_all_to_all_over_one_rank_sends_nothing(hw_name, op):
+    """Tokens whose experts all live on the sender's own rank (EP 1) cross no fabric: no bytes, only the kernel's
+    latency; with EP 8 a rank keeps 1/8 of its messages (experts spread evenly)."""
+    from harness.cost.calibration import distinct_ranks
+    hw, llm = load_hardware(hw_name), load_llm("deepseek-r1")
+    p = PREC[hw_name]
+    t, sent = bulk_all_to_all_time_s(1000, 1, hw, llm, op, p)
+    assert float(sent) == 0.0 and float(t) == pytest.approx(hw.scale_up.latency_s)
+    msg = message_bytes_per_token(llm, hw, op, p)
+    _, sent = bulk_all_to_all_time_s(1000, 8, hw, llm, op, p)
+    assert float(sent) == pytest.approx(1000 * distinct_ranks(256, 8, 8) * 7 / 8 * msg)
+
+
+def test_distinct_ranks_is_the_hypergeometric_expectation():
+    """A token's top-k experts drawn without replacement from E spread evenly over R ranks: a rank is missed with
+    probability C(E - E/R, k) / C(E, k). DeepSeek-V3 (256 experts, top 8): EP 32 -> 32 (1 - C(248, 8) / C(256, 8))."""
+    for ranks in (1, 8, 32, 64, 256):
+        miss = math.comb(256 - 256 // ranks, 8) / math.comb(256, 8)
+        assert distinct_ranks(256, 8, ranks) == pytest.approx(min(ranks * (1 - miss), 8))
+    assert distinct_ranks(256, 8, 256) == pytest.approx(8.0)

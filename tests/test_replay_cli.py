@@ -96,6 +96,9 @@ def test_options_reach_the_simulator(tmp_path) -> None:
     (["--routing", "random"], "--routing"),
     (["--deployment", "just-one"], "--deployment"),
     (["--backend", "nosuch-backend"], "--backend"),
+    # nothing is resized: the share was accepted and silently unused
+    (["--prefill-share", "0.5", "--compare", "as-given"], "--prefill-share"),
+    (["--prefill-share", "0.5", "--backend", "h800-ib"], "--prefill-share"),
 ])
 def test_bad_options_fail_in_one_line_and_write_nothing(tmp_path, args, field) -> None:
     out = tmp_path / "o"

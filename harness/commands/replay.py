@@ -142,6 +142,9 @@ def replay(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], 
         plans.append(BackendPlan(label, backend, prefill_dep, decode_dep, config, per["price"].get(label),
                                  frozenset(fixed)))
     comparison = comparison or defaults()["comparison"]
+    if prefill_share is not None and (comparison == "as-given" or len(plans) < 2):   # else silently unused
+        raise InputError("splits the chips of backends resized to the first; it needs a second backend and "
+                         "--compare equal-chips or equal-cost", field="--prefill-share")
     workload = load_shaped(trace, **trace_opts)
     if len(workload) == 0:
         raise InputError("no requests left after loading and shaping", path=trace)

@@ -71,6 +71,9 @@ CASES = {
                        ["line 2", "field 'prefix_blocks'", "space-separated integers"]),
     "burstgpt total": ("bg.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
                        "5,ChatGPT,472,18,491,Conversation log\n", ["line 2", "field 'Total tokens'"]),
+    # the first of the two was used silently
+    "column twice": ("twice.csv", "arrival_s,input_tokens,output_tokens,input_tokens\n0,1,1,500\n",
+                     ["line 1", "field 'input_tokens'", "column given twice in the header"]),
     "mooncake in CSV": ("mc.csv", "timestamp,input_length,output_length,hash_ids\n0,1,1,0\n",
                         ["columns are those of a mooncake trace", "jsonl, but this file is csv"]),
 }

@@ -53,7 +53,12 @@ def header_columns(src: Source) -> list[str]:
         if not line.strip():
             continue
         if src.container == "csv":
-            return next(csv.reader([line.lstrip("\ufeff")]))
+            columns = next(csv.reader([line.lstrip("\ufeff")]))
+            twice = next((c for i, c in enumerate(columns) if c in columns[:i]), None)
+            if twice is not None:   # the reader kept the first silently
+                raise InputError("column given twice in the header" + ("" if twice else " (empty names: trailing "
+                                 "commas?)"), path=str(src.path), where=f"line {number}", field=twice or None)
+            return columns
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:

@@ -71,6 +71,9 @@ CASES = {
                        ["line 2", "field 'prefix_blocks'", "space-separated integers"]),
     "burstgpt total": ("bg.csv", "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
                        "5,ChatGPT,472,18,491,Conversation log\n", ["line 2", "field 'Total tokens'"]),
+    # read as UTF-8, the columns were garbled: 'unknown trace format: columns [\ufffd\ufffda\x00r\x00...'
+    "UTF-16": ("u16.csv", NATIVE.encode("utf-16") + "0,1,1\n".encode("utf-16-le"), ["UTF-16 or UTF-32 text",
+                                                                                      "save it as UTF-8"]),
     # the first of the two was used silently
     "column twice": ("twice.csv", "arrival_s,input_tokens,output_tokens,input_tokens\n0,1,1,500\n",
                      ["line 1", "field 'input_tokens'", "column given twice in the header"]),

@@ -56,6 +56,9 @@ def _container(head: bytes, path: Path) -> str:
     if len(head) > 262 and head[257:262] == b"ustar":  # a tar archive (POSIX header magic at offset 257)
         raise InputError("a tar archive, not a request trace; ServeGen statistics (per-client rates and length "
                          "distributions) make traces with `bench trace synth OUT --servegen FILE`", path=str(path))
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):   # UTF-16 (or -32) byte-order mark: columns came out garbled
+        raise InputError("UTF-16 or UTF-32 text (it starts with a byte-order mark); traces are read as UTF-8: save "
+                         "it as UTF-8", path=str(path))
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if not text:
         raise InputError("empty file: no header and no requests", path=str(path))

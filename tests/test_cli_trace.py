@@ -68,6 +68,9 @@ def test_synth_lengths_from_a_trace(tmp_path):
     (["trace", "convert", "azure-conv", "out.txt"], "cannot tell the output format"),
     (["trace", "info", "no-such-trace"], "not a bundled trace"),
     (["trace", "info", "azure-conv", "--window", "9:3"], "field '--window'"),
+    # NaN passed every check; the message then said no requests arrive in the window nan:None
+    (["trace", "info", "azure-conv", "--window", "nan:"], "field '--window': START and END must be numbers"),
+    (["trace", "info", "azure-conv", "--window", "0:nan"], "field '--window': START and END must be numbers"),
     (["trace", "synth", "x.csv", "--rate", "1"], "exactly one of a request count and a duration"),
     (["trace", "synth", "x.csv", "--rate", "1", "--requests", "5", "--output", "lognormal:1"], "field '--output'"),
     # numbers that overflowed a float or an int64, or asked for more memory than the machine has

@@ -21,6 +21,8 @@ def parse_window(text: str) -> tuple[float | None, float | None]:
         end = float(end_text) if end_text.strip() else None
     except ValueError:
         raise InputError(f"expected START:END in seconds, e.g. 600:1200, got {text!r}", field="--window") from None
+    if any(x is not None and math.isnan(x) for x in (start, end)):   # every comparison with NaN is false
+        raise InputError(f"START and END must be numbers of seconds, got {text!r}", field="--window")
     if (start is not None and start < 0) or (start is not None and end is not None and end <= start):
         raise InputError(f"need 0 <= START < END, got {text!r}", field="--window")
     return start, end

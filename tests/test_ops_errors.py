@@ -313,6 +313,11 @@ def test_export_refuses_an_absurd_batch_and_non_finite_graphs(tmp_path):
     with pytest.raises(InputError, match="non-finite"):
         save_native(OpGraph([Op("k", "7", float("nan"))]), out)
     assert not out.exists()
+    # an export bench ops replay would refuse (times beyond 1e17 us) is not written either
+    res = CliRunner().invoke(main, ["ops", "export", "--deployment", "cm384-prefill", "--prompt-len", "1" + "0" * 17,
+                                    "--out", str(out)])
+    assert res.exit_code == 2 and "beyond the 1e+17 us an op trace may hold; not written" in res.output, res.output
+    assert not out.exists()
 
 
 def test_native_deps_written_as_whole_floats_are_op_ids(tmp_path):

@@ -61,6 +61,11 @@ def save_native(graph: OpGraph, path: str | Path) -> None:
     except ValueError:  # JSON has no NaN or infinity, and no reader of ours would take one
         raise InputError("the op graph holds a non-finite number (NaN or infinity); not written",
                          path=str(path)) from None
+    late = max((abs(t) * 1e6 for op in graph.ops for t in (op.duration_s, op.start_s, op.release_s) if t is not None),
+               default=0.0)
+    if late > MAX_ABS:   # load_native (and Kineto) refuse such times: the file could not be replayed
+        raise InputError(f"the op graph holds a time of {late:.3g} us, beyond the {MAX_ABS:.0e} us an op trace may "
+                         "hold; not written", path=str(path))
     if str(path).endswith(".gz"):
         with atomic_path(path) as tmp:
             tmp.write_bytes(gzip.compress(text.encode("utf-8"), mtime=0))

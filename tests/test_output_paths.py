@@ -144,3 +144,27 @@ def test_a_sweep_or_plan_folder_re_renders_its_report_and_is_not_overwritten(tmp
     before = (out / "plan.json").read_bytes()
     assert refused(bench("report", str(out), "-o", str(out / "plan.json")), "--out")
     assert (out / "plan.json").read_bytes() == before
+
+
+@pytest.mark.parametrize("owner, marker, command", [
+    ("replay", "run.json", "sweep"), ("replay", "run.json", "plan"),
+    ("plan", "plan.json", "sweep"), ("sweep", "sweep.json", "plan"),
+])
+def test_a_sweep_or_plan_leaves_another_commands_folder_alone(tmp_path, owner, marker, command):
+    """A sweep or plan wrote into a replay's folder (which the next replay there replaced whole, deleting them) or
+    into each other's (a second report.html over the first)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text(TRACE_CSV, encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / marker).write_text("{}", encoding="utf-8")
+    if command == "sweep":
+        sweep = tmp_path / "s.toml"
+        sweep.write_text('name = "s"\n[trace]\npath = "t.csv"\n[[backend]]\nbackend = "cloudmatrix384"\n',
+                         encoding="utf-8")
+        args = ["sweep", str(sweep)]
+    else:
+        args = ["plan", str(trace), "--backend", "cloudmatrix384", "--max-prefill", "1", "--max-decode", "1"]
+    result = bench(*args, "--quiet", "--out", str(out))
+    assert refused(result, "--out"), result.output
+    assert f"({marker})" in result.output and sorted(p.name for p in out.iterdir()) == [marker]

@@ -36,6 +36,19 @@ def _check_address(executor: str, address: str | None) -> None:
         raise InputError("--address names a Ray cluster; add --executor ray", field="--address")
 
 
+def _check_out(out_dir: str | Path, kind: str) -> None:
+    """A sweep or plan adds to its folder; refuse one that another command's results own: a replay's (a later replay
+    there replaces the whole folder) or the other kind's (each writes report.html)."""
+    out = Path(out_dir)
+    other = "plan" if kind == "sweep" else "sweep"
+    if (out / "run.json").is_file():
+        raise InputError(f"{out_dir} is a replay output folder (run.json): a later replay there would replace it, "
+                         f"the {kind}'s results with it; give another folder", field="--out")
+    if (out / f"{other}.json").is_file():
+        raise InputError(f"{out_dir} holds a bench {other}'s results ({other}.json), whose report.html the {kind}'s "
+                         "would replace; give another folder", field="--out")
+
+
 def _with(options):
     def wrap(command):
         for option in reversed(options):
@@ -62,6 +75,7 @@ def sweep(sweep_file: str, out_dir: str | None, retry_failed: bool, no_report: b
     created_utc()   # a malformed SOURCE_DATE_EPOCH fails now, not after every point has run
     spec = load_sweep(sweep_file)
     out = Path(out_dir or Path("out/sweep") / spec.name)
+    _check_out(out, "sweep")
     table, meta = run_sweep(spec, out, executor=executor, jobs=jobs, address=address, retry_failed=retry_failed,
                             show_progress=not quiet and not as_json and sys.stdout.isatty(), report=not no_report)
     if as_json:
@@ -124,6 +138,7 @@ def plan(trace: str, backends: tuple[str, ...], deployments: tuple[str, ...], sl
 
     _check_address(executor, address)
     created_utc()   # a malformed SOURCE_DATE_EPOCH fails now, not after the search
+    _check_out(out_dir, "plan")
     slo = parse_slo(slo_text)
     backends = backends or tuple(defaults()["backends"])
     labels = labels_for(backends)

@@ -189,7 +189,10 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path):
 
 def test_cli_plan_bad_options_exit_2(tmp_path):
     for args in (["--slo", "ttft=fast"], ["--backend", "tpu-v9"], ["--set", "nospec.x=1"],
-                 ["--deployment", "h800-ib=cm384-prefill"], ["--window", "5:1"]):
+                 ["--deployment", "h800-ib=cm384-prefill"], ["--window", "5:1"],
+                 # every point failed on these, and the plan said to raise --max-prefill / --max-decode, exit 0
+                 ["--backend", "cloudmatrix384", "--deployment", "h800-prefill,h800-decode"],
+                 ["--backend", "cloudmatrix384", "--deployment", "cm384-decode,cm384-prefill"]):
         result = CliRunner().invoke(main, ["plan", "azure-conv", "--limit", "20", "--out", str(tmp_path / "o"),
                                            "--quiet", *args])
         assert result.exit_code == 2, (args, result.output)

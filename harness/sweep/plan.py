@@ -60,6 +60,13 @@ def plan_deployments(trace: dict[str, Any], backends: list[Backend], slo: Slo, o
     specs = []   # check every backend's specs and overrides before running anything
     for b in backends:
         prefill, decode = _deployment(b.prefill, sets), _deployment(b.decode, sets)
+        for dep, phase in ((prefill, "prefill"), (decode, "decode")):   # else every point fails, and exit 0
+            if dep.phase != phase or dep.hardware.name != b.backend:
+                raise InputError(f"{b.label}: deployment '{dep.name}' is a {dep.phase} deployment on "
+                                 f"{dep.hardware.name}, not a {phase} deployment on {b.backend}", field="--deployment")
+        if prefill.llm.name != decode.llm.name:
+            raise InputError(f"{b.label}: prefill serves '{prefill.llm.name}' but decode serves '{decode.llm.name}'",
+                             field="--deployment")
         specs.append((prefill, decode, _touching(sets, (b.backend, b.prefill, b.decode, prefill.llm.name,
                                                         decode.llm.name))))
     smallest = min(p.chips + d.chips for p, d, _ in specs)

@@ -74,6 +74,8 @@ CASES = {
     # read as UTF-8, the columns were garbled: 'unknown trace format: columns [\ufffd\ufffda\x00r\x00...'
     "UTF-16": ("u16.csv", NATIVE.encode("utf-16") + "0,1,1\n".encode("utf-16-le"), ["UTF-16 or UTF-32 text",
                                                                                       "save it as UTF-8"]),
+    "JSON array": ("arr.json", '[{"arrival_s": 0, "input_tokens": 5, "output_tokens": 3},\n'
+                   ' {"arrival_s": 1, "input_tokens": 5, "output_tokens": 3}]\n', ["a JSON array, not JSON Lines"]),
     # the first of the two was used silently
     "column twice": ("twice.csv", "arrival_s,input_tokens,output_tokens,input_tokens\n0,1,1,500\n",
                      ["line 1", "field 'input_tokens'", "column given twice in the header"]),

@@ -62,4 +62,7 @@ def _container(head: bytes, path: Path) -> str:
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
     if not text:
         raise InputError("empty file: no header and no requests", path=str(path))
+    if text.startswith(b"["):   # read as CSV it was an unknown format, or a column given twice, of JSON fragments
+        raise InputError("a JSON array, not JSON Lines: a trace in JSON has one request object per line (.jsonl)",
+                         path=str(path))
     return "jsonl" if text.startswith(b"{") else "csv"

@@ -533,3 +533,51 @@ def test_microbatching_always_keeps_the_overlap_on_every_step():
     assert out.exit_code == 0 and json.loads(out.stdout)["microbatches"] == 2
     split = estimate(dep.replace(split_hbm=True, microbatching="always"))["tpot_ms"]
     assert split > 1.2 * estimate(dep)["tpot_ms"]
+
+
+def _layer_ops(dep, work, layer: int = 3, eplb: str | None = None) -> dict:
+    return {o.name: o for o in step_ops(dep, work, eplb) if o.layer == layer and o.microbatch == 0}
+
+
+def test_tensor_parallel_attention_work_per_rank_by_hand():
+    """Replicated TP, hand-computed per rank and microbatch (8 requests per GPU, 2 microbatches: 4 requests, so a
+    TP8 group's 32 tokens). Llama 3.1 70B (64 query heads, 8 KV heads of 128, hidden 8192): Q, K and V for one KV head
+    and 8 query heads per rank, N = (8 + 2) x 128; o_proj's partial sums all-reduced in BF16 (32 x 8192 x 2 bytes).
+    DeepSeek-R1 at TP2: each rank runs half the heads over the group's requests, so the same attention FLOPs as TP1
+    but every rank reads the whole latent KV of twice the requests."""
+    llama = inline_deployment("h100-ib", "llama-3.1-70b", "decode", 8, tp=8)
+    assert llama.microbatches == 2
+    ops = _layer_ops(llama, decode_work(llama, 8, 2048))
+    assert ops["qkv_proj"].inputs["gemm"] == (32.0, (8 + 2) * 128, 8192, 1)
+    assert ops["qkv_proj"].flops == pytest.approx(2 * 32 * 1280 * 8192)
+    reduces = [o for o in step_ops(llama, decode_work(llama, 8, 2048))
+               if o.layer == 3 and o.microbatch == 0 and o.name == "tp_all_reduce"]
+    assert [o.bytes_sent for o in reduces] == pytest.approx([32 * 8192 * 2] * 2)  # after attention and the FFN
+    one, two = (inline_deployment("h100-ib", "deepseek-r1", "decode", 16, tp=tp) for tp in (1, 2))
+    a1, a2 = (_layer_ops(d, decode_work(d, 8, 2048))["attention"] for d in (one, two))
+    assert a1.flops == pytest.approx(2 * 4 * 128 * (576 + 512) * 2048)    # 4 requests, one query each
+    assert a2.flops == pytest.approx(a1.flops)
+    assert a1.bytes_moved == pytest.approx(4 * 2048 * 576 * 2)
+    assert a2.bytes_moved == pytest.approx(2 * a1.bytes_moved)
+
+
+def test_expert_ranks_carry_the_busiest_load_by_hand():
+    """CloudMatrix384 decode (96 requests per chip = 48 per die, 2 microbatches, one MTP draft: 48 tokens per die
+    per microbatch; EP 320 = 288 routed-expert dies + 32 shared-expert dies). A routed die receives 48 x 8 x 320 / 288
+    token-expert pairs; a shared die every token of 10 dies (480). Perfect EPLB: the shared dies are the busiest and
+    set the expert GEMMs' rows. Default: the routed dies' Poisson routing noise, L + sqrt(2 L ln 320) (balls into
+    bins, Raab & Steger 1998), makes them the busiest. Redundant experts are experts a rank runs (grouped GEMM)."""
+    import math
+    dep = load_deployment("cm384-decode")
+    work = decode_work(dep, 96, 4096)
+    routed = 48 * 8 * 320 / 288
+    perfect = _layer_ops(dep, work, 10, "perfect")
+    assert perfect["experts_gate_up"].inputs["gemm"][0] == pytest.approx(480.0)
+    default = _layer_ops(dep, work, 10, "default")
+    assert default["experts_act"].inputs["rows"] == pytest.approx(routed + math.sqrt(2 * routed * math.log(320)))
+    # H800 prefill (EP32, 256 routed + 32 redundant experts: 9 per GPU; 16,384 tokens per GPU in 2 microbatches):
+    # 8,192 x 8 token-expert pairs per GPU, spread over its 9 experts' grouped GEMM
+    prefill = load_deployment("h800-prefill")
+    ops = _layer_ops(prefill, prefill_work(prefill, 16384, 4096), 10, "perfect")
+    assert ops["experts_act"].inputs["rows"] == pytest.approx(8192 * 8)
+    assert ops["experts_gate_up"].inputs["gemm"] == pytest.approx((8192 * 8 / 9, 2 * 2048, 7168, 9))

@@ -157,3 +157,17 @@ def test_a_bad_speed_baseline_is_named_before_any_benchmark_runs(tmp_path, conte
     if content.startswith(b"\xc1"):
         result = CliRunner().invoke(main, ["gate", "--no-results", "--speed", "--baseline", str(path)])
         assert result.exit_code == 2 and result.output == f"error: {path}: {message}\n", result.output
+
+
+def test_a_probe_that_fails_after_printing_a_note_passes_on_its_error_alone(tmp_path):
+    """bench gate --set printed "error: note: equal-chips: ..." and the real error on a second line: the failing
+    replay probe's notes were taken for its error message."""
+    from harness.errors import InputError
+    from harness.gate.probes import _bench_json
+
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,input_tokens,output_tokens\n0,10,5\n1,20,5\n", encoding="utf-8")
+    with pytest.raises(InputError) as info:
+        _bench_json(["replay", str(trace), "--quiet", "--json", "--out", str(tmp_path / "o"),
+                     "--set", "cloudmatrix384.chip.hbm_bandwidth=1e-300 TB/s"])
+    assert str(info.value).startswith("the run reaches ") and "\n" not in str(info.value), str(info.value)

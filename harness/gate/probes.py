@@ -39,7 +39,8 @@ def _bench_json(args: list[str]) -> object:
 
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     if result.exit_code == 2:  # bad input (e.g. an unknown --set path): pass the command's own message on
-        raise InputError(result.output.strip().removeprefix("error: "))
+        errors = [line for line in result.output.splitlines() if line.startswith("error: ")]   # not its notes
+        raise InputError(errors[-1].removeprefix("error: ") if errors else result.output.strip())
     if result.exit_code != 0:
         raise RuntimeError(f"bench {' '.join(args)} exited {result.exit_code}: {result.output[-2000:]}")
     return json.loads(result.stdout)

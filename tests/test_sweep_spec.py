@@ -129,6 +129,9 @@ BAD = [
 
 @pytest.mark.parametrize("old,new,field,words", [
     ("rate = 20.0", "rate = nan", "trace.rate", "not a finite number"),
+    # a oneOf (one trace or a list) said "... is not valid under any of the given schemas" of the whole [trace]
+    ("limit = 50", "limit = 0", "trace.limit", "0 is less than the minimum of 1"),
+    ("rate = 20.0", "rate = 0", "trace.rate", "less than or equal to the minimum of 0"),
     ("rate = 20.0", "rate = inf", "trace.rate", "not a finite number"),
     ("seed = 3", "seed = -1", "seed", "less than the minimum of 0"),
     ('name = "t"', 'name = "/tmp/elsewhere"', "name", "does not match"),

@@ -259,6 +259,22 @@ def _check_points(grid: dict[str, list[Any]], points: list[dict[str, Any]], wher
                      ["grid", "prefill_per_decode"])
 
 
+def _meant_branch(error: Any) -> Any:
+    """Among a oneOf's failed branches, the first error of the one the value meant: not one whose type the value is
+    not (a table given where a list may be), then the one with the fewest errors. It was "... is not valid under any
+    of the given schemas", naming no field."""
+    branches: dict[Any, list] = {}
+    for e in error.context:
+        branches.setdefault(e.relative_schema_path[0], []).append(e)
+    here = list(error.absolute_path)
+
+    def key(errs: list) -> tuple[bool, int]:
+        return any(e.validator == "type" and list(e.absolute_path) == here for e in errs), len(errs)
+
+    errs = min(branches.values(), key=key)
+    return min(errs, key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and check a sweep file; InputError (file, line, field) on anything wrong. Resolves and hashes traces."""
     path = Path(path)
@@ -268,6 +284,8 @@ def load_sweep(path: str | Path) -> Sweep:
     errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(raw), key=lambda e: list(map(str, e.path)))
     if errors:
         e = errors[0]
+        while e.context:   # oneOf (one trace or a list; a value or a list): the branch the value meant
+            e = _meant_branch(e)
         keys = list(e.absolute_path)
         msg = e.message
         if e.validator == "additionalProperties":

@@ -581,3 +581,27 @@ def test_expert_ranks_carry_the_busiest_load_by_hand():
     ops = _layer_ops(prefill, prefill_work(prefill, 16384, 4096), 10, "perfect")
     assert ops["experts_act"].inputs["rows"] == pytest.approx(8192 * 8)
     assert ops["experts_gate_up"].inputs["gemm"] == pytest.approx((8192 * 8 / 9, 2 * 2048, 7168, 9))
+
+
+def test_kv_capacity_per_chip_by_hand():
+    """What HBM holds for the KV cache: capacity less weights less the deployment's reserve. Under TP a GQA token's
+    KV is split over the group's GPUs (its KV heads), so a chip holds free HBM / KV bytes per token of distinct
+    tokens; MLA's latent is replicated on every rank of a TP group, so a TP2 chip holds half as many."""
+    for llm, tp, chips, share in (("llama-3.1-70b", 8, 8, 1), ("llama-3.1-70b", 1, 8, 1), ("deepseek-r1", 2, 16, 2)):
+        dep = inline_deployment("h100-ib", llm, "decode", chips, tp=tp)
+        plan = memory_plan(dep)
+        assert dep.memory_reserve_bytes > 0
+        assert plan.kv_bytes == pytest.approx(dep.hardware.hbm_bytes - plan.weights_bytes - dep.memory_reserve_bytes)
+        assert max_batch_per_chip(dep, 2048) == int(plan.kv_bytes / dep.kv_bytes_per_token() / share / 2048)
+
+
+def test_a_decode_that_drafts_launches_two_graphs_unless_launches_overlap():
+    """The main model's graph and the MTP module's: each launch costs the spec's graph_launch before the step's ops
+    (CloudMatrix-Infer's optimised MTP overlaps them: launch_overlapped)."""
+    dep = load_deployment("cm384-decode").replace(launch_overlapped=False)
+    assert dep.mtp_draft_tokens == 1
+    for d, graphs in ((dep, 2), (dep.replace(mtp_draft_tokens=0), 1)):
+        launch = [o for o in step_ops(d, decode_work(d, 96, 4096)) if o.name == "graph_launch"]
+        assert [o.duration_s for o in launch] == pytest.approx([graphs * d.hardware.graph_launch_s])
+    assert not any(o.name == "graph_launch" for o in step_ops(load_deployment("cm384-decode"),
+                                                               decode_work(dep, 96, 4096)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -294,3 +295,25 @@ def test_a_servegen_file_that_is_no_archive_is_one_line(tmp_path):
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert result.output.startswith(f"error: {junk}: not a ServeGen folder or readable tarball (")
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_pipe_or_device_is_named_not_read_twice(tmp_path):
+    """A trace is read twice (a sniff of its head, then the parse): a pipe such as /dev/stdin came out as 'empty
+    file' although it held requests, /dev/zero as an unknown format whose one column was 4 KB of NULs."""
+    import os
+
+    fifo = tmp_path / "t.csv"
+    os.mkfifo(fifo)   # opening it for reading would wait for a writer forever
+    for path in (Path("/dev/zero"), fifo):
+        with pytest.raises(InputError) as info:
+            load_trace(path)
+        assert str(info.value) == (f"{path}: not a regular file (a pipe or a device); save the trace to a file and "
+                                   "give its path")
+
+
+def test_an_unknown_format_shows_a_printable_stub_of_each_column(tmp_path):
+    """A file of NULs or binary without newlines printed its whole first line (up to 64 KB) in the message."""
+    path = _write(tmp_path, "b.csv", b"\x00" * 5000 + b",x\n")
+    with pytest.raises(InputError) as info:
+        load_trace(path)
+    assert "columns [" + "?" * 40 + "..., x]" in str(info.value) and len(str(info.value)) < 600

@@ -84,7 +84,9 @@ def detect(src: Source, columns: list[str]) -> str:
     if score(best) == 0:
         candidates = [f for f in FORMATS if src.container in CONTAINERS[f]]
         expected = "; ".join(f"{f}: {', '.join(REQUIRED[f])}" for f in candidates)
-        shown = ", ".join(columns[:8]) or "none"
+        # binary or NUL-filled input gives one "column" of up to 64 KB: show a printable stub of each
+        shown = ", ".join("".join(ch if ch.isprintable() else "?" for ch in c[:40]) + ("..." if len(c) > 40 else "")
+                          for c in columns[:8]) or "none"
         raise InputError(f"unknown trace format: columns [{shown}] match none of ({expected}); "
                          f"pass --format to choose one", path=str(src.path),
                          where="line 1" if src.container != "parquet" else None)

@@ -33,6 +33,9 @@ class Source:
 
 def open_source(path: Path) -> Source:
     """Read enough of `path` to know how to parse it; decompress gzip fully (a broken stream fails here)."""
+    if path.exists() and not path.is_file() and not path.is_dir():   # a pipe (/dev/stdin) or a device: read twice,
+        raise InputError("not a regular file (a pipe or a device); save the trace to a file and give its path",
+                         path=str(path))                       # a pipe came out empty, /dev/zero as one huge column
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096)

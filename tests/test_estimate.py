@@ -251,6 +251,8 @@ def test_weight_loading_paper_scenario():
 def test_a_sequence_beyond_the_context_window_is_flagged(args, length):
     """DeepSeek-R1 reads 163,840 positions; a longer KV or prompt still gets numbers, with a warning."""
     assert est(*args, str(length - 1))["within_context"]     # decode: the draft token makes it exactly the window
+    # a KV of exactly the window leaves no room for the decode's draft token; a prompt of it fits
+    assert est(*args, str(length))["within_context"] == (args[1] != "cm384-decode")
     out = est(*args, str(length + 1))
     assert not out["within_context"] and out["max_context"] == length
     assert "beyond deepseek-r1's context window" in run("estimate", *args, str(length + 1)).output

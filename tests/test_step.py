@@ -586,8 +586,10 @@ def test_expert_ranks_carry_the_busiest_load_by_hand():
 def test_kv_capacity_per_chip_by_hand():
     """What HBM holds for the KV cache: capacity less weights less the deployment's reserve. Under TP a GQA token's
     KV is split over the group's GPUs (its KV heads), so a chip holds free HBM / KV bytes per token of distinct
-    tokens; MLA's latent is replicated on every rank of a TP group, so a TP2 chip holds half as many."""
-    for llm, tp, chips, share in (("llama-3.1-70b", 8, 8, 1), ("llama-3.1-70b", 1, 8, 1), ("deepseek-r1", 2, 16, 2)):
+    tokens; MLA's latent is replicated on every rank of a TP group, so a TP2 chip holds half as many, and so is a
+    GQA KV head once TP exceeds the KV heads."""
+    for llm, tp, chips, share in (("llama-3.1-70b", 8, 8, 1), ("llama-3.1-70b", 1, 8, 1), ("deepseek-r1", 2, 16, 2),
+                                  ("llama-3.1-70b", 16, 16, 2)):  # TP16 over 8 KV heads: each held on two ranks
         dep = inline_deployment("h100-ib", llm, "decode", chips, tp=tp)
         plan = memory_plan(dep)
         assert dep.memory_reserve_bytes > 0
@@ -605,3 +607,40 @@ def test_a_decode_that_drafts_launches_two_graphs_unless_launches_overlap():
         assert [o.duration_s for o in launch] == pytest.approx([graphs * d.hardware.graph_launch_s])
     assert not any(o.name == "graph_launch" for o in step_ops(load_deployment("cm384-decode"),
                                                                decode_work(dep, 96, 4096)))
+
+
+def test_the_busiest_expert_rank_holds_whole_experts():
+    """256 routed experts plus 32 redundant copies over EP128: 2.25 per rank, so some rank holds 3 and its HBM must
+    fit them, as much as with 128 redundant (3 per rank), more than with none (2)."""
+    from harness.step.memory import weights_per_rank_bytes
+    dep = load_deployment("h800-decode-ep128")
+    zero, some, three = (weights_per_rank_bytes(dep.replace(redundant_experts=r)) for r in (0, 32, 128))
+    assert some == three > zero
+
+
+def test_one_prompt_reads_its_whole_prefix_into_one_group():
+    """One prompt on a DP32 prefill instance: its cached prefix lands in one attention group, which reads all of it
+    (MLA: every rank of the group the whole latent), not a 32nd of it."""
+    from harness.cost import host_path, transfer_time_s
+    from harness.step.estimate import prompts_read_s
+    dep = load_deployment("h800-prefill")
+    one = float(prompts_read_s(dep, 4096 / dep.chips, 4096, 8192))
+    assert one == pytest.approx(float(transfer_time_s(8192 * dep.kv_bytes_per_token(),
+                                                      *host_path(dep.hardware, "read", False))))
+
+
+def test_memory_limits_prefill_capacity_by_whole_prompts():
+    """A prefill's KV cache holds whole prompts (cached prefix and new tokens): with no TTFT bound to speak of, the
+    most load is as many prompts of 8,192 tokens as fit, times the 4,096 each computes."""
+    from harness.step.capacity import prefill_capacity
+    dep = load_deployment("h800-prefill")
+    [point] = prefill_capacity(dep, 8192, 4096, [1e9], [1, 2])
+    assert point["limited_by"] == "memory"
+    assert point["tokens_per_chip"] == max_batch_per_chip(dep, 8192) * 4096
+
+
+def test_the_replay_caps_decode_batches_at_what_memory_holds():
+    """cm384-decode is configured for 96 requests per chip; at a 128K KV only 8 fit, and the replay's cap says so."""
+    costs = build_serving_costs("cloudmatrix384", overrides=["cm384-decode.operating_point.kv_len=131072"])
+    assert costs.decode.batch_per_chip == 96
+    assert costs.decode_batch_cap_per_chip == max_batch_per_chip(costs.decode, 131072) < 96

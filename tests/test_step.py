@@ -644,3 +644,13 @@ def test_the_replay_caps_decode_batches_at_what_memory_holds():
     costs = build_serving_costs("cloudmatrix384", overrides=["cm384-decode.operating_point.kv_len=131072"])
     assert costs.decode.batch_per_chip == 96
     assert costs.decode_batch_cap_per_chip == max_batch_per_chip(costs.decode, 131072) < 96
+
+
+def test_head_parallel_weights_are_the_projections_split_over_heads():
+    """Staged TP splits only the head-parallel projections: GQA's Q, K and V (all of attention but o_proj), MLA's
+    q_b and kv_b up-projections (DeepSeek-R1: 1536 x 128 x 192 + 512 x 128 x (128 + 128))."""
+    from harness.llm import load_llm
+    llama, ds = load_llm("llama-3.1-70b"), load_llm("deepseek-r1")
+    assert llama.head_parallel_params() == llama.attention_params() - 64 * 128 * 8192
+    assert llama.head_parallel_params() == 8192 * (64 + 2 * 8) * 128
+    assert ds.head_parallel_params() == 1536 * 128 * 192 + 512 * 128 * 256

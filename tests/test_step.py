@@ -654,3 +654,12 @@ def test_head_parallel_weights_are_the_projections_split_over_heads():
     assert llama.head_parallel_params() == llama.attention_params() - 64 * 128 * 8192
     assert llama.head_parallel_params() == 8192 * (64 + 2 * 8) * 128
     assert ds.head_parallel_params() == 1536 * 128 * 192 + 512 * 128 * 256
+
+
+def test_kv_transfer_pays_the_rdma_latency_and_bytes():
+    """Prefill to decode over the RDMA plane: one latency plus the prompt's KV bytes at its bandwidth."""
+    costs = build_serving_costs("h800-ib")
+    f = costs.decode.hardware.scale_out
+    assert costs.kv_transfer_s(4096) == pytest.approx(f.latency_s + 4096 * costs.kv_bytes_per_token
+                                                      / f.bandwidth_bytes_per_s)
+    assert costs.kv_transfer_s(0) == 0.0

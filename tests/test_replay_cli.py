@@ -222,18 +222,33 @@ def test_a_malformed_source_date_epoch_is_named_before_anything_runs(tmp_path, c
     assert not out.exists()
 
 
-def test_steps_far_longer_than_the_traffic_are_refused_not_grown_into_memory(tmp_path) -> None:
-    """HBM at 10 KB/s (--set) made the time series grow to 19 GB before dying; 1e-300 TB/s died at once in a
-    numpy ValueError traceback. The run now stops at a bounded horizon with one line, and writes nothing."""
+def test_a_run_far_longer_than_its_traffic_coarsens_its_time_series_and_an_endless_one_is_refused(tmp_path) -> None:
+    """A run that drains long after its arrivals (here HBM at 10 KB/s: 14.7 million simulated seconds for two
+    requests that arrive 1 s apart, 1 ms cells) merges time-series cells instead of growing into memory (19 GB before)
+    or refusing the run; steps beyond any hardware (1e-300 TB/s: 1e298 s) are refused in one line, writing nothing."""
+    import polars as pl
+
     from harness.sim.result import MAX_CELLS, Grid
 
     grid = Grid(1e-3)
-    grid.add_interval(0.0, (MAX_CELLS - 1) * 1e-3)   # the last cell it holds
-    with pytest.raises(InputError, match="beyond the 16,777 s its time series can hold"):
-        grid.add_interval(0.0, MAX_CELLS * 1e-3)
+    grid.add_interval(0.0, 3.5 * MAX_CELLS * 1e-3)
+    grid.add_at(0.0005, 7.0)
+    assert grid.cell_s == 4e-3 and grid.values.size <= MAX_CELLS
+    assert grid.values.sum() == pytest.approx(3.5 * MAX_CELLS * 1e-3 + 7.0)
+    assert grid.values[0] == pytest.approx(4e-3 + 7.0)
+    assert grid.coarsened_to(8e-3)[0] == pytest.approx(8e-3 + 7.0)
+
     trace = tmp_path / "t.csv"
     trace.write_text("arrival_s,input_tokens,output_tokens\n0,10,5\n1,20,5\n", encoding="utf-8")
     out = tmp_path / "o"
+    result = run(str(trace), "--backend", "cloudmatrix384", "--quiet", "--out", str(out),
+                 "--set", "cloudmatrix384.chip.hbm_bandwidth=1e-8 TB/s")
+    assert result.exit_code == 0, result.output
+    series = pl.read_parquet(out / "cloudmatrix384" / "timeseries.parquet")
+    width = series["t_s"][1] - series["t_s"][0]
+    assert width > 3600 and (series["output_tokens_per_s"] * width).sum() == pytest.approx(10)
+
+    out = tmp_path / "o2"
     result = run(str(trace), "--backend", "cloudmatrix384", "--quiet", "--out", str(out),
                  "--set", "cloudmatrix384.chip.hbm_bandwidth=1e-300 TB/s")
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output

@@ -24,12 +24,14 @@ def _sum_at(times: np.ndarray, weights: np.ndarray, t: np.ndarray) -> np.ndarray
     return w[np.searchsorted(s, t, side="right")]
 
 
-def _rebin(grid: Grid, cells_per_bucket: int, buckets: int) -> np.ndarray:
-    """Whole fine-grid cells summed into each bucket (a bucket is a whole number of cells, so nothing straddles)."""
+def _rebin(grid: Grid, cell_s: float, cells_per_bucket: int, buckets: int) -> np.ndarray:
+    """Whole grid cells (coarsened to cell_s) summed into each bucket (a bucket is a whole number of cells, so
+    nothing straddles)."""
+    cells = grid.coarsened_to(cell_s)
     values = np.zeros(buckets * cells_per_bucket)
-    k = min(values.size, grid.values.size)
-    values[:k] = grid.values[:k]
-    values[-1] += grid.values[k:].sum()      # the instant the run ends may open one more cell
+    k = min(values.size, cells.size)
+    values[:k] = cells[:k]
+    values[-1] += cells[k:].sum()      # the instant the run ends may open one more cell
     return values.reshape(buckets, cells_per_bucket).sum(axis=1)
 
 
@@ -38,11 +40,14 @@ def timeseries(result: SimResult, workload: Workload, buckets: int = BUCKETS) ->
     arrival = req.get_column("arrival_s").to_numpy().astype(np.float64)
     inp = req.get_column("input_tokens").to_numpy().astype(np.float64)
     out = req.get_column("output_tokens").to_numpy()
-    # Buckets from t=0 (the simulator's grids start there), each a whole number of the simulator's grid cells.
-    cells = max(int(np.ceil(result.end_s / result.cell_s)), 1)
+    # Buckets from t=0 (the simulator's grids start there), each a whole number of the simulator's grid cells (of
+    # the coarsest grid: a long run merges cells).
+    grids = (result.output_tokens_grid, result.prefill_busy_grid, result.decode_busy_grid)
+    cell_s = max(g.cell_s for g in grids)
+    cells = max(int(np.ceil(result.end_s / cell_s)), 1)
     per = -(-cells // buckets)
     buckets = -(-cells // per)
-    width = per * result.cell_s
+    width = per * cell_s
     edges = np.arange(buckets + 1) * width
     mid = (edges[:-1] + edges[1:]) / 2
     admitted = result.status != REJECTED    # queued for prefill counts the wait for decode KV too
@@ -69,12 +74,12 @@ def timeseries(result: SimResult, workload: Workload, buckets: int = BUCKETS) ->
     return pl.DataFrame({
         "t_s": edges[:-1],
         "input_tokens_per_s": hist(result.prefill_end_s, inp) / width,
-        "output_tokens_per_s": _rebin(result.output_tokens_grid, per, buckets) / width,
+        "output_tokens_per_s": _rebin(result.output_tokens_grid, cell_s, per, buckets) / width,
         "prefill_queue": prefill_queue.astype(np.int64),
         "decode_queue": decode_queue.astype(np.int64),
         "running_batch": running.astype(np.int64),
         "kv_used_frac": kv_used / kv_capacity if kv_capacity else np.zeros(buckets),
         "cache_hit_ratio": pl.Series(hit, nan_to_null=True),
-        "prefill_util": _rebin(result.prefill_busy_grid, per, buckets) / (result.prefill_instances * width),
-        "decode_util": _rebin(result.decode_busy_grid, per, buckets) / (result.decode_instances * width),
+        "prefill_util": _rebin(result.prefill_busy_grid, cell_s, per, buckets) / (result.prefill_instances * width),
+        "decode_util": _rebin(result.decode_busy_grid, cell_s, per, buckets) / (result.decode_instances * width),
     })

@@ -25,39 +25,56 @@ EMPTY, TOO_LONG, PREFILL_KV, DECODE_KV = range(1, len(REASONS))
 STEP_COLUMNS = ("kind", "instance", "start_s", "end_s", "kv_tokens", "batch", "mean_kv_len")
 
 
-# The most cells a Grid holds (128 MiB each): with 1 ms cells (a trace spanning up to a second) 4.6 hours of
-# simulated time, 16,777 times the trace's span for longer traces. A run past it has steps far longer than its
-# traffic (a spec value or --set far off), and growing on would exhaust memory (19 GB for 10 KB/s of HBM).
-MAX_CELLS = 2**24
+# A Grid holds at most this many cells (8 MiB); past it, neighbouring cells merge in pairs and the cell doubles, so
+# a run that drains long after a short burst of arrivals keeps a bounded time series at a coarser grain.
+MAX_CELLS = 2**20
+# Simulated time stops here: 100x the longest trace span accepted (traces/README.md), where float seconds still
+# resolve 20 us. A run past it has steps far longer than any hardware takes (a spec value or --set far off).
+MAX_TIME_S = 1e11
 
 
 class Grid:
-    """Accumulates a quantity over fixed time cells; grows as simulated time advances."""
+    """Accumulates a quantity over fixed time cells; grows as simulated time advances, coarsening past MAX_CELLS."""
 
     def __init__(self, cell_s: float) -> None:
         self.cell_s = cell_s
         self.values = np.zeros(1024)
 
-    def _grow(self, cell: int) -> None:
+    def _cell(self, t_s: float) -> int:
+        """The cell holding time t_s, made room for: coarsen while it lies beyond MAX_CELLS cells, then grow."""
+        if t_s <= MAX_TIME_S:
+            cell = int(t_s / self.cell_s)
+            if cell < self.values.size:
+                return cell
+        else:
+            raise InputError(f"the run reaches {t_s:,.3g} s of simulated time, beyond the {MAX_TIME_S:,.0e} s a run "
+                             "may last: its steps take far longer than any hardware would; check the spec values "
+                             "and --set overrides")
+        while int(t_s / self.cell_s) >= MAX_CELLS:
+            v = self.values if self.values.size % 2 == 0 else np.append(self.values, 0.0)
+            self.values = v.reshape(-1, 2).sum(axis=1)
+            self.cell_s *= 2
+        cell = int(t_s / self.cell_s)
         if cell >= self.values.size:
-            if cell >= MAX_CELLS:
-                raise InputError(f"the run reaches {cell * self.cell_s:,.3g} s of simulated time, beyond the "
-                                 f"{MAX_CELLS * self.cell_s:,.0f} s its time series can hold ({MAX_CELLS:,} cells of "
-                                 f"{self.cell_s:g} s): its steps take far longer than its traffic spans; check the "
-                                 "spec values and --set overrides")
             grown = np.zeros(min(max(cell + 1, 2 * self.values.size), MAX_CELLS))
             grown[: self.values.size] = self.values
             self.values = grown
+        return cell
+
+    def coarsened_to(self, cell_s: float) -> np.ndarray:
+        """The values over cells of cell_s, a power-of-two multiple of this grid's cell (another grid's, coarser)."""
+        k = round(cell_s / self.cell_s)
+        v = np.append(self.values, np.zeros(-self.values.size % k))
+        return v.reshape(-1, k).sum(axis=1)
 
     def add_at(self, t_s: float, amount: float) -> None:
-        cell = int(t_s / self.cell_s)
-        self._grow(cell)
+        cell = self._cell(t_s)       # first: it may replace self.values
         self.values[cell] += amount
 
     def add_interval(self, start_s: float, end_s: float, weight: float = 1.0) -> None:
         """Spread weight * (time overlapped) over the cells [start, end) covers."""
-        c0, c1 = int(start_s / self.cell_s), int(end_s / self.cell_s)
-        self._grow(c1)
+        c1 = self._cell(end_s)
+        c0 = int(start_s / self.cell_s)
         if c0 == c1:
             self.values[c0] += weight * (end_s - start_s)
             return
@@ -68,13 +85,13 @@ class Grid:
     def add_intervals(self, start_s: float, ends_s: list[float]) -> None:
         """add_interval over back-to-back intervals, start_s to ends_s[0], then to ends_s[1], ...: the same additions
         in the same order, the cell found once when all fall in one (a decode plan's steps mostly do)."""
+        last = self._cell(ends_s[-1])
         c = int(start_s / self.cell_s)
-        if int(ends_s[-1] / self.cell_s) != c:
+        if last != c:
             for end in ends_s:
                 self.add_interval(start_s, end)
                 start_s = end
             return
-        self._grow(c)
         v = float(self.values[c])
         for end in ends_s:
             v += end - start_s
@@ -84,12 +101,11 @@ class Grid:
     def add_counts(self, times_s: list[float], counts: list[int]) -> None:
         """add_at for each count at nondecreasing times, on a grid of whole counts: their sums are exact in any
         order, so counts falling in one cell are added at once."""
-        c = int(times_s[-1] / self.cell_s)
+        c = self._cell(times_s[-1])
         if int(times_s[0] / self.cell_s) != c:
             for t, x in zip(times_s, counts):
                 self.add_at(t, x)
             return
-        self._grow(c)
         self.values[c] += sum(counts)
 
 
@@ -100,7 +116,7 @@ class SimResult:
     prefill_instances: int
     decode_instances: int
     block_size: int
-    cell_s: float
+    cell_s: float                      # the grids' first cell; a long run coarsens them (Grid.cell_s)
     # per request (input order)
     status: np.ndarray = field(init=False)
     reason: np.ndarray = field(init=False)

@@ -69,8 +69,8 @@ def validation_model(res: ValidationResults) -> dict[str, Any]:
     worst = _worst(res.rows)
     tolerance = any(isinstance(r.get("tolerance_pct"), int | float) and not isinstance(r.get("tolerance_pct"), bool)
                     and isinstance(r.get("ok"), bool) for r in res.rows)
-    return {"rows": res.rows, "extra_columns": extra, "tolerance_column": tolerance, "summary": fit_summary([r.get("error_pct") for r in res.rows]),
-            "tables": by_table(res.rows),
+    return {"rows": res.rows, "extra_columns": extra, "tolerance_column": tolerance,
+            "summary": fit_summary([r.get("error_pct") for r in res.rows]), "tables": by_table(res.rows),
             "worst_id": worst["id"] if worst else None}
 
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from harness.errors import InputError
 from harness.sim.config import Capacities
+from harness.trace.shape import MAX_SPAN_S
 
 PENDING, COMPLETED, REJECTED = 0, 1, 2
 
@@ -30,7 +31,7 @@ STEP_COLUMNS = ("kind", "instance", "start_s", "end_s", "kv_tokens", "batch", "m
 MAX_CELLS = 2**20
 # Simulated time stops here: 100x the longest trace span accepted (traces/README.md), where float seconds still
 # resolve 20 us. A run past it has steps far longer than any hardware takes (a spec value or --set far off).
-MAX_TIME_S = 1e11
+MAX_TIME_S = 100 * MAX_SPAN_S
 
 
 class Grid:
